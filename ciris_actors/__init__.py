@@ -1,0 +1,89 @@
+"""ciris_actors: trio-native supervision, circuit breaking and priority routing for
+service providers.
+
+Ask for "the best available LLM with structured output" and get one while providers
+fail, hang, crash and recover. See ``docs/`` for the architecture and every rule.
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    Attempt as Attempt,
+    CircuitBreakerError as CircuitBreakerError,
+    DuplicateProviderError as DuplicateProviderError,
+    NoServiceAvailable as NoServiceAvailable,
+    RegistryError as RegistryError,
+    Skip as Skip,
+    UnknownProviderError as UnknownProviderError,
+)
+from ._types import (
+    CircuitState as CircuitState,
+    HealthCheckProtocol as HealthCheckProtocol,
+    Priority as Priority,
+    SelectionStrategy as SelectionStrategy,
+)
+from .breaker import CircuitBreaker as CircuitBreaker, CircuitBreakerConfig as CircuitBreakerConfig
+from .events import (
+    ActorCrashed as ActorCrashed,
+    ActorFailed as ActorFailed,
+    ActorRestarted as ActorRestarted,
+    BreakerTransition as BreakerTransition,
+    EventsDropped as EventsDropped,
+    EventSubscription as EventSubscription,
+    HealthChanged as HealthChanged,
+    ProviderRegistered as ProviderRegistered,
+    ProviderUnregistered as ProviderUnregistered,
+    RegistryEvent as RegistryEvent,
+    ResolveMiss as ResolveMiss,
+)
+from .registry import (
+    Registry as Registry,
+    SelectionExplanation as SelectionExplanation,
+    open_registry as open_registry,
+)
+from .restart import RestartPolicy as RestartPolicy
+from .selection import Candidate as Candidate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActorCrashed",
+    "ActorFailed",
+    "ActorRestarted",
+    "Attempt",
+    "BreakerTransition",
+    "Candidate",
+    "CircuitBreaker",
+    "CircuitBreakerConfig",
+    "CircuitBreakerError",
+    "CircuitState",
+    "DuplicateProviderError",
+    "EventSubscription",
+    "EventsDropped",
+    "HealthChanged",
+    "HealthCheckProtocol",
+    "NoServiceAvailable",
+    "Priority",
+    "ProviderRegistered",
+    "ProviderUnregistered",
+    "Registry",
+    "RegistryError",
+    "RegistryEvent",
+    "ResolveMiss",
+    "RestartPolicy",
+    "SelectionExplanation",
+    "SelectionStrategy",
+    "Skip",
+    "UnknownProviderError",
+    "open_registry",
+]
+
+# Reprs and docs say ciris_actors.X, not the private module the name lives in.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("ciris_actors."):
+        try:
+            _obj.__module__ = "ciris_actors"
+        except (AttributeError, TypeError):  # pragma: no cover - read-only on some objects
+            pass
+del _name, _obj

@@ -1,0 +1,154 @@
+"""The provider actor: runs one provider's lifecycle and restarts it when it crashes.
+
+Lifecycle, all optional and duck-typed: the instance's async context manager, or
+``start()`` then ``run()`` then ``aclose()``. A crash in ``start``/``run`` is judged by the
+restart policy; ``aclose`` (or ``__aexit__``) runs after every incarnation, shielded, under
+the registry's ``close_timeout``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .._errors import RegistryError
+from ..events import ActorCrashed, ActorFailed, ActorRestarted
+from ..selection import ActorStatus
+from .breaker_actor import breaker_actor
+from .messages import BreakerMessage
+
+if TYPE_CHECKING:
+    from .supervisor import ProviderRecord, RegistrySupervisor
+
+__all__ = ["has_lifecycle", "lifecycle_method", "provider_actor"]
+
+
+def lifecycle_method(instance: object, name: str) -> Callable[[], Awaitable[Any]] | None:
+    """Return ``instance.<name>`` if it is a coroutine function, else ``None``.
+
+    Only coroutine functions count, so an unrelated synchronous ``start`` (a thread's, a
+    mock's) is never mistaken for a lifecycle hook.
+    """
+    method = getattr(instance, name, None)
+    if method is not None and inspect.iscoroutinefunction(method):
+        return method  # type: ignore[no-any-return]
+    return None
+
+
+def is_async_context_manager(instance: object) -> bool:
+    """Whether *instance*'s class defines ``__aenter__`` and ``__aexit__``."""
+    cls = type(instance)
+    return hasattr(cls, "__aenter__") and hasattr(cls, "__aexit__")
+
+
+def has_lifecycle(instance: object) -> bool:
+    """Whether *instance* must be started before it is routable."""
+    return is_async_context_manager(instance) or lifecycle_method(instance, "start") is not None
+
+
+async def provider_actor(sup: RegistrySupervisor, record: ProviderRecord) -> None:
+    """Supervise *record* until it is unregistered, FAILED, or the registry closes."""
+    try:
+        with record.scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    breaker_actor, sup, record, name=f"ciris_actors.breaker:{record.name}"
+                )
+                await _supervise(sup, record)
+                nursery.cancel_scope.cancel()
+    finally:
+        if record.status is not ActorStatus.FAILED:
+            sup.set_status(record, ActorStatus.STOPPED)
+        record.mailbox.close()
+        record.done.set()
+
+
+async def _supervise(sup: RegistrySupervisor, record: ProviderRecord) -> None:
+    while True:
+        try:
+            await _incarnation(sup, record)
+        except Exception as exc:
+            now = trio.current_time()
+            record.last_error = f"{type(exc).__name__}: {exc}"
+            sup.publish(ActorCrashed(name=record.name, time=now, error=record.last_error))
+            delay = record.restart.on_crash(now, sup.rng)
+            if delay is None:
+                sup.set_status(record, ActorStatus.FAILED)
+                sup.publish(
+                    ActorFailed(
+                        name=record.name,
+                        time=now,
+                        restarts=record.restart.restarts,
+                        error=record.last_error,
+                    )
+                )
+                if sup.restart_policy.escalate and sup.is_current(record):
+                    error = RegistryError(
+                        f"provider {record.name!r} exceeded its restart intensity"
+                        f" ({sup.restart_policy.max_restarts} restarts within"
+                        f" {sup.restart_policy.within:g}s); last error: {record.last_error}"
+                    )
+                    error.__cause__ = exc
+                    sup.escalate(error)
+                return
+            sup.set_status(record, ActorStatus.RESTARTING)
+            await trio.sleep(delay)
+            sup.publish(
+                ActorRestarted(
+                    name=record.name,
+                    time=trio.current_time(),
+                    restarts=record.restart.restarts,
+                    delay=delay,
+                )
+            )
+            sup.set_status(record, ActorStatus.STARTING)
+
+
+async def _incarnation(sup: RegistrySupervisor, record: ProviderRecord) -> None:
+    """Run one life of the provider; returns only by raising (crash or cancellation)."""
+    instance = record.instance
+    if is_async_context_manager(instance):
+        await instance.__aenter__()
+        try:
+            await _serve(sup, record)
+        except BaseException as exc:
+            with _closing(sup):
+                try:
+                    await instance.__aexit__(type(exc), exc, exc.__traceback__)
+                except Exception as close_error:
+                    record.last_error = f"__aexit__ raised {type(close_error).__name__}: {close_error}"
+            raise
+        return  # pragma: no cover - _serve never returns normally
+    start = lifecycle_method(instance, "start")
+    aclose = lifecycle_method(instance, "aclose")
+    try:
+        if start is not None:
+            await start()
+        await _serve(sup, record)
+    finally:
+        if aclose is not None:
+            with _closing(sup):
+                try:
+                    await aclose()
+                except Exception as close_error:
+                    record.last_error = f"aclose raised {type(close_error).__name__}: {close_error}"
+
+
+def _closing(sup: RegistrySupervisor) -> trio.CancelScope:
+    """A shielded scope that still ends after ``close_timeout``."""
+    return trio.CancelScope(shield=True, deadline=trio.current_time() + sup.close_timeout)
+
+
+async def _serve(sup: RegistrySupervisor, record: ProviderRecord) -> None:
+    sup.set_status(record, ActorStatus.RUNNING)
+    if record.has_health_check:
+        record.tell(BreakerMessage.CHECK_NOW)
+    run = lifecycle_method(record.instance, "run")
+    if run is not None:
+        await run()
+    # A run() that returns has finished its background work; the provider stays routable
+    # until it is unregistered or the registry closes.
+    await trio.sleep_forever()

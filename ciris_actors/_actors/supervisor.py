@@ -1,0 +1,300 @@
+"""The registry supervisor: owns the routing table, the event bus, the restart policy and
+the nursery every provider actor runs in.
+
+Every method here that changes routing is synchronous, so it takes effect before it
+returns and is atomic with respect to resolves (nothing else runs between two awaits in
+trio). The actors are told afterwards, through their mailboxes.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+import trio
+
+from .._errors import RegistryError, UnknownProviderError
+from .._types import CircuitState
+from ..breaker import CircuitBreaker
+from ..events import (
+    BreakerTransition,
+    EventBus,
+    HealthChanged,
+    ProviderRegistered,
+    ProviderUnregistered,
+    RegistryEvent,
+)
+from ..restart import RestartPolicy, RestartTracker
+from ..selection import ActorStatus, Cursor, Member, Plan, build_plan
+from .messages import BreakerMessage
+from .provider_actor import provider_actor
+
+__all__ = ["ProviderRecord", "RegistrySupervisor"]
+
+GLOBAL = "*"
+_MAILBOX_SIZE = 8
+
+
+@attrs.define(slots=True, eq=False, kw_only=True)
+class ProviderRecord(Member):
+    """A registered provider: what routing reads (:class:`Member`) plus what the
+    supervisor and the provider's actors own."""
+
+    handler: str
+    service_type: str
+    metadata: dict[str, Any]
+    mock: bool
+    restart: RestartTracker
+    #: Cancelling it stops the provider's actors (unregister, registry exit).
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    #: Set when the provider actor has finished, its provider closed.
+    done: trio.Event = attrs.field(factory=trio.Event)
+    mailbox: trio.MemorySendChannel[BreakerMessage]
+    inbox: trio.MemoryReceiveChannel[BreakerMessage]
+    #: Probe permits handed out by ``get_service``: (deadline, breaker generation).
+    permits: collections.deque[tuple[float, int]] = attrs.field(factory=collections.deque)
+    last_error: str | None = None
+    health_reason: str = "not checked yet"
+
+    @property
+    def scope_name(self) -> str:
+        """The routing scope: the handler, or ``"*"`` for a global provider."""
+        return self.handler
+
+    def tell(self, message: BreakerMessage) -> None:
+        """Post *message* to the breaker actor without waiting (see ``messages``)."""
+        try:
+            self.mailbox.send_nowait(message)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+class RegistrySupervisor:
+    """Owner of routing state, events and the provider actors' nursery."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        *,
+        restart_policy: RestartPolicy,
+        health_check_interval: float | None,
+        close_timeout: float,
+        rng: random.Random,
+    ) -> None:
+        self.nursery = nursery
+        self.restart_policy = restart_policy
+        self.health_check_interval = health_check_interval
+        self.close_timeout = close_timeout
+        self.rng = rng
+        self.bus = EventBus()
+        self.providers: dict[str, ProviderRecord] = {}
+        #: (scope, service type) -> plan; read directly by the resolve hot path.
+        self.plans: dict[tuple[str, str], Plan] = {}
+        self.mock_plans: dict[tuple[str, str], Plan] = {}
+        self._cursors: dict[tuple[str, str, bool], dict[int, Cursor]] = {}
+        self._seq = itertools.count()
+        self._changed = trio.Event()
+        #: Set when a provider exceeded its intensity under ``escalate=True``.
+        self.escalation: RegistryError | None = None
+
+    # -- routing table --------------------------------------------------------------------
+
+    def next_seq(self) -> int:
+        """Registration order of the next provider."""
+        return next(self._seq)
+
+    def add(self, record: ProviderRecord) -> None:
+        """Insert *record*, rebuild its plan, publish, and start its actor."""
+        self.providers[record.name] = record
+        self._rebuild(record.scope_name, record.service_type, record.mock)
+        self.publish(
+            ProviderRegistered(
+                name=record.name,
+                time=trio.current_time(),
+                handler=record.handler,
+                service_type=record.service_type,
+            )
+        )
+        self.signal_change()
+        self.nursery.start_soon(
+            provider_actor, self, record, name=f"ciris_actors.provider:{record.name}"
+        )
+
+    def remove(self, name: str) -> ProviderRecord:
+        """Take *name* out of routing at once and stop its actors in the background."""
+        record = self.get(name)
+        del self.providers[name]
+        self._rebuild(record.scope_name, record.service_type, record.mock)
+        record.routable = False
+        record.tell(BreakerMessage.STOP)
+        record.scope.cancel()
+        self.publish(
+            ProviderUnregistered(
+                name=name,
+                time=trio.current_time(),
+                handler=record.handler,
+                service_type=record.service_type,
+            )
+        )
+        self.signal_change()
+        return record
+
+    def get(self, name: str) -> ProviderRecord:
+        """Return the record named *name*.
+
+        Raises:
+          UnknownProviderError: no provider has that name.
+        """
+        try:
+            return self.providers[name]
+        except (KeyError, TypeError):
+            raise UnknownProviderError(f"no provider named {name!r} is registered") from None
+
+    def rebuild_for(self, record: ProviderRecord) -> None:
+        """Rebuild the plan *record* belongs to (after a priority change)."""
+        self._rebuild(record.scope_name, record.service_type, record.mock)
+
+    def _rebuild(self, scope: str, service_type: str, mock: bool) -> None:
+        key = (scope, service_type)
+        members = [
+            p
+            for p in self.providers.values()
+            if p.scope_name == scope and p.service_type == service_type and p.mock == mock
+        ]
+        plans = self.mock_plans if mock else self.plans
+        if not members:
+            plans.pop(key, None)
+            return
+        cursors = self._cursors.setdefault((scope, service_type, mock), {})
+        plans[key] = build_plan(members, cursors)
+
+    def records(self) -> Iterator[ProviderRecord]:
+        """Every provider, in registration order."""
+        return iter(list(self.providers.values()))
+
+    # -- state changes the actors and the registry report ----------------------------------
+
+    def is_current(self, record: ProviderRecord) -> bool:
+        """Whether *record* is still registered (its name may since have been reused)."""
+        return self.providers.get(record.name) is record
+
+    def publish(self, event: RegistryEvent) -> None:
+        """Deliver *event* to every subscriber (never blocks)."""
+        self.bus.publish(event)
+
+    def signal_change(self) -> None:
+        """Wake everyone waiting for routability to change (``wait_ready``)."""
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_change(self) -> None:
+        """Wait until the next :meth:`signal_change`."""
+        await self._changed.wait()
+
+    def set_status(self, record: ProviderRecord, status: ActorStatus) -> None:
+        """Record the actor's lifecycle status and what it means for routing."""
+        record.status = status
+        if status is ActorStatus.STARTING or status is ActorStatus.RESTARTING:
+            # A (re)started provider must pass a fresh first health check.
+            record.healthy = None
+            record.health_reason = "not checked yet"
+        if record.refresh() and self.is_current(record):
+            self.signal_change()
+
+    def set_health(self, record: ProviderRecord, healthy: bool, reason: str) -> None:
+        """Record a health-check result, publishing a change."""
+        old = record.healthy
+        record.healthy = healthy
+        record.health_reason = reason
+        if not self.is_current(record):
+            return
+        if old != healthy:
+            self.publish(
+                HealthChanged(
+                    name=record.name, time=trio.current_time(), healthy=healthy, reason=reason
+                )
+            )
+        if record.refresh():
+            self.signal_change()
+
+    def on_breaker_transition(
+        self,
+        breaker: CircuitBreaker,
+        old: CircuitState,
+        new: CircuitState,
+        reason: str,
+        now: float,
+    ) -> None:
+        """Publish a breaker's transition (the breaker's ``on_transition`` callback)."""
+        record = self.providers.get(breaker.name)
+        if record is not None and record.breaker is breaker:
+            self.publish(BreakerTransition(name=breaker.name, time=now, old=old, new=new, reason=reason))
+
+    def take_permit(self, record: ProviderRecord) -> None:
+        """Remember a probe permit handed out by ``get_service``, to expire it on time."""
+        breaker = record.breaker
+        deadline = trio.current_time() + breaker.config.timeout_duration
+        record.permits.append((deadline, breaker.generation))
+        record.tell(BreakerMessage.PERMIT_TAKEN)
+
+    def return_permit(self, record: ProviderRecord) -> int | None:
+        """Pop the oldest outstanding ``get_service`` permit; return its generation."""
+        if record.permits:
+            return record.permits.popleft()[1]
+        return None
+
+    # -- health checks -----------------------------------------------------------------
+
+    async def check_health(self, record: ProviderRecord) -> bool:
+        """Run *record*'s ``is_healthy`` under its ``timeout_duration`` and record it."""
+        timeout = record.breaker.config.timeout_duration
+        healthy = False
+        reason = f"health check timed out after {timeout:g}s"
+        with trio.move_on_after(timeout):
+            try:
+                healthy = bool(await record.instance.is_healthy())
+            except Exception as exc:
+                reason = f"health check raised {type(exc).__name__}: {exc}"
+            else:
+                reason = "health check passed" if healthy else "health check returned False"
+        self.set_health(record, healthy, reason)
+        return healthy
+
+    def escalate(self, error: RegistryError) -> None:
+        """Make the registry raise *error*: cancel everything; ``open_registry`` raises it."""
+        if self.escalation is None:
+            self.escalation = error
+        self.nursery.cancel_scope.cancel()
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    async def stop_all(self) -> None:
+        """Stop every provider in reverse registration order, each under its deadline.
+
+        Runs shielded: leaving the registry must close providers even when the block is
+        being cancelled. Each provider's ``aclose`` has its own deadline
+        (``close_timeout``) inside its actor, so this cannot hang on a provider that
+        ignores it.
+        """
+        with trio.CancelScope(shield=True):
+            for record in reversed(list(self.providers.values())):
+                record.routable = False
+                record.tell(BreakerMessage.STOP)
+                record.scope.cancel()
+                await record.done.wait()
+            self.providers.clear()
+            self.plans.clear()
+            self.mock_plans.clear()
+            self.bus.close()
+
+    def make_tracker(self) -> RestartTracker:
+        """A fresh restart history under the registry's policy."""
+        return RestartTracker(self.restart_policy)
+
+    def now(self) -> Callable[[], float]:
+        """The clock resolves use (trio's, so MockClock works)."""
+        return trio.current_time

@@ -1,0 +1,112 @@
+"""The exceptions of the public contract.
+
+Pure: imports neither trio nor the actors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from ._types import CircuitState
+
+__all__ = [
+    "Attempt",
+    "CircuitBreakerError",
+    "DuplicateProviderError",
+    "NoServiceAvailable",
+    "RegistryError",
+    "Skip",
+    "UnknownProviderError",
+]
+
+
+class RegistryError(Exception):
+    """Base class of every error the registry raises on purpose."""
+
+
+class CircuitBreakerError(RegistryError):
+    """A circuit breaker refused a call.
+
+    Attributes:
+      name: the breaker's name.
+      state: its state when it refused.
+      next_attempt_time: when it will next admit a call (``None`` if it would admit now
+        but its half-open probe quota is used up).
+    """
+
+    def __init__(self, name: str, state: CircuitState, next_attempt_time: float | None) -> None:
+        self.name = name
+        self.state = state
+        self.next_attempt_time = next_attempt_time
+        when = (
+            f"; next admission at t={next_attempt_time:.3f}"
+            if next_attempt_time is not None
+            else "; half-open probe quota in use"
+        )
+        super().__init__(f"circuit breaker {name!r} is {state.value}, service unavailable{when}")
+
+
+class DuplicateProviderError(RegistryError, ValueError):
+    """A provider was registered under a name that is already taken."""
+
+
+class UnknownProviderError(RegistryError, LookupError):
+    """A method was given a provider name that is not registered."""
+
+
+@attrs.frozen
+class Skip:
+    """Why one candidate was not chosen (in :class:`NoServiceAvailable` and ``explain``)."""
+
+    name: str
+    reason: str
+
+
+@attrs.frozen
+class Attempt:
+    """One provider that :meth:`Registry.call` tried, and the error it raised."""
+
+    name: str
+    error: BaseException
+
+
+class NoServiceAvailable(RegistryError):
+    """No provider could serve the request.
+
+    Attributes:
+      handler: the handler that asked.
+      service_type: the service type asked for.
+      required_capabilities: the capabilities asked for.
+      skipped: every candidate not chosen, in selection order, with the reason.
+      attempts: for :meth:`Registry.call`, every provider tried and its error.
+    """
+
+    def __init__(
+        self,
+        handler: str,
+        service_type: str,
+        required_capabilities: frozenset[str] = frozenset(),
+        skipped: Sequence[Skip] = (),
+        attempts: Sequence[Attempt] = (),
+    ) -> None:
+        self.handler = handler
+        self.service_type = service_type
+        self.required_capabilities = required_capabilities
+        self.skipped = tuple(skipped)
+        self.attempts = tuple(attempts)
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        caps = (
+            f" with capabilities {sorted(self.required_capabilities)}"
+            if self.required_capabilities
+            else ""
+        )
+        head = f"no {self.service_type!r} service available for handler {self.handler!r}{caps}"
+        parts = [f"{a.name}: failed ({type(a.error).__name__}: {a.error})" for a in self.attempts]
+        parts += [f"{s.name}: {s.reason}" for s in self.skipped]
+        if not parts:
+            return head + " (no provider is registered for it)"
+        return head + "; candidates: " + "; ".join(parts)

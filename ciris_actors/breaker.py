@@ -1,0 +1,408 @@
+"""A pure circuit breaker: a state machine whose clock is an argument.
+
+It owns no timers and does no I/O, so it is usable on its own, from trio, asyncio or
+threads, and is what the property-based tests drive directly. In the registry, the
+breaker actor owns its timers and every mutation happens between two awaits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ._errors import CircuitBreakerError
+from ._types import CircuitState
+
+__all__ = ["CircuitBreaker", "CircuitBreakerConfig", "TransitionCallback"]
+
+_CLOSED = CircuitState.CLOSED
+_OPEN = CircuitState.OPEN
+_HALF_OPEN = CircuitState.HALF_OPEN
+
+#: ``callback(breaker, old, new, reason, now)``, called after every state change.
+TransitionCallback = Callable[["CircuitBreaker", CircuitState, CircuitState, str, float], None]
+
+
+def _finite_number(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{attribute.name}: expected a number, got {type(value).__name__}")
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{attribute.name}: must be finite, got {value!r}")
+
+
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    _finite_number(instance, attribute, value)
+    if value <= 0:
+        raise ValueError(f"{attribute.name}: must be > 0, got {value!r}")
+
+
+def _count(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{attribute.name}: expected an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{attribute.name}: must be >= 1, got {value}")
+
+
+def _backoff(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    _finite_number(instance, attribute, value)
+    if value < 1.0:
+        raise ValueError(f"{attribute.name}: must be >= 1.0, got {value!r}")
+
+
+def _max_recovery(
+    instance: CircuitBreakerConfig, attribute: attrs.Attribute[Any], value: float | None
+) -> None:
+    if value is None:
+        return
+    _positive(instance, attribute, value)
+    if value < instance.recovery_timeout:
+        raise ValueError(
+            f"{attribute.name}: must be >= recovery_timeout ({instance.recovery_timeout}),"
+            f" got {value!r}"
+        )
+
+
+@attrs.frozen
+class CircuitBreakerConfig:
+    """How a circuit breaker counts and how long it stays open.
+
+    Attributes:
+      failure_threshold: consecutive failures in CLOSED that open the breaker.
+      recovery_timeout: seconds OPEN lasts after the failure that opened it.
+      success_threshold: successes in HALF_OPEN that close it.
+      timeout_duration: deadline, in seconds, for a leased call, a health check and an
+        outstanding half-open probe permit.
+      half_open_max_calls: probe permits HALF_OPEN hands out at once (default:
+        ``success_threshold``).
+      recovery_backoff: multiplier applied to the open duration each time the breaker
+        re-opens from HALF_OPEN without having closed (1.0: no back-off).
+      max_recovery_timeout: cap on the backed-off open duration (``None``: no cap).
+
+    Raises:
+      ValueError: a threshold below 1, a duration that is not > 0, NaN or infinite, a
+        back-off below 1.0, or a cap below ``recovery_timeout``; the message names the field.
+      TypeError: a value of the wrong type.
+    """
+
+    failure_threshold: int = attrs.field(default=5, validator=_count)
+    recovery_timeout: float = attrs.field(default=60.0, validator=_positive)
+    success_threshold: int = attrs.field(default=3, validator=_count)
+    timeout_duration: float = attrs.field(default=30.0, validator=_positive)
+    half_open_max_calls: int = attrs.field(
+        default=attrs.Factory(lambda self: self.success_threshold, takes_self=True),
+        validator=_count,
+    )
+    recovery_backoff: float = attrs.field(default=1.0, validator=_backoff)
+    max_recovery_timeout: float | None = attrs.field(default=None, validator=_max_recovery)
+
+
+@attrs.define(slots=True, eq=False)
+class CircuitBreaker:
+    """A circuit breaker whose every method takes the current time as an argument.
+
+    CLOSED opens after ``failure_threshold`` consecutive failures (a success resets the
+    count). OPEN admits nothing until ``recovery_timeout`` after the failure that opened it;
+    the first admission after that (or :meth:`advance`) moves it to HALF_OPEN. HALF_OPEN
+    hands out at most ``half_open_max_calls`` probe permits, closes after
+    ``success_threshold`` successes and re-opens on any failure. Reading state never
+    changes it.
+
+    A typical guarded call::
+
+        if not breaker.acquire(now()):
+            raise ...                       # or breaker.check_and_raise(now())
+        generation = breaker.generation
+        try:
+            result = do_call()
+        except Exception:
+            breaker.record_failure(now(), generation=generation)
+            raise
+        breaker.record_success(now(), generation=generation)
+
+    ``acquire`` takes a probe permit only in HALF_OPEN; recording an outcome returns it,
+    and :meth:`release` returns one for a call that ended with no outcome. Passing the
+    ``generation`` read at admission makes a late outcome from an earlier state period
+    count as an outcome without returning a permit that no longer exists.
+
+    Args:
+      name: the breaker's name (in errors and stats).
+      config: its configuration.
+      on_transition: called as ``on_transition(breaker, old, new, reason, now)`` after
+        every state change.
+    """
+
+    name: str
+    config: CircuitBreakerConfig = attrs.field(factory=CircuitBreakerConfig)
+    on_transition: TransitionCallback | None = attrs.field(default=None, repr=False)
+
+    _state: CircuitState = attrs.field(default=_CLOSED, init=False)
+    _failures: int = attrs.field(default=0, init=False)
+    _successes: int = attrs.field(default=0, init=False)
+    _probes: int = attrs.field(default=0, init=False)
+    _open_timeout: float = attrs.field(default=0.0, init=False)
+    _opened_at: float | None = attrs.field(default=None, init=False)
+    _next_attempt: float = attrs.field(default=0.0, init=False)
+    _forced: bool = attrs.field(default=False, init=False)
+    _last_time: float = attrs.field(default=0.0, init=False)
+    _open_time: float = attrs.field(default=0.0, init=False)
+    #: Incremented at every state change; outcomes carry the one read at admission.
+    generation: int = attrs.field(default=0, init=False)
+    total_successes: int = attrs.field(default=0, init=False)
+    total_failures: int = attrs.field(default=0, init=False)
+    total_rejections: int = attrs.field(default=0, init=False)
+    transitions: int = attrs.field(default=0, init=False)
+    last_failure_time: float | None = attrs.field(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.config, CircuitBreakerConfig):
+            raise TypeError(
+                f"config: expected a CircuitBreakerConfig, got {type(self.config).__name__}"
+            )
+        self._open_timeout = self.config.recovery_timeout
+
+    # -- reading (never changes anything) ----------------------------------------------
+
+    @property
+    def state(self) -> CircuitState:
+        """The stored state. An OPEN breaker whose deadline has passed still reads OPEN
+        until it admits a call or :meth:`advance` is called."""
+        return self._state
+
+    @property
+    def failure_count(self) -> int:
+        """Consecutive failures counted in CLOSED."""
+        return self._failures
+
+    @property
+    def success_count(self) -> int:
+        """Successes counted in the current HALF_OPEN period."""
+        return self._successes
+
+    @property
+    def probes_in_flight(self) -> int:
+        """Half-open probe permits handed out and not yet returned."""
+        return self._probes
+
+    @property
+    def forced(self) -> bool:
+        """Whether the breaker is held open by :meth:`force_open`."""
+        return self._forced
+
+    @property
+    def next_attempt_time(self) -> float | None:
+        """When an OPEN breaker will admit its first probe; ``None`` unless OPEN."""
+        return self._next_attempt if self._state is _OPEN else None
+
+    def is_available(self, now: float) -> bool:
+        """Return whether a call at *now* would be admitted, without admitting it."""
+        state = self._state
+        if state is _CLOSED:
+            return True
+        if state is _OPEN:
+            return now >= self._next_attempt
+        return self._probes < self.config.half_open_max_calls
+
+    def check_and_raise(self, now: float) -> None:
+        """Raise :class:`CircuitBreakerError` if a call at *now* would not be admitted."""
+        if not self.is_available(now):
+            raise CircuitBreakerError(self.name, self._state, self.next_attempt_time)
+
+    def get_stats(self, now: float | None = None) -> dict[str, Any]:
+        """Return a JSON-ready snapshot of the breaker.
+
+        Args:
+          now: the current time; when given, ``time_in_open`` includes the current open
+            period. Reading stats never changes the breaker.
+        """
+        open_time = self._open_time
+        if self._state is _OPEN and self._opened_at is not None and now is not None:
+            open_time += max(0.0, now - self._opened_at)
+        return {
+            "name": self.name,
+            "state": self._state.value,
+            "failure_count": self._failures,
+            "success_count": self._successes,
+            "probes_in_flight": self._probes,
+            "total_successes": self.total_successes,
+            "total_failures": self.total_failures,
+            "total_rejections": self.total_rejections,
+            "transitions": self.transitions,
+            "last_failure_time": self.last_failure_time,
+            "opened_at": self._opened_at if self._state is _OPEN else None,
+            "next_attempt_time": self.next_attempt_time,
+            "current_recovery_timeout": self._open_timeout,
+            "forced_open": self._forced,
+            "time_in_open": open_time,
+        }
+
+    # -- admission ----------------------------------------------------------------------
+
+    def acquire(self, now: float) -> bool:
+        """Admit a call at *now* or refuse it.
+
+        In CLOSED this always admits. In OPEN it refuses until the deadline, then moves to
+        HALF_OPEN. In HALF_OPEN it hands out a probe permit while fewer than
+        ``half_open_max_calls`` are out. A refusal is counted in ``total_rejections``.
+        """
+        state = self._state
+        if state is _CLOSED:
+            return True
+        if state is _OPEN:
+            if now < self._next_attempt:
+                self.total_rejections += 1
+                return False
+            self._to_half_open(now, "recovery timeout elapsed")
+        if self._probes >= self.config.half_open_max_calls:
+            self.total_rejections += 1
+            return False
+        self._probes += 1
+        return True
+
+    def release(self, generation: int | None = None) -> None:
+        """Return a probe permit for a call that ended without an outcome.
+
+        Args:
+          generation: the :attr:`generation` read when the permit was taken; a permit from
+            an earlier state period is already void and nothing is returned.
+        """
+        if self._probes and (generation is None or generation == self.generation):
+            self._probes -= 1
+
+    # -- outcomes -----------------------------------------------------------------------
+
+    def record_success(self, now: float, generation: int | None = None) -> None:
+        """Record a successful call at *now* (returning its probe permit in HALF_OPEN)."""
+        self._last_time = now
+        self.total_successes += 1
+        state = self._state
+        if state is _CLOSED:
+            self._failures = 0
+        elif state is _HALF_OPEN:
+            self.release(generation)
+            self._successes += 1
+            if self._successes >= self.config.success_threshold:
+                self._to_closed(now, f"{self._successes} successful probes")
+        # In OPEN a success is the late result of a call admitted before it opened: it is
+        # counted in the totals and changes nothing else.
+
+    def record_failure(self, now: float, generation: int | None = None) -> None:
+        """Record a failed call at *now* (returning its probe permit in HALF_OPEN)."""
+        self._last_time = now
+        self.total_failures += 1
+        self.last_failure_time = now
+        state = self._state
+        if state is _CLOSED:
+            self._failures += 1
+            if self._failures >= self.config.failure_threshold:
+                self._to_open(now, f"{self._failures} consecutive failures")
+        elif state is _HALF_OPEN:
+            self.release(generation)
+            timeout = self._open_timeout * self.config.recovery_backoff
+            cap = self.config.max_recovery_timeout
+            self._open_timeout = timeout if cap is None else min(timeout, cap)
+            self._to_open(now, "probe failed")
+        # In OPEN the deadline stays where the opening failure put it (seed semantics).
+
+    # -- time and control ---------------------------------------------------------------
+
+    def advance(self, now: float) -> bool:
+        """Apply the OPEN -> HALF_OPEN transition if its deadline has passed at *now*.
+
+        Returns:
+          Whether the state changed.
+        """
+        if self._state is _OPEN and now >= self._next_attempt:
+            self._to_half_open(now, "recovery timeout elapsed")
+            return True
+        return False
+
+    def force_open(self, now: float, duration: float | None = None) -> None:
+        """Hold the breaker OPEN from *now* for *duration* seconds.
+
+        Args:
+          now: the current time.
+          duration: how long; ``None`` means the current recovery timeout. When it ends the
+            breaker moves to HALF_OPEN as after any open period. :meth:`reset` undoes it.
+
+        Raises:
+          ValueError: if *duration* is not a finite number > 0.
+        """
+        if duration is not None and (
+            isinstance(duration, bool)
+            or not isinstance(duration, (int, float))
+            or not math.isfinite(duration)
+            or duration <= 0
+        ):
+            raise ValueError(f"duration: must be a finite number > 0 or None, got {duration!r}")
+        span = self._open_timeout if duration is None else float(duration)
+        self._last_time = now
+        if self._state is _OPEN:
+            self._next_attempt = now + span
+            self._forced = True
+        else:
+            self._to_open(now, "forced open", span=span)
+            self._forced = True
+
+    def reset(self, now: float | None = None) -> None:
+        """Return to a fresh CLOSED breaker: counts, back-off, probes and force all cleared.
+
+        Lifetime totals and the transition count are kept.
+
+        Args:
+          now: the current time, for the transition event and open-time accounting
+            (default: the last time the breaker was given).
+        """
+        at = self._last_time if now is None else now
+        self._failures = 0
+        self._successes = 0
+        self._probes = 0
+        self._forced = False
+        self._open_timeout = self.config.recovery_timeout
+        if self._state is not _CLOSED:
+            self._transition(_CLOSED, "reset", at)
+
+    def configure(self, config: CircuitBreakerConfig, now: float | None = None) -> None:
+        """Replace the configuration.
+
+        Counts carry over and are compared against the new thresholds at the next
+        outcome; the open duration returns to the new ``recovery_timeout`` (an OPEN
+        breaker's current deadline stands).
+        """
+        if not isinstance(config, CircuitBreakerConfig):
+            raise TypeError(f"config: expected a CircuitBreakerConfig, got {type(config).__name__}")
+        self.config = config
+        self._open_timeout = config.recovery_timeout
+        if now is not None:
+            self._last_time = now
+
+    # -- transitions --------------------------------------------------------------------
+
+    def _to_open(self, now: float, reason: str, span: float | None = None) -> None:
+        self._next_attempt = now + (self._open_timeout if span is None else span)
+        self._transition(_OPEN, reason, now)
+
+    def _to_half_open(self, now: float, reason: str) -> None:
+        self._transition(_HALF_OPEN, reason, now)
+
+    def _to_closed(self, now: float, reason: str) -> None:
+        self._open_timeout = self.config.recovery_timeout
+        self._transition(_CLOSED, reason, now)
+
+    def _transition(self, new: CircuitState, reason: str, now: float) -> None:
+        old = self._state
+        if old is _OPEN and self._opened_at is not None:
+            self._open_time += max(0.0, now - self._opened_at)
+        self._state = new
+        self._last_time = now
+        self._failures = 0
+        self._successes = 0
+        self._probes = 0
+        self._forced = False
+        self._opened_at = now if new is _OPEN else None
+        self.generation += 1
+        self.transitions += 1
+        if self.on_transition is not None:
+            self.on_transition(self, old, new, reason, now)

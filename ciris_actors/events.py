@@ -1,0 +1,213 @@
+"""Typed registry events and the bus that fans them out to subscribers.
+
+Publishing is synchronous and never blocks: each subscriber has a bounded buffer that
+drops its oldest events when full and tells the subscriber how many it lost
+(:class:`EventsDropped`), so a slow subscriber can never slow the registry.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import attrs
+import trio
+
+from ._types import CircuitState
+
+__all__ = [
+    "ActorCrashed",
+    "ActorFailed",
+    "ActorRestarted",
+    "BreakerTransition",
+    "EventSubscription",
+    "EventsDropped",
+    "HealthChanged",
+    "ProviderRegistered",
+    "ProviderUnregistered",
+    "RegistryEvent",
+    "ResolveMiss",
+]
+
+
+@attrs.frozen
+class RegistryEvent:
+    """Base of every event: the provider's ``name`` (``None`` for events about no single
+    provider) and the registry ``time`` (``trio.current_time()``) it happened at."""
+
+    name: str | None
+    time: float
+
+
+@attrs.frozen
+class ProviderRegistered(RegistryEvent):
+    """A provider was registered."""
+
+    handler: str
+    service_type: str
+
+
+@attrs.frozen
+class ProviderUnregistered(RegistryEvent):
+    """A provider was unregistered."""
+
+    handler: str
+    service_type: str
+
+
+@attrs.frozen
+class BreakerTransition(RegistryEvent):
+    """A provider's circuit breaker changed state."""
+
+    old: CircuitState
+    new: CircuitState
+    reason: str
+
+
+@attrs.frozen
+class HealthChanged(RegistryEvent):
+    """A provider's health-check result changed (``None``: not yet known)."""
+
+    healthy: bool | None
+    reason: str
+
+
+@attrs.frozen
+class ActorCrashed(RegistryEvent):
+    """A provider's ``start``/``run`` raised."""
+
+    error: str
+
+
+@attrs.frozen
+class ActorRestarted(RegistryEvent):
+    """A provider's actor was restarted after a crash, after waiting ``delay`` seconds."""
+
+    restarts: int
+    delay: float
+
+
+@attrs.frozen
+class ActorFailed(RegistryEvent):
+    """A provider exceeded its restart intensity and is routed around from now on."""
+
+    restarts: int
+    error: str
+
+
+@attrs.frozen
+class ResolveMiss(RegistryEvent):
+    """A resolve found no available provider."""
+
+    handler: str
+    service_type: str
+    required_capabilities: tuple[str, ...]
+
+
+@attrs.frozen
+class EventsDropped(RegistryEvent):
+    """This subscriber was too slow and lost its ``count`` oldest events."""
+
+    count: int
+
+
+class EventSubscription(trio.abc.ReceiveChannel[RegistryEvent]):
+    """A receive channel of registry events, from :meth:`Registry.events`.
+
+    Holds at most ``max_buffer`` events; when full, the oldest is dropped and the next
+    :meth:`receive` first returns an :class:`EventsDropped` saying how many were lost.
+    """
+
+    def __init__(self, bus: EventBus, max_buffer: int) -> None:
+        self._bus = bus
+        self._buffer: collections.deque[RegistryEvent] = collections.deque()
+        self._max = max_buffer
+        self._dropped = 0
+        self._lot = trio.lowlevel.ParkingLot()
+        self._closed = False
+
+    def _push(self, event: RegistryEvent) -> None:
+        if len(self._buffer) >= self._max:
+            self._buffer.popleft()
+            self._dropped += 1
+        self._buffer.append(event)
+        self._lot.unpark_all()
+
+    def _finish(self) -> None:
+        self._bus = None  # type: ignore[assignment]
+        self._lot.unpark_all()
+
+    async def receive(self) -> RegistryEvent:
+        """Return the next event, waiting for one if none is buffered.
+
+        Raises:
+          trio.EndOfChannel: the registry has closed and every buffered event was read.
+          trio.ClosedResourceError: this subscription was closed.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            if self._closed:
+                raise trio.ClosedResourceError("this event subscription is closed")
+            if self._dropped:
+                count, self._dropped = self._dropped, 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return EventsDropped(name=None, time=trio.current_time(), count=count)
+            if self._buffer:
+                event = self._buffer.popleft()
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return event
+            if self._bus is None:
+                raise trio.EndOfChannel
+            await self._lot.park()
+
+    async def aclose(self) -> None:
+        """Stop receiving; buffered events are discarded."""
+        if not self._closed:
+            self._closed = True
+            if self._bus is not None:
+                self._bus.unsubscribe(self)
+            self._buffer.clear()
+            self._lot.unpark_all()
+        await trio.lowlevel.checkpoint()
+
+
+class EventBus:
+    """Fans events out to subscribers; owned by the registry supervisor."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[EventSubscription] = []
+
+    @property
+    def has_subscribers(self) -> bool:
+        """Whether anyone is listening (lets callers skip building events)."""
+        return bool(self._subscribers)
+
+    def publish(self, event: RegistryEvent) -> None:
+        """Deliver *event* to every subscriber without blocking."""
+        for subscriber in self._subscribers:
+            subscriber._push(event)
+
+    @contextmanager
+    def subscribe(self, max_buffer: int) -> Iterator[EventSubscription]:
+        """Open a subscription for the duration of the ``with`` block."""
+        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
+            raise ValueError(f"max_buffer: must be an int >= 1, got {max_buffer!r}")
+        subscription = EventSubscription(self, max_buffer)
+        self._subscribers.append(subscription)
+        try:
+            yield subscription
+        finally:
+            self.unsubscribe(subscription)
+            subscription._closed = True
+
+    def unsubscribe(self, subscription: EventSubscription) -> None:
+        """Stop delivering to *subscription* (idempotent)."""
+        if subscription in self._subscribers:
+            self._subscribers.remove(subscription)
+
+    def close(self) -> None:
+        """End every subscription: receivers get what is buffered, then EndOfChannel."""
+        for subscriber in self._subscribers:
+            subscriber._finish()
+        self._subscribers.clear()

@@ -1,0 +1,941 @@
+"""The public handle: :func:`open_registry` and :class:`Registry`.
+
+Resolves (``get_service_nowait``, and ``get_service`` after one checkpoint) run
+synchronously on the routing table the supervisor keeps; they never wait on a mailbox
+or a health check. Outcome recording is synchronous too. Mutations validate every
+argument before changing anything.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from ._actors.messages import BreakerMessage
+from ._actors.provider_actor import has_lifecycle, lifecycle_method
+from ._actors.supervisor import GLOBAL, ProviderRecord, RegistrySupervisor
+from ._errors import Attempt, DuplicateProviderError, NoServiceAvailable, RegistryError, Skip
+from ._types import (
+    CircuitState,
+    Priority,
+    SelectionStrategy,
+    check_duration,
+    coerce_capabilities,
+    coerce_group,
+    coerce_priority,
+    coerce_strategy,
+)
+from .breaker import CircuitBreaker, CircuitBreakerConfig
+from .events import EventSubscription, ResolveMiss
+from .restart import RestartPolicy
+from .selection import ActorStatus, Candidate, Member, explain_plan, select
+
+__all__ = ["Registry", "SelectionExplanation", "open_registry"]
+
+T = TypeVar("T")
+_CLOSED = CircuitState.CLOSED
+_NO_CAPS: frozenset[str] = frozenset()
+
+
+@attrs.frozen
+class SelectionExplanation:
+    """The live selection walk of one request, from :meth:`Registry.explain`.
+
+    Attributes:
+      handler: the handler asked about.
+      service_type: the service type asked about.
+      required_capabilities: the capabilities asked for.
+      candidates: every candidate in walk order with its verdict and reason.
+      chosen: the name of the provider a resolve would return now, or ``None``.
+    """
+
+    handler: str
+    service_type: str
+    required_capabilities: tuple[str, ...]
+    candidates: tuple[Candidate, ...]
+    chosen: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {
+            "handler": self.handler,
+            "service_type": self.service_type,
+            "required_capabilities": list(self.required_capabilities),
+            "chosen": self.chosen,
+            "candidates": [
+                {
+                    "scope": c.scope,
+                    "group": c.group,
+                    "strategy": c.strategy.value,
+                    "name": c.name,
+                    "priority": c.priority.name,
+                    "verdict": c.verdict,
+                    "reason": c.reason,
+                }
+                for c in self.candidates
+            ],
+        }
+
+    def __str__(self) -> str:
+        caps = f" requiring {list(self.required_capabilities)}" if self.required_capabilities else ""
+        head = f"selection for handler {self.handler!r}, service type {self.service_type!r}{caps}"
+        if not self.candidates:
+            return head + ": no provider registered"
+        header = ("scope", "group", "strategy", "priority", "name", "verdict", "reason")
+        rows = [header] + [
+            (
+                c.scope,
+                str(c.group),
+                c.strategy.value,
+                c.priority.name,
+                c.name,
+                c.verdict,
+                c.reason,
+            )
+            for c in self.candidates
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        tail = f"chosen: {self.chosen}" if self.chosen else "chosen: none"
+        return "\n".join([head, *(line.rstrip() for line in lines), tail])
+
+
+class _Lease:
+    """One admitted call: runs under the breaker's deadline and records its outcome.
+
+    Written as a class rather than a generator-based context manager because it is on
+    the ``lease``/``call`` path and must tell the deadline it set apart from a
+    cancellation from outside.
+    """
+
+    __slots__ = ("_generation", "_limit", "_member", "_scope")
+
+    def __init__(self, member: Member, timeout: float | None) -> None:
+        self._member = member
+        self._generation = member.breaker.generation
+        self._limit = member.breaker.config.timeout_duration if timeout is None else timeout
+        self._scope: trio.CancelScope | None = None
+
+    def __enter__(self) -> Any:
+        self._scope = trio.CancelScope(deadline=trio.current_time() + self._limit)
+        self._scope.__enter__()
+        return self._member.instance
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        assert self._scope is not None
+        self._scope.__exit__(exc_type, exc, tb)
+        breaker = self._member.breaker
+        now = trio.current_time()
+        if self._scope.cancelled_caught:
+            # Our own deadline fired: the call took too long.
+            breaker.record_failure(now, self._generation)
+            raise trio.TooSlowError(
+                f"call to provider {self._member.name!r} exceeded {self._limit:g}s"
+            ) from exc
+        if exc is None:
+            breaker.record_success(now, self._generation)
+        elif isinstance(exc, Exception):
+            breaker.record_failure(now, self._generation)
+        else:
+            # Cancelled from outside (or KeyboardInterrupt): no outcome, return the permit.
+            breaker.release(self._generation)
+        return False
+
+
+class Registry:
+    """The handle applications use: register providers, resolve, lease, call, inspect.
+
+    Obtained from :func:`open_registry`; valid until that block exits. Every synchronous
+    method has taken effect when it returns.
+    """
+
+    def __init__(
+        self,
+        supervisor: RegistrySupervisor,
+        *,
+        required_services: tuple[str, ...],
+        default_breaker: CircuitBreakerConfig,
+        allow_mock_services: bool,
+    ) -> None:
+        self._sup = supervisor
+        self._plans = supervisor.plans
+        self._required_services = required_services
+        self._default_breaker = default_breaker
+        self._allow_mock = allow_mock_services
+        self._closed = False
+
+    # -- registration -------------------------------------------------------------------
+
+    def register(
+        self,
+        handler: str,
+        service_type: str,
+        provider: object,
+        priority: Priority | str | int = Priority.NORMAL,
+        capabilities: Iterable[str] | None = None,
+        circuit_breaker_config: CircuitBreakerConfig | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        priority_group: int = 0,
+        strategy: SelectionStrategy | str = SelectionStrategy.FALLBACK,
+        name: str | None = None,
+        *,
+        mock: bool = False,
+    ) -> str:
+        """Register *provider* for *handler* (``"*"``: every handler) and start its actor.
+
+        A provider without ``start()`` (or ``__aenter__``) and without ``is_healthy()`` is
+        routable at once; otherwise once started and its first health check has passed.
+
+        Args:
+          handler: the handler name, or ``"*"`` for a global provider.
+          service_type: e.g. ``"llm"``.
+          provider: the instance handed out by resolves.
+          priority: a :class:`Priority` or its name.
+          capabilities: the capabilities it offers (an iterable of strings).
+          circuit_breaker_config: its breaker's configuration (default: the registry's).
+          metadata: JSON-ready data shown by :meth:`get_provider_info`.
+          priority_group: its group (>= 0; lower groups are tried first).
+          strategy: the group's strategy if this provider comes first in the group.
+          name: a stable unique name; generated when ``None``.
+          mock: only ever handed out by :meth:`get_service_with_fallback`.
+
+        Returns:
+          The provider's unique name.
+
+        Raises:
+          TypeError: a ``None`` provider, capabilities given as a bare string, or an
+            argument of the wrong type.
+          ValueError: an unknown priority or strategy name, a negative group, an empty name.
+          DuplicateProviderError: *name* is already registered.
+          RegistryError: the registry is closed.
+        """
+        self._check_open()
+        if provider is None:
+            raise TypeError("provider: must not be None")
+        _check_name("handler", handler)
+        _check_name("service_type", service_type)
+        prio = coerce_priority(priority)
+        group = coerce_group(priority_group)
+        strat = coerce_strategy(strategy)
+        caps = coerce_capabilities(capabilities)
+        config = self._default_breaker if circuit_breaker_config is None else circuit_breaker_config
+        if not isinstance(config, CircuitBreakerConfig):
+            raise TypeError(
+                "circuit_breaker_config: expected a CircuitBreakerConfig,"
+                f" got {type(config).__name__}"
+            )
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata: expected a mapping, got {type(metadata).__name__}")
+        if name is not None:
+            _check_name("name", name)
+            if name in self._sup.providers:
+                raise DuplicateProviderError(f"a provider named {name!r} is already registered")
+        seq = self._sup.next_seq()
+        if name is None:
+            name = f"{type(provider).__name__}_{seq}"
+            while name in self._sup.providers:
+                name = f"{name}_"
+        inbox_send, inbox_receive = trio.open_memory_channel[BreakerMessage](8)
+        record = ProviderRecord(
+            name=name,
+            instance=provider,
+            priority=prio,
+            priority_group=group,
+            strategy=strat,
+            capabilities=caps,
+            seq=seq,
+            breaker=CircuitBreaker(name, config, on_transition=self._sup.on_breaker_transition),
+            has_health_check=lifecycle_method(provider, "is_healthy") is not None,
+            status=ActorStatus.STARTING if has_lifecycle(provider) else ActorStatus.RUNNING,
+            handler=handler,
+            service_type=service_type,
+            metadata=dict(metadata or {}),
+            mock=bool(mock),
+            restart=self._sup.make_tracker(),
+            mailbox=inbox_send,
+            inbox=inbox_receive,
+        )
+        record.refresh()
+        self._sup.add(record)
+        return name
+
+    def register_service(
+        self,
+        service_type: str,
+        provider: object,
+        priority: Priority | str | int = Priority.NORMAL,
+        capabilities: Iterable[str] | None = None,
+        circuit_breaker_config: CircuitBreakerConfig | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        priority_group: int = 0,
+        strategy: SelectionStrategy | str = SelectionStrategy.FALLBACK,
+        name: str | None = None,
+        *,
+        mock: bool = False,
+    ) -> str:
+        """Register a global provider (handler ``"*"``); see :meth:`register`."""
+        return self.register(
+            GLOBAL,
+            service_type,
+            provider,
+            priority=priority,
+            capabilities=capabilities,
+            circuit_breaker_config=circuit_breaker_config,
+            metadata=metadata,
+            priority_group=priority_group,
+            strategy=strategy,
+            name=name,
+            mock=mock,
+        )
+
+    register_global = register_service
+
+    def unregister(self, name: str) -> None:
+        """Remove provider *name* from routing now and stop its actors.
+
+        Its ``aclose`` runs in the background under ``close_timeout``.
+
+        Raises:
+          UnknownProviderError: no provider has that name.
+        """
+        self._check_open()
+        self._sup.remove(name)
+
+    def update_priority(
+        self,
+        name: str,
+        *,
+        priority: Priority | str | int | None = None,
+        priority_group: int | None = None,
+        strategy: SelectionStrategy | str | None = None,
+    ) -> None:
+        """Change where provider *name* stands; effective for the next resolve.
+
+        Raises:
+          UnknownProviderError: no provider has that name.
+          ValueError, TypeError: a bad value (nothing is changed).
+        """
+        self._check_open()
+        record = self._sup.get(name)
+        prio = record.priority if priority is None else coerce_priority(priority)
+        group = record.priority_group if priority_group is None else coerce_group(priority_group)
+        strat = record.strategy if strategy is None else coerce_strategy(strategy)
+        record.priority, record.priority_group, record.strategy = prio, group, strat
+        self._sup.rebuild_for(record)
+
+    # -- resolving ------------------------------------------------------------------------
+
+    def get_service_nowait(
+        self,
+        handler: str,
+        service_type: str,
+        required_capabilities: Iterable[str] | None = None,
+        fallback_to_global: bool = True,
+    ) -> Any:
+        """Return the best available provider instance now, or ``None``.
+
+        The same as :meth:`get_service` without the checkpoint, for hot loops. In
+        HALF_OPEN this takes a probe permit: report the outcome with
+        :meth:`report_success` / :meth:`report_failure` within ``timeout_duration``.
+        """
+        if self._closed:
+            raise RegistryError("the registry is closed")
+        if required_capabilities is None:
+            required = _NO_CAPS
+        elif type(required_capabilities) is frozenset:
+            required = required_capabilities
+        else:
+            required = coerce_capabilities(required_capabilities, "required_capabilities")
+        member = self._resolve(handler, service_type, required, fallback_to_global, ())
+        if member is None:
+            return None
+        if member.breaker.state is not _CLOSED:
+            self._sup.take_permit(member)  # type: ignore[arg-type]
+        return member.instance
+
+    async def get_service(
+        self,
+        handler: str,
+        service_type: str,
+        required_capabilities: Iterable[str] | None = None,
+        fallback_to_global: bool = True,
+    ) -> Any:
+        """Return the best available provider instance, or ``None``.
+
+        Order: handler-specific providers, then global ones (unless
+        *fallback_to_global* is false); inside each, groups ascending; inside a group,
+        priority then registration order, FALLBACK or ROUND_ROBIN. Never awaits a health
+        check or a mailbox: one checkpoint, then a synchronous walk.
+        """
+        await trio.lowlevel.checkpoint()
+        return self.get_service_nowait(
+            handler, service_type, required_capabilities, fallback_to_global
+        )
+
+    def _resolve(
+        self,
+        handler: str,
+        service_type: str,
+        required: frozenset[str],
+        fallback_to_global: bool,
+        exclude: Iterable[Member],
+    ) -> Member | None:
+        plans = self._plans
+        now = trio.current_time
+        plan = plans.get((handler, service_type))
+        member = None if plan is None else select(plan, required, now, exclude)  # type: ignore[arg-type]
+        if member is None and fallback_to_global and handler != GLOBAL:
+            plan = plans.get((GLOBAL, service_type))
+            if plan is not None:
+                member = select(plan, required, now, exclude)  # type: ignore[arg-type]
+        if member is None and self._sup.bus.has_subscribers:
+            self._sup.publish(
+                ResolveMiss(
+                    name=None,
+                    time=now(),
+                    handler=handler,
+                    service_type=service_type,
+                    required_capabilities=tuple(sorted(required)),
+                )
+            )
+        return member
+
+    @asynccontextmanager
+    async def lease(
+        self,
+        handler: str,
+        service_type: str,
+        required_capabilities: Iterable[str] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> AsyncIterator[Any]:
+        """Lease the best available provider for the duration of the block.
+
+        Takes a half-open probe permit when needed and runs the block under the breaker's
+        ``timeout_duration`` (or *timeout*). A normal exit records a success; an exception
+        or the deadline records a failure (the deadline raises ``trio.TooSlowError``); a
+        cancellation from outside records neither and returns the permit.
+
+        Raises:
+          NoServiceAvailable: nothing is available (its message names every candidate).
+        """
+        self._check_open()
+        limit = check_duration(timeout, "timeout", allow_none=True)
+        required = coerce_capabilities(required_capabilities, "required_capabilities")
+        await trio.lowlevel.checkpoint()
+        member = self._resolve(handler, service_type, required, True, ())
+        if member is None:
+            raise self._no_service(handler, service_type, required, ())
+        with _Lease(member, limit) as instance:
+            yield instance
+
+    async def call(
+        self,
+        handler: str,
+        service_type: str,
+        fn: Callable[..., Awaitable[T]],
+        *args: Any,
+        required_capabilities: Iterable[str] | None = None,
+        max_attempts: int | None = None,
+    ) -> T:
+        """Return ``await fn(instance, *args)``, failing over on failure.
+
+        Each attempt runs through a lease (breaker deadline, outcome recorded). A failed
+        attempt moves on to the next available provider; no provider is tried twice in one
+        call.
+
+        Raises:
+          NoServiceAvailable: every available provider failed (or none was available, or
+            *max_attempts* ran out). It lists every attempt; its ``__cause__`` is the last
+            error.
+          ValueError: *max_attempts* is below 1.
+        """
+        self._check_open()
+        if max_attempts is not None and (
+            isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
+        ):
+            raise ValueError(f"max_attempts: must be an int >= 1 or None, got {max_attempts!r}")
+        required = coerce_capabilities(required_capabilities, "required_capabilities")
+        await trio.lowlevel.checkpoint()
+        tried: list[Member] = []
+        attempts: list[Attempt] = []
+        last: Exception | None = None
+        while max_attempts is None or len(attempts) < max_attempts:
+            member = self._resolve(handler, service_type, required, True, tried)
+            if member is None:
+                break
+            tried.append(member)
+            try:
+                with _Lease(member, None) as instance:
+                    return await fn(instance, *args)
+            except Exception as exc:
+                attempts.append(Attempt(member.name, exc))
+                last = exc
+        raise self._no_service(handler, service_type, required, tried, attempts) from last
+
+    async def get_service_with_fallback(self, handler: str, service_type: str) -> Any:
+        """Like :meth:`get_service`, then, in degraded mode, a mock provider.
+
+        Providers registered with ``mock=True`` are handed out only here, and only when
+        the registry was opened with ``allow_mock_services=True``.
+        """
+        service = await self.get_service(handler, service_type)
+        if service is not None or not self._allow_mock:
+            return service
+        plans = self._sup.mock_plans
+        for scope in (handler, GLOBAL) if handler != GLOBAL else (GLOBAL,):
+            plan = plans.get((scope, service_type))
+            if plan is not None:
+                member = select(plan, _NO_CAPS, trio.current_time)
+                if member is not None:
+                    if member.breaker.state is not _CLOSED:
+                        self._sup.take_permit(member)  # type: ignore[arg-type]
+                    return member.instance
+        return None
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def report_success(self, name: str) -> None:
+        """Record that a call to provider *name* (from ``get_service``) succeeded.
+
+        Returns the oldest outstanding half-open probe permit, if any.
+
+        Raises:
+          UnknownProviderError: no provider has that name.
+        """
+        self._check_open()
+        record = self._sup.get(name)
+        record.breaker.record_success(trio.current_time(), self._sup.return_permit(record))
+
+    def report_failure(self, name: str) -> None:
+        """Record that a call to provider *name* (from ``get_service``) failed.
+
+        Returns the oldest outstanding half-open probe permit, if any.
+
+        Raises:
+          UnknownProviderError: no provider has that name.
+        """
+        self._check_open()
+        record = self._sup.get(name)
+        record.breaker.record_failure(trio.current_time(), self._sup.return_permit(record))
+
+    # -- readiness and health -------------------------------------------------------------
+
+    async def wait_ready(
+        self, timeout: float = 30.0, service_types: Iterable[str] | None = None
+    ) -> bool:
+        """Wait until every required service type has a routable provider.
+
+        Args:
+          timeout: seconds to wait at most.
+          service_types: the types to wait for (default: the registry's
+            ``required_services``).
+
+        Returns:
+          ``True`` once ready, ``False`` if *timeout* passed first. Event-driven: it wakes
+          when routability changes, never polls.
+        """
+        self._check_open()
+        check_duration(timeout, "timeout")
+        types = (
+            self._required_services
+            if service_types is None
+            else tuple(coerce_capabilities(service_types, "service_types"))
+        )
+        with trio.move_on_after(timeout):
+            while not self._ready(types):
+                await self._sup.wait_change()
+            await trio.lowlevel.checkpoint()
+            return True
+        return False
+
+    def _ready(self, service_types: Iterable[str]) -> bool:
+        routable = {
+            r.service_type for r in self._sup.providers.values() if r.routable and not r.mock
+        }
+        return all(t in routable for t in service_types)
+
+    async def health_check_all(self) -> dict[str, bool]:
+        """Run every provider's ``is_healthy`` concurrently, each under its
+        ``timeout_duration``; a timeout or an exception counts as unhealthy.
+
+        Returns:
+          ``{"handler.service_type.name": healthy}`` (handler ``"*"`` for global
+          providers); providers without ``is_healthy`` are omitted.
+        """
+        self._check_open()
+        records = [r for r in self._sup.records() if r.has_health_check]
+        results: dict[str, bool] = {}
+
+        async def check(record: ProviderRecord) -> None:
+            healthy = await self._sup.check_health(record)
+            results[f"{record.handler}.{record.service_type}.{record.name}"] = healthy
+
+        async with trio.open_nursery() as nursery:
+            for record in records:
+                nursery.start_soon(check, record)
+        return {k: results[k] for k in sorted(results)}
+
+    def get_provider_info(
+        self, handler: str | None = None, service_type: str | None = None
+    ) -> dict[str, Any]:
+        """Describe the registered providers (JSON-ready).
+
+        Args:
+          handler: only this handler's providers under ``"handlers"``; global providers
+            are always listed.
+          service_type: only providers of this type.
+
+        Returns:
+          ``{"handlers": {handler: {service_type: [provider, ...]}}, "global_services":
+          {service_type: [provider, ...]}, "circuit_breaker_stats": {name: stats}}``,
+          each list in selection order.
+        """
+        self._check_open()
+        now = trio.current_time()
+        info: dict[str, Any] = {"handlers": {}, "global_services": {}, "circuit_breaker_stats": {}}
+        for record in self._ordered_records():
+            if service_type is not None and record.service_type != service_type:
+                continue
+            if record.handler == GLOBAL:
+                bucket = info["global_services"]
+            elif handler is None or record.handler == handler:
+                bucket = info["handlers"].setdefault(record.handler, {})
+            else:
+                continue
+            bucket.setdefault(record.service_type, []).append(_describe(record, now))
+            info["circuit_breaker_stats"][record.name] = record.breaker.get_stats(now)
+        return info
+
+    def health_status(self) -> dict[str, Any]:
+        """Summarise health (JSON-ready).
+
+        ``overall_health`` is ``"critical"`` when a required service type (every
+        registered type, if none is required) has no available provider, ``"degraded"``
+        when any provider is unhealthy, failed, restarting or its breaker is not closed,
+        else ``"healthy"``. A provider never checked (or without ``is_healthy``) counts
+        as unknown, not healthy.
+        """
+        self._check_open()
+        now = trio.current_time()
+        types: dict[str, dict[str, Any]] = {}
+        degraded = False
+        for record in self._sup.providers.values():
+            if record.mock:
+                continue
+            detail = types.setdefault(
+                record.service_type,
+                {"total": 0, "healthy": 0, "unhealthy": 0, "unknown": 0, "available": 0,
+                 "providers": {}},
+            )
+            health = _health_word(record)
+            detail["total"] += 1
+            detail[health] += 1
+            available = record.routable and record.breaker.is_available(now)
+            detail["available"] += available
+            detail["providers"][record.name] = {
+                "health": health,
+                "actor_status": record.status.value,
+                "circuit_state": record.breaker.state.value,
+                "available": available,
+                "reason": record.health_reason,
+            }
+            if health == "unhealthy" or record.breaker.state is not _CLOSED:
+                degraded = True
+            if record.status in (ActorStatus.FAILED, ActorStatus.RESTARTING):
+                degraded = True
+        watched = self._required_services or tuple(types)
+        critical = any(types.get(t, {}).get("available", 0) == 0 for t in watched)
+        overall = "critical" if critical else "degraded" if degraded else "healthy"
+        return {
+            "overall_health": overall,
+            "total_services": sum(d["total"] for d in types.values()),
+            "healthy_services": sum(d["healthy"] for d in types.values()),
+            "unhealthy_services": sum(d["unhealthy"] for d in types.values()),
+            "unknown_services": sum(d["unknown"] for d in types.values()),
+            "required_services": list(self._required_services),
+            "service_types": types,
+        }
+
+    def explain(
+        self,
+        handler: str,
+        service_type: str,
+        required_capabilities: Iterable[str] | None = None,
+        fallback_to_global: bool = True,
+    ) -> SelectionExplanation:
+        """Walk the live selection for a request without admitting anything.
+
+        Every candidate in order with the reason it would be chosen or skipped; ``str()``
+        of the result is a readable table.
+        """
+        self._check_open()
+        required = coerce_capabilities(required_capabilities, "required_capabilities")
+        rows = self._walk(handler, service_type, required, fallback_to_global, ())
+        chosen = next((c.name for c in rows if c.verdict == "chosen"), None)
+        return SelectionExplanation(
+            handler=handler,
+            service_type=service_type,
+            required_capabilities=tuple(sorted(required)),
+            candidates=tuple(rows),
+            chosen=chosen,
+        )
+
+    def _walk(
+        self,
+        handler: str,
+        service_type: str,
+        required: frozenset[str],
+        fallback_to_global: bool,
+        exclude: Iterable[Member],
+    ) -> list[Candidate]:
+        excluded = tuple(exclude)
+        now = trio.current_time()
+        rows: list[Candidate] = []
+        chosen = False
+        scopes = [handler]
+        if fallback_to_global and handler != GLOBAL:
+            scopes.append(GLOBAL)
+        for scope in scopes:
+            plan = self._plans.get((scope, service_type))
+            if plan is not None:
+                more, chosen = explain_plan(scope, plan, required, now, chosen, excluded)
+                rows += more
+        return rows
+
+    def _no_service(
+        self,
+        handler: str,
+        service_type: str,
+        required: frozenset[str],
+        tried: Iterable[Member],
+        attempts: Iterable[Attempt] = (),
+    ) -> NoServiceAvailable:
+        rows = self._walk(handler, service_type, required, True, tried)
+        tried_names = {a.name for a in attempts}
+        skipped = [
+            Skip(c.name, c.reason)
+            for c in rows
+            if c.verdict == "skipped" and c.name not in tried_names
+        ]
+        return NoServiceAvailable(handler, service_type, required, skipped, tuple(attempts))
+
+    # -- control --------------------------------------------------------------------------
+
+    def reset_circuit_breakers(self, service_type: str | None = None) -> int:
+        """Reset every breaker (or those of *service_type*) to a fresh CLOSED state.
+
+        Returns:
+          How many breakers were reset.
+        """
+        self._check_open()
+        count = 0
+        for record in self._sup.records():
+            if service_type is None or record.service_type == service_type:
+                self._reset(record)
+                count += 1
+        return count
+
+    def reset_circuit_breaker(self, name: str) -> None:
+        """Reset provider *name*'s breaker (also undoes :meth:`force_open`).
+
+        Raises:
+          UnknownProviderError: no provider has that name.
+        """
+        self._check_open()
+        self._reset(self._sup.get(name))
+
+    def _reset(self, record: ProviderRecord) -> None:
+        record.permits.clear()
+        record.breaker.reset(trio.current_time())
+        record.tell(BreakerMessage.RESET)
+
+    def force_open(self, name: str, duration: float | None = None) -> None:
+        """Hold provider *name*'s breaker OPEN for *duration* seconds (default: its
+        ``recovery_timeout``); :meth:`reset_circuit_breaker` undoes it.
+
+        Raises:
+          UnknownProviderError: no provider has that name.
+          ValueError: *duration* is not a finite number > 0.
+        """
+        self._check_open()
+        record = self._sup.get(name)
+        check_duration(duration, "duration", allow_none=True)
+        record.breaker.force_open(trio.current_time(), duration)
+        record.tell(BreakerMessage.FORCE_OPEN)
+
+    def update_circuit_breaker(self, name: str, config: CircuitBreakerConfig) -> None:
+        """Replace provider *name*'s breaker configuration; its actor re-arms its timers.
+
+        Raises:
+          UnknownProviderError: no provider has that name.
+          TypeError: *config* is not a :class:`CircuitBreakerConfig`.
+        """
+        self._check_open()
+        record = self._sup.get(name)
+        record.breaker.configure(config, trio.current_time())
+        record.tell(BreakerMessage.CONFIG_CHANGED)
+
+    @asynccontextmanager
+    async def events(self, max_buffer: int = 1000) -> AsyncIterator[EventSubscription]:
+        """Subscribe to the registry's events for the duration of the block.
+
+        Args:
+          max_buffer: events held for this subscriber; past it the oldest are dropped and
+            the subscriber receives an :class:`EventsDropped` saying how many.
+
+        Yields:
+          A receive channel of :class:`RegistryEvent`; iterate it with ``async for``.
+        """
+        self._check_open()
+        with self._sup.bus.subscribe(max_buffer) as subscription:
+            await trio.lowlevel.checkpoint()
+            yield subscription
+
+    # -- internals ------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether the registry's block has exited."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RegistryError("the registry is closed")
+
+    def _ordered_records(self) -> list[ProviderRecord]:
+        """Providers in selection order: by scope, service type, group, priority, seq."""
+        return sorted(
+            self._sup.providers.values(),
+            key=lambda r: (r.handler, r.service_type, r.mock, r.priority_group, r.sort_key),
+        )
+
+
+def _check_name(field: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{field}: expected a str, got {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{field}: must not be empty")
+
+
+def _health_word(record: ProviderRecord) -> str:
+    if record.status is ActorStatus.FAILED or record.healthy is False:
+        return "unhealthy"
+    if record.healthy is True:
+        return "healthy"
+    return "unknown"
+
+
+def _describe(record: ProviderRecord, now: float) -> dict[str, Any]:
+    breaker = record.breaker
+    return {
+        "name": record.name,
+        "handler": record.handler,
+        "service_type": record.service_type,
+        "priority": record.priority.name,
+        "priority_group": record.priority_group,
+        "strategy": record.strategy.value,
+        "capabilities": sorted(record.capabilities),
+        "metadata": record.metadata,
+        "mock": record.mock,
+        "circuit_breaker_state": breaker.state.value,
+        "failure_count": breaker.failure_count,
+        "success_count": breaker.success_count,
+        "health": _health_word(record),
+        "health_reason": record.health_reason,
+        "actor_status": record.status.value,
+        "routable": record.routable,
+        "available": record.routable and breaker.is_available(now),
+        "restarts": record.restart.restarts,
+        "last_error": record.last_error,
+    }
+
+
+@asynccontextmanager
+async def open_registry(
+    required_services: Iterable[str] = (),
+    health_check_interval: float | None = 10.0,
+    restart_policy: RestartPolicy | None = None,
+    default_breaker: CircuitBreakerConfig | None = None,
+    *,
+    allow_mock_services: bool = False,
+    close_timeout: float = 5.0,
+    seed: int | None = None,
+) -> AsyncIterator[Registry]:
+    """Open a registry whose provider actors live in this block.
+
+    Leaving the block stops every provider in reverse registration order, each
+    ``aclose`` under *close_timeout*, and leaves no task behind.
+
+    Args:
+      required_services: service types :meth:`Registry.wait_ready` waits for.
+      health_check_interval: seconds between health checks (``None``: only the first
+        check after each start).
+      restart_policy: how crashed providers are restarted (default :class:`RestartPolicy`).
+      default_breaker: breaker configuration for providers registered without one.
+      allow_mock_services: let :meth:`Registry.get_service_with_fallback` hand out mocks.
+      close_timeout: deadline for each provider's ``aclose`` at exit or unregister.
+      seed: seed of the restart back-off jitter, for reproducible runs.
+
+    Raises:
+      ValueError, TypeError: a bad argument (before anything starts).
+      RegistryError: a provider exceeded its restart intensity under
+        ``RestartPolicy(escalate=True)``.
+    """
+    required = tuple(coerce_capabilities(required_services, "required_services"))
+    interval = check_duration(health_check_interval, "health_check_interval", allow_none=True)
+    policy = RestartPolicy() if restart_policy is None else restart_policy
+    if not isinstance(policy, RestartPolicy):
+        raise TypeError(f"restart_policy: expected a RestartPolicy, got {type(policy).__name__}")
+    breaker = CircuitBreakerConfig() if default_breaker is None else default_breaker
+    if not isinstance(breaker, CircuitBreakerConfig):
+        raise TypeError(
+            f"default_breaker: expected a CircuitBreakerConfig, got {type(breaker).__name__}"
+        )
+    close = check_duration(close_timeout, "close_timeout")
+    assert close is not None
+    if math.isinf(close):  # pragma: no cover - check_duration refuses infinities
+        raise ValueError("close_timeout: must be finite")
+
+    supervisor: RegistrySupervisor | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            supervisor = RegistrySupervisor(
+                nursery,
+                restart_policy=policy,
+                health_check_interval=interval,
+                close_timeout=close,
+                rng=random.Random(seed),
+            )
+            registry = Registry(
+                supervisor,
+                required_services=required,
+                default_breaker=breaker,
+                allow_mock_services=allow_mock_services,
+            )
+            try:
+                yield registry
+            finally:
+                registry._closed = True
+                await supervisor.stop_all()
+    except BaseExceptionGroup as group:
+        # Actors never raise into this nursery, so a group here holds the block's own
+        # exception (or Cancelled): give it back unwrapped, as a plain context manager would.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from group.exceptions[0].__cause__
+        raise
+    if supervisor is not None and supervisor.escalation is not None:
+        raise supervisor.escalation

@@ -1,0 +1,103 @@
+"""The restart policy of the supervisor: OTP-style intensity with exponential back-off.
+
+Pure: the decision "restart after how long, or give up" is a function of the crash
+times, so it is tested on its own; the supervisor only sleeps and acts on it.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import random
+from typing import Any
+
+import attrs
+
+__all__ = ["RestartPolicy", "RestartTracker"]
+
+
+def _non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{attribute.name}: expected an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{attribute.name}: must be >= 0, got {value}")
+
+
+def _seconds(minimum: float, inclusive: bool) -> Any:
+    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{attribute.name}: expected a number, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise ValueError(f"{attribute.name}: must be finite, got {value!r}")
+        if value < minimum or (value == minimum and not inclusive):
+            op = ">=" if inclusive else ">"
+            raise ValueError(f"{attribute.name}: must be {op} {minimum}, got {value!r}")
+
+    return check
+
+
+def _maximum(instance: RestartPolicy, attribute: attrs.Attribute[Any], value: float) -> None:
+    _seconds(0.0, True)(instance, attribute, value)
+    if value < instance.initial:
+        raise ValueError(f"{attribute.name}: must be >= initial ({instance.initial}), got {value!r}")
+
+
+def _jitter(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    _seconds(0.0, True)(instance, attribute, value)
+    if value > 1.0:
+        raise ValueError(f"{attribute.name}: must be between 0 and 1, got {value!r}")
+
+
+@attrs.frozen
+class RestartPolicy:
+    """When and how often the supervisor restarts a crashed provider.
+
+    A provider may crash and be restarted ``max_restarts`` times within any ``within``
+    seconds; one more crash inside that window makes it FAILED (routed around, and an
+    :class:`ActorFailed` event), or, with ``escalate=True``, makes the registry raise.
+    The n-th restart inside the window waits ``initial * 2**(n-1)`` seconds, capped at
+    ``maximum``, each delay scaled by a random factor in ``[1 - jitter, 1 + jitter]``.
+
+    Raises:
+      ValueError, TypeError: for a negative, NaN or mistyped field (the message names it).
+    """
+
+    max_restarts: int = attrs.field(default=3, validator=_non_negative_int)
+    within: float = attrs.field(default=5.0, validator=_seconds(0.0, False))
+    initial: float = attrs.field(default=0.1, validator=_seconds(0.0, True))
+    maximum: float = attrs.field(default=30.0, validator=_maximum)
+    jitter: float = attrs.field(default=0.1, validator=_jitter)
+    escalate: bool = False
+
+    def delay(self, restart_number: int, rng: random.Random) -> float:
+        """Back-off before the *restart_number*-th restart (1-based) in the window."""
+        base = min(self.maximum, self.initial * 2.0 ** (restart_number - 1))
+        if self.jitter:
+            base *= 1.0 + self.jitter * rng.uniform(-1.0, 1.0)
+        return max(0.0, base)
+
+
+@attrs.define(slots=True)
+class RestartTracker:
+    """The crash history of one provider against its :class:`RestartPolicy`."""
+
+    policy: RestartPolicy
+    _window: collections.deque[float] = attrs.field(factory=collections.deque, init=False)
+    #: Restarts granted over the provider's lifetime.
+    restarts: int = attrs.field(default=0, init=False)
+
+    def on_crash(self, now: float, rng: random.Random) -> float | None:
+        """Decide what a crash at *now* leads to.
+
+        Returns:
+          The delay before restarting, or ``None`` when the crash exceeds the intensity
+          (``max_restarts`` restarts already granted in the last ``within`` seconds).
+        """
+        window = self._window
+        while window and window[0] <= now - self.policy.within:
+            window.popleft()
+        if len(window) >= self.policy.max_restarts:
+            return None
+        window.append(now)
+        self.restarts += 1
+        return self.policy.delay(len(window), rng)

@@ -1,0 +1,286 @@
+"""The pure selection policy: ordering, strategies and capability matching.
+
+Registrations change rarely and resolves happen all the time, so the order of every
+(scope, service type) is built once per change (:func:`build_plan`) and a resolve
+(:func:`select`) walks it without sorting, grouping or allocating. Imports neither trio
+nor the actors.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
+
+import attrs
+
+from ._types import CircuitState, Priority, SelectionStrategy
+from .breaker import CircuitBreaker
+
+__all__ = [
+    "ActorStatus",
+    "Candidate",
+    "Cursor",
+    "Group",
+    "Member",
+    "Plan",
+    "build_plan",
+    "explain_plan",
+    "select",
+]
+
+_CLOSED = CircuitState.CLOSED
+_ROUND_ROBIN = SelectionStrategy.ROUND_ROBIN
+
+
+class ActorStatus(enum.Enum):
+    """Lifecycle status of a provider's actor, as routing sees it."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@attrs.define(slots=True, eq=False)
+class Member:
+    """One registered provider as the selection policy sees it.
+
+    ``routable`` is derived from ``status``, ``healthy`` and ``has_health_check`` by
+    :meth:`refresh`; it is stored because the resolve loop reads it for every candidate.
+    """
+
+    name: str
+    instance: Any
+    priority: Priority
+    priority_group: int
+    strategy: SelectionStrategy
+    capabilities: frozenset[str]
+    seq: int
+    breaker: CircuitBreaker
+    has_health_check: bool = False
+    status: ActorStatus = ActorStatus.RUNNING
+    #: Result of the last health check; ``None`` before the first one.
+    healthy: bool | None = None
+    routable: bool = False
+
+    @property
+    def sort_key(self) -> tuple[int, int]:
+        """Priority, then registration order."""
+        return (int(self.priority), self.seq)
+
+    def refresh(self) -> bool:
+        """Recompute :attr:`routable`; return whether it changed."""
+        routable = self.status is ActorStatus.RUNNING and (
+            self.healthy is True or (self.healthy is None and not self.has_health_check)
+        )
+        changed = routable != self.routable
+        self.routable = routable
+        return changed
+
+    def unroutable_reason(self) -> str | None:
+        """Why the actor or health state keeps this member out of routing, if it does."""
+        if self.status is not ActorStatus.RUNNING:
+            return f"actor {self.status.value}"
+        if self.healthy is False:
+            return "last health check failed"
+        if self.healthy is None and self.has_health_check:
+            return "first health check pending"
+        return None
+
+
+@attrs.define(slots=True)
+class Cursor:
+    """Round-robin position of one (scope, service type, group): the sort key of the
+    member chosen last. Keys, not indexes, so it stays valid whatever is unregistered
+    or re-prioritised."""
+
+    last: tuple[int, int] | None = None
+
+
+@attrs.frozen
+class Group:
+    """One priority group of a plan, its members in selection order."""
+
+    number: int
+    strategy: SelectionStrategy
+    members: tuple[Member, ...]
+    keys: tuple[tuple[int, int], ...]
+    cursor: Cursor
+
+
+#: The precomputed order of one (scope, service type): groups ascending.
+Plan = tuple[Group, ...]
+
+
+def build_plan(members: Iterable[Member], cursors: dict[int, Cursor]) -> Plan:
+    """Order *members* into groups ascending, each by priority then registration order.
+
+    A group's strategy is that of its first member in that order.
+
+    Args:
+      members: the providers of one (scope, service type).
+      cursors: round-robin cursors by group number, kept across rebuilds; missing ones are
+        created here.
+    """
+    by_group: dict[int, list[Member]] = {}
+    for member in members:
+        by_group.setdefault(member.priority_group, []).append(member)
+    groups = []
+    for number in sorted(by_group):
+        ordered = sorted(by_group[number], key=lambda m: m.sort_key)
+        cursor = cursors.setdefault(number, Cursor())
+        groups.append(
+            Group(
+                number=number,
+                strategy=ordered[0].strategy,
+                members=tuple(ordered),
+                keys=tuple(m.sort_key for m in ordered),
+                cursor=cursor,
+            )
+        )
+    return tuple(groups)
+
+
+def select(
+    plan: Plan,
+    required: frozenset[str],
+    now: Callable[[], float],
+    exclude: Collection[Member] = (),
+) -> Member | None:
+    """Return the first available member of *plan*, admitting it through its breaker.
+
+    A member is available when it is routable, has every *required* capability, is not in
+    *exclude*, and its breaker admits a call (which, in HALF_OPEN, takes a probe permit).
+    ROUND_ROBIN groups start after the member they chose last and move their cursor to
+    the one chosen. The walk is synchronous, so concurrent resolves never see a
+    half-advanced cursor.
+
+    Args:
+      plan: from :func:`build_plan`.
+      required: capabilities every candidate must have.
+      now: returns the current time; called only when a breaker is not CLOSED.
+      exclude: members not to choose (for failover inside one call).
+    """
+    for group in plan:
+        members = group.members
+        if group.strategy is _ROUND_ROBIN:
+            count = len(members)
+            last = group.cursor.last
+            start = 0 if last is None else bisect.bisect_right(group.keys, last)
+            for step in range(count):
+                index = (start + step) % count
+                member = members[index]
+                if (
+                    member.routable
+                    and (not required or required <= member.capabilities)
+                    and (not exclude or member not in exclude)
+                ):
+                    breaker = member.breaker
+                    if breaker.state is _CLOSED or breaker.acquire(now()):
+                        group.cursor.last = group.keys[index]
+                        return member
+            continue
+        for member in members:
+            if (
+                member.routable
+                and (not required or required <= member.capabilities)
+                and (not exclude or member not in exclude)
+            ):
+                breaker = member.breaker
+                if breaker.state is _CLOSED or breaker.acquire(now()):
+                    return member
+    return None
+
+
+@attrs.frozen
+class Candidate:
+    """One row of a selection walk: a member and what the walk made of it."""
+
+    scope: str
+    group: int
+    strategy: SelectionStrategy
+    name: str
+    priority: Priority
+    #: ``"chosen"``, ``"skipped"`` or ``"not reached"``.
+    verdict: str
+    reason: str
+
+
+def skip_reason(
+    member: Member, required: frozenset[str], now: float, exclude: Collection[Member] = ()
+) -> str | None:
+    """Return why *member* is not available at *now*, or ``None`` if it is."""
+    missing = required - member.capabilities
+    if missing:
+        return f"lacks capabilities {sorted(missing)}"
+    if member in exclude:
+        return "already tried in this call"
+    reason = member.unroutable_reason()
+    if reason is not None:
+        return reason
+    breaker = member.breaker
+    if not breaker.is_available(now):
+        if breaker.state is CircuitState.HALF_OPEN:
+            return "circuit half-open, probe quota in use"
+        return f"circuit open until t={breaker.next_attempt_time:.3f}"
+    return None
+
+
+def explain_plan(
+    scope: str,
+    plan: Plan,
+    required: frozenset[str],
+    now: float,
+    chosen: bool = False,
+    exclude: Collection[Member] = (),
+) -> tuple[list[Candidate], bool]:
+    """Walk *plan* as :func:`select` would, without admitting anything or moving cursors.
+
+    Args:
+      scope: the handler name, or ``"*"`` for global providers (shown in each row).
+      plan: the plan to walk.
+      required: required capabilities.
+      now: the current time.
+      chosen: whether an earlier scope already chose; every row is then "not reached".
+      exclude: members not to choose.
+
+    Returns:
+      The rows in walk order (round-robin groups from their cursor), and whether a member
+      was chosen by this or an earlier scope.
+    """
+    rows: list[Candidate] = []
+    for group in plan:
+        members = group.members
+        order = range(len(members))
+        if group.strategy is _ROUND_ROBIN and group.cursor.last is not None:
+            start = bisect.bisect_right(group.keys, group.cursor.last)
+            order = range(start, start + len(members))
+        for index in order:
+            member = members[index % len(members)]
+            if chosen:
+                verdict, reason = "not reached", "an earlier candidate was chosen"
+            else:
+                why = skip_reason(member, required, now, exclude)
+                if why is None:
+                    chosen = True
+                    verdict = "chosen"
+                    reason = (
+                        "next in rotation" if group.strategy is _ROUND_ROBIN else "first available"
+                    )
+                else:
+                    verdict, reason = "skipped", why
+            rows.append(
+                Candidate(
+                    scope=scope,
+                    group=group.number,
+                    strategy=group.strategy,
+                    name=member.name,
+                    priority=member.priority,
+                    verdict=verdict,
+                    reason=reason,
+                )
+            )
+    return rows, chosen
