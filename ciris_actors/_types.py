@@ -69,7 +69,9 @@ def coerce_priority(value: object, field: str = "priority") -> Priority:
             return Priority[value.strip().upper()]
         except KeyError:
             names = ", ".join(p.name for p in Priority)
-            raise ValueError(f"{field}: unknown priority {value!r} (expected one of {names})") from None
+            raise ValueError(
+                f"{field}: unknown priority {value!r} (expected one of {names})"
+            ) from None
     if isinstance(value, int) and not isinstance(value, bool):
         try:
             return Priority(value)
@@ -95,7 +97,9 @@ def coerce_strategy(value: object, field: str = "strategy") -> SelectionStrategy
                 return strategy
         names = ", ".join(s.value for s in SelectionStrategy)
         raise ValueError(f"{field}: unknown strategy {value!r} (expected one of {names})")
-    raise TypeError(f"{field}: expected a SelectionStrategy or its name, got {type(value).__name__}")
+    raise TypeError(
+        f"{field}: expected a SelectionStrategy or its name, got {type(value).__name__}"
+    )
 
 
 def coerce_group(value: object, field: str = "priority_group") -> int:

@@ -13,7 +13,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import attrs
 import trio
@@ -84,7 +84,9 @@ class SelectionExplanation:
         }
 
     def __str__(self) -> str:
-        caps = f" requiring {list(self.required_capabilities)}" if self.required_capabilities else ""
+        caps = (
+            f" requiring {list(self.required_capabilities)}" if self.required_capabilities else ""
+        )
         head = f"selection for handler {self.handler!r}, service type {self.service_type!r}{caps}"
         if not self.candidates:
             return head + ": no provider registered"
@@ -102,7 +104,9 @@ class SelectionExplanation:
             for c in self.candidates
         ]
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+        lines = [
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
+        ]
         lines.insert(1, "  ".join("-" * w for w in widths))
         tail = f"chosen: {self.chosen}" if self.chosen else "chosen: none"
         return "\n".join([head, *(line.rstrip() for line in lines), tail])
@@ -134,7 +138,7 @@ class _Lease:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> Literal[False]:
         assert self._scope is not None
         self._scope.__exit__(exc_type, exc, tb)
         breaker = self._member.breaker
@@ -420,7 +424,7 @@ class Registry:
         service_type: str,
         required_capabilities: Iterable[str] | None = None,
         *,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the public contract's name
     ) -> AsyncIterator[Any]:
         """Lease the best available provider for the duration of the block.
 
@@ -535,7 +539,9 @@ class Registry:
     # -- readiness and health -------------------------------------------------------------
 
     async def wait_ready(
-        self, timeout: float = 30.0, service_types: Iterable[str] | None = None
+        self,
+        timeout: float = 30.0,  # noqa: ASYNC109 - the public contract's name
+        service_types: Iterable[str] | None = None,
     ) -> bool:
         """Wait until every required service type has a routable provider.
 
@@ -638,8 +644,14 @@ class Registry:
                 continue
             detail = types.setdefault(
                 record.service_type,
-                {"total": 0, "healthy": 0, "unhealthy": 0, "unknown": 0, "available": 0,
-                 "providers": {}},
+                {
+                    "total": 0,
+                    "healthy": 0,
+                    "unhealthy": 0,
+                    "unknown": 0,
+                    "available": 0,
+                    "providers": {},
+                },
             )
             health = _health_word(record)
             detail["total"] += 1

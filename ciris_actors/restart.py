@@ -39,7 +39,9 @@ def _seconds(minimum: float, inclusive: bool) -> Any:
 def _maximum(instance: RestartPolicy, attribute: attrs.Attribute[Any], value: float) -> None:
     _seconds(0.0, True)(instance, attribute, value)
     if value < instance.initial:
-        raise ValueError(f"{attribute.name}: must be >= initial ({instance.initial}), got {value!r}")
+        raise ValueError(
+            f"{attribute.name}: must be >= initial ({instance.initial}), got {value!r}"
+        )
 
 
 def _jitter(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:

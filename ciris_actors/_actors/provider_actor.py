@@ -119,7 +119,9 @@ async def _incarnation(sup: RegistrySupervisor, record: ProviderRecord) -> None:
                 try:
                     await instance.__aexit__(type(exc), exc, exc.__traceback__)
                 except Exception as close_error:
-                    record.last_error = f"__aexit__ raised {type(close_error).__name__}: {close_error}"
+                    record.last_error = (
+                        f"__aexit__ raised {type(close_error).__name__}: {close_error}"
+                    )
             raise
         return  # pragma: no cover - _serve never returns normally
     start = lifecycle_method(instance, "start")

@@ -9,6 +9,7 @@ trio). The actors are told afterwards, through their mailboxes.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import random
 from collections.abc import Callable, Iterator
@@ -49,8 +50,10 @@ class ProviderRecord(Member):
     metadata: dict[str, Any]
     mock: bool
     restart: RestartTracker
-    #: Cancelling it stops the provider's actors (unregister, registry exit).
-    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    #: Cancelling it stops the provider's actors (unregister, registry exit). Shielded, so
+    #: a cancellation of the registry's block reaches providers only through
+    #: ``stop_all``, one at a time in reverse registration order.
+    scope: trio.CancelScope = attrs.field(factory=lambda: trio.CancelScope(shield=True))
     #: Set when the provider actor has finished, its provider closed.
     done: trio.Event = attrs.field(factory=trio.Event)
     mailbox: trio.MemorySendChannel[BreakerMessage]
@@ -67,10 +70,10 @@ class ProviderRecord(Member):
 
     def tell(self, message: BreakerMessage) -> None:
         """Post *message* to the breaker actor without waiting (see ``messages``)."""
-        try:
+        with contextlib.suppress(
+            trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
+        ):
             self.mailbox.send_nowait(message)
-        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
 
 
 class RegistrySupervisor:
@@ -232,7 +235,9 @@ class RegistrySupervisor:
         """Publish a breaker's transition (the breaker's ``on_transition`` callback)."""
         record = self.providers.get(breaker.name)
         if record is not None and record.breaker is breaker:
-            self.publish(BreakerTransition(name=breaker.name, time=now, old=old, new=new, reason=reason))
+            self.publish(
+                BreakerTransition(name=breaker.name, time=now, old=old, new=new, reason=reason)
+            )
 
     def take_permit(self, record: ProviderRecord) -> None:
         """Remember a probe permit handed out by ``get_service``, to expire it on time."""

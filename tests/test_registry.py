@@ -1,0 +1,296 @@
+"""Registration, ordering and strategies of the Registry, on virtual time."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from ciris_actors import (
+    BreakerTransition,
+    CircuitState,
+    Priority,
+    Registry,
+    SelectionStrategy,
+    open_registry,
+)
+from ciris_actors.testing import FakeProvider
+
+
+class Plain:
+    """A provider with no lifecycle hooks: routable the moment it is registered."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def __repr__(self) -> str:
+        return self.label
+
+
+async def test_plain_provider_is_routable_as_soon_as_register_returns(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    provider = Plain("a")
+    name = registry.register("H", "llm", provider)
+    assert registry.get_service_nowait("H", "llm") is provider
+    assert name.startswith("Plain_")
+
+
+async def test_explicit_name_is_kept_and_generated_names_are_unique(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    assert registry.register("H", "llm", Plain("a"), name="openai") == "openai"
+    generated = {registry.register("H", "llm", Plain(str(i))) for i in range(5)}
+    assert len(generated) == 5
+    assert "openai" not in generated
+
+
+async def test_handler_specific_before_global_unless_fallback_disabled(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    specific, glob = Plain("specific"), Plain("global")
+    registry.register_service("llm", glob, priority=Priority.CRITICAL)
+    registry.register("H", "llm", specific, priority=Priority.LOW, priority_group=3)
+    assert await registry.get_service("H", "llm") is specific
+    # Another handler only sees the global provider.
+    assert await registry.get_service("Other", "llm") is glob
+    assert await registry.get_service("Other", "llm", fallback_to_global=False) is None
+    registry.force_open(registry.get_provider_info()["handlers"]["H"]["llm"][0]["name"])
+    assert await registry.get_service("H", "llm") is glob
+    assert await registry.get_service("H", "llm", fallback_to_global=False) is None
+
+
+async def test_groups_ascending_then_priority_then_registration_order(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    names = {}
+    for label, prio, group in [
+        ("g1-critical", Priority.CRITICAL, 1),
+        ("g0-low", Priority.LOW, 0),
+        ("g0-high-first", Priority.HIGH, 0),
+        ("g0-high-second", Priority.HIGH, 0),
+    ]:
+        names[label] = registry.register("H", "llm", Plain(label), prio, priority_group=group)
+    order = []
+    for _ in range(4):
+        chosen = registry.get_service_nowait("H", "llm")
+        assert chosen is not None
+        order.append(chosen.label)
+        registry.force_open(names[chosen.label])
+    assert order == ["g0-high-first", "g0-high-second", "g0-low", "g1-critical"]
+    assert registry.get_service_nowait("H", "llm") is None
+
+
+async def test_capabilities_are_a_subset_match(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    basic, rich = Plain("basic"), Plain("rich")
+    registry.register("H", "llm", basic, Priority.CRITICAL, capabilities=["chat"])
+    registry.register("H", "llm", rich, Priority.LOW, capabilities=["chat", "structured_output"])
+    assert await registry.get_service("H", "llm", ["chat"]) is basic
+    assert await registry.get_service("H", "llm", ["structured_output"]) is rich
+    assert await registry.get_service("H", "llm", frozenset({"chat", "structured_output"})) is rich
+    assert await registry.get_service("H", "llm", ["vision"]) is None
+
+
+async def test_round_robin_rotates_and_a_skipped_provider_does_not_skew_it(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    names = [
+        registry.register("H", "llm", Plain(label), strategy="round_robin", name=label)
+        for label in ("a", "b", "c")
+    ]
+    picks = [registry.get_service_nowait("H", "llm").label for _ in range(6)]
+    assert picks == ["a", "b", "c", "a", "b", "c"]
+    registry.force_open(names[1])
+    picks = [registry.get_service_nowait("H", "llm").label for _ in range(4)]
+    assert picks == ["a", "c", "a", "c"]
+    registry.reset_circuit_breaker(names[1])
+    picks = [registry.get_service_nowait("H", "llm").label for _ in range(3)]
+    assert picks == ["a", "b", "c"]
+
+
+async def test_group_strategy_is_that_of_its_first_provider(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    registry.register("H", "llm", Plain("first"), Priority.HIGH, strategy="fallback")
+    registry.register("H", "llm", Plain("second"), Priority.LOW, strategy="round_robin")
+    picks = {registry.get_service_nowait("H", "llm").label for _ in range(4)}
+    assert picks == {"first"}
+
+
+async def test_unregister_and_update_priority_take_effect_for_the_next_resolve(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    a, b = Plain("a"), Plain("b")
+    name_a = registry.register("H", "llm", a, Priority.HIGH)
+    name_b = registry.register("H", "llm", b, Priority.LOW)
+    assert registry.get_service_nowait("H", "llm") is a
+    registry.update_priority(name_b, priority="CRITICAL")
+    assert registry.get_service_nowait("H", "llm") is b
+    registry.update_priority(name_b, priority_group=1)
+    assert registry.get_service_nowait("H", "llm") is a
+    registry.unregister(name_a)
+    assert registry.get_service_nowait("H", "llm") is b
+    registry.unregister(name_b)
+    assert registry.get_service_nowait("H", "llm") is None
+
+
+async def test_update_priority_can_switch_a_group_to_round_robin(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    first = registry.register("H", "llm", Plain("a"))
+    registry.register("H", "llm", Plain("b"))
+    assert {registry.get_service_nowait("H", "llm").label for _ in range(4)} == {"a"}
+    registry.update_priority(first, strategy=SelectionStrategy.ROUND_ROBIN)
+    assert [registry.get_service_nowait("H", "llm").label for _ in range(4)] == [
+        "a",
+        "b",
+        "a",
+        "b",
+    ]
+
+
+async def test_started_provider_is_routable_only_after_start_and_first_health_check(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    slow = FakeProvider("slow", start_delay=3.0)
+    registry.register("H", "llm", slow)
+    assert registry.get_service_nowait("H", "llm") is None
+    assert await registry.wait_ready(timeout=10.0)
+    assert trio.current_time() >= 3.0
+    assert slow.starts == 1
+    assert slow.health_checks == 1
+    assert registry.get_service_nowait("H", "llm") is slow
+
+
+async def test_provider_failing_its_first_health_check_is_never_handed_out(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    sick = FakeProvider("sick", healthy=False)
+    registry.register("H", "llm", sick)
+    for _ in range(5):
+        await trio.testing.wait_all_tasks_blocked()
+        assert registry.get_service_nowait("H", "llm") is None
+    assert sick.health_checks == 1
+    assert not await registry.wait_ready(timeout=1.0)
+
+
+async def test_wait_ready_wakes_on_readiness_not_on_a_poll(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    provider = FakeProvider("late", start_delay=7.0)
+    start = trio.current_time()
+
+    async def register_later() -> None:
+        await trio.sleep(2.0)
+        registry.register_service("llm", provider)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(register_later)
+        assert await registry.wait_ready(timeout=20.0)
+        # Ready exactly when the provider's start finished: 2 s + 7 s of virtual time.
+        assert trio.current_time() - start == pytest.approx(9.0)
+
+
+async def test_periodic_health_check_removes_and_restores_a_provider(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    primary, backup = FakeProvider("primary"), FakeProvider("backup")
+    async with open_registry(health_check_interval=5.0) as registry:
+        registry.register("H", "llm", primary, Priority.HIGH)
+        registry.register("H", "llm", backup, Priority.LOW)
+        assert await registry.wait_ready(5.0, ["llm"])
+        await trio.sleep(0.1)
+        assert registry.get_service_nowait("H", "llm") is primary
+        primary.healthy = False
+        await trio.sleep(5.0)
+        assert registry.get_service_nowait("H", "llm") is backup
+        primary.healthy = True
+        await trio.sleep(5.0)
+        assert registry.get_service_nowait("H", "llm") is primary
+
+
+async def test_hanging_health_check_times_out_and_never_blocks_a_resolve(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    primary, backup = FakeProvider("primary"), FakeProvider("backup")
+    async with open_registry(health_check_interval=5.0) as registry:
+        registry.register("H", "llm", primary, Priority.HIGH)
+        registry.register("H", "llm", backup, Priority.LOW)
+        assert await registry.wait_ready(5.0, ["llm"])
+        primary.health_latency = float("inf")
+        start = trio.current_time()
+        await trio.sleep(5.5)  # the next check starts and hangs
+        # Resolving does not wait for the hanging check.
+        with trio.testing.assert_no_checkpoints():
+            assert registry.get_service_nowait("H", "llm") is primary
+        await trio.sleep(40.0)  # past timeout_duration (30 s default): the check failed
+        assert registry.get_service_nowait("H", "llm") is backup
+        info = registry.get_provider_info()["handlers"]["H"]["llm"][0]
+        assert info["health"] == "unhealthy"
+        assert "timed out" in info["health_reason"]
+        assert trio.current_time() - start < 50.0
+
+
+async def test_breaker_actor_moves_open_to_half_open_at_the_deadline(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    name = registry.register("H", "llm", Plain("a"))
+    async with registry.events() as events:
+        registry.report_failure(name)
+        registry.report_failure(name)
+        opened = await events.receive()
+        half_open = await events.receive()
+    assert isinstance(opened, BreakerTransition)
+    assert isinstance(half_open, BreakerTransition)
+    assert (opened.old, opened.new) == (CircuitState.CLOSED, CircuitState.OPEN)
+    assert (half_open.old, half_open.new) == (CircuitState.OPEN, CircuitState.HALF_OPEN)
+    assert half_open.time - opened.time == pytest.approx(10.0)
+
+
+async def test_unreturned_half_open_permit_counts_as_a_failure(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    provider = Plain("a")
+    name = registry.register("H", "llm", provider)
+    registry.force_open(name, duration=1.0)
+    await trio.sleep(1.0)
+    assert registry.get_service_nowait("H", "llm") is provider  # takes the only permit
+    stats = registry.get_provider_info()["circuit_breaker_stats"][name]
+    assert stats["state"] == "half_open"
+    assert stats["probes_in_flight"] == 1
+    await trio.sleep(5.0)  # timeout_duration passes without a report
+    stats = registry.get_provider_info()["circuit_breaker_stats"][name]
+    assert stats["state"] == "open"
+    assert stats["total_failures"] == 1
+
+
+async def test_reported_success_returns_the_permit_and_closes(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    name = registry.register("H", "llm", Plain("a"))
+    registry.force_open(name, duration=1.0)
+    await trio.sleep(1.0)
+    assert registry.get_service_nowait("H", "llm") is not None
+    registry.report_success(name)  # success_threshold=1 in FAST_BREAKER
+    stats = registry.get_provider_info()["circuit_breaker_stats"][name]
+    assert (stats["state"], stats["probes_in_flight"]) == ("closed", 0)
+    await trio.sleep(10.0)  # the expired permit deadline must not count against it
+    assert registry.get_provider_info()["circuit_breaker_stats"][name]["state"] == "closed"
+
+
+async def test_mock_providers_only_come_from_get_service_with_fallback(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    mock = Plain("mock")
+    async with open_registry(allow_mock_services=True) as registry:
+        registry.register_service("llm", mock, Priority.FALLBACK, mock=True)
+        assert await registry.get_service("H", "llm") is None
+        assert await registry.get_service_with_fallback("H", "llm") is mock
+        real = Plain("real")
+        registry.register_service("llm", real)
+        assert await registry.get_service_with_fallback("H", "llm") is real
+    async with open_registry(allow_mock_services=False) as registry:
+        registry.register_service("llm", mock, mock=True)
+        assert await registry.get_service_with_fallback("H", "llm") is None

@@ -1,0 +1,294 @@
+"""Provider lifecycles, restarts under the policy, FAILED, escalation, and shutdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ciris_actors import (
+    ActorCrashed,
+    ActorFailed,
+    ActorRestarted,
+    RegistryError,
+    RegistryEvent,
+    RestartPolicy,
+    open_registry,
+)
+from ciris_actors.testing import FakeProvider
+
+
+class TaskCounter(trio.abc.Instrument):
+    """Counts tasks spawned and exited while installed."""
+
+    def __init__(self) -> None:
+        self.live: set[trio.lowlevel.Task] = set()
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.live.add(task)
+
+    def task_exited(self, task: trio.lowlevel.Task) -> None:
+        self.live.discard(task)
+
+
+class CrashingProvider:
+    """``run()`` raises after each duration in *schedule*, then runs forever."""
+
+    def __init__(self, schedule: list[float]) -> None:
+        self.schedule = list(schedule)
+        self.starts = 0
+        self.closes = 0
+
+    async def start(self) -> None:
+        self.starts += 1
+        await trio.lowlevel.checkpoint()
+
+    async def run(self) -> None:
+        if not self.schedule:
+            await trio.sleep_forever()
+        await trio.sleep(self.schedule.pop(0))
+        raise RuntimeError("crash")
+
+    async def aclose(self) -> None:
+        self.closes += 1
+        await trio.lowlevel.checkpoint()
+
+
+class Recorder:
+    """A provider that logs its close into a shared list."""
+
+    def __init__(self, label: str, log: list[str]) -> None:
+        self.label = label
+        self.log = log
+
+    async def aclose(self) -> None:
+        self.log.append(self.label)
+        await trio.lowlevel.checkpoint()
+
+
+async def collect(events: Any, into: list[RegistryEvent]) -> None:
+    async for event in events:
+        into.append(event)
+
+
+async def test_crashed_provider_is_restarted_and_routable_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    provider = FakeProvider("flaky")
+    policy = RestartPolicy(max_restarts=3, within=60.0, initial=1.0, jitter=0.0)
+    async with open_registry(restart_policy=policy, health_check_interval=None) as registry:
+        name = registry.register("H", "llm", provider)
+        assert await registry.wait_ready(5.0, ["llm"])
+        async with registry.events() as events:
+            provider.crash()
+            crashed = await events.receive()
+            assert isinstance(crashed, ActorCrashed)
+            assert "crashed" in crashed.error
+            assert registry.get_service_nowait("H", "llm") is None  # restarting
+            while not isinstance(restarted := await events.receive(), ActorRestarted):
+                pass
+            assert isinstance(restarted, ActorRestarted)
+            assert (restarted.restarts, restarted.delay) == (1, 1.0)
+        assert await registry.wait_ready(5.0, ["llm"])
+        assert registry.get_service_nowait("H", "llm") is provider
+        assert provider.starts == 2
+        assert provider.closes == 1  # the crashed incarnation was closed
+        info = registry.get_provider_info()["handlers"]["H"]["llm"][0]
+        assert (info["name"], info["restarts"], info["actor_status"]) == (name, 1, "running")
+
+
+async def test_crash_loop_beyond_intensity_becomes_failed_and_is_routed_around(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broken = FakeProvider("broken", crash_on_start=100)
+    backup = FakeProvider("backup")
+    policy = RestartPolicy(max_restarts=2, within=10.0, initial=0.5, jitter=0.0)
+    async with open_registry(restart_policy=policy) as registry:
+        registry.register("H", "llm", broken, name="broken")
+        registry.register("H", "llm", backup, name="backup", priority="LOW")
+        async with registry.events() as events:
+            while not isinstance(event := await events.receive(), ActorFailed):
+                pass
+        assert event.name == "broken"
+        assert event.restarts == 2
+        assert broken.starts == 3
+        assert registry.get_service_nowait("H", "llm") is backup
+        info = registry.get_provider_info()["handlers"]["H"]["llm"][0]
+        assert (info["actor_status"], info["health"]) == ("failed", "unhealthy")
+        assert registry.health_status()["overall_health"] == "degraded"
+
+
+async def test_escalation_makes_the_registry_raise(autojump_clock: trio.testing.MockClock) -> None:
+    policy = RestartPolicy(max_restarts=0, escalate=True)
+
+    async def body() -> None:
+        async with open_registry(restart_policy=policy) as registry:
+            registry.register("H", "llm", FakeProvider("broken", crash_on_start=1))
+            await trio.sleep_forever()
+
+    with pytest.raises(RegistryError, match="exceeded its restart intensity") as caught:
+        await body()
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+async def test_exit_closes_providers_in_reverse_registration_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[str] = []
+    async with open_registry() as registry:
+        for label in ("first", "second", "third"):
+            registry.register("H", "llm", Recorder(label, log))
+        await trio.testing.wait_all_tasks_blocked()
+    assert log == ["third", "second", "first"]
+
+
+async def test_a_hanging_aclose_is_abandoned_after_close_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Stuck:
+        async def aclose(self) -> None:
+            await trio.sleep_forever()
+
+    start = trio.current_time()
+    async with open_registry(close_timeout=2.0) as registry:
+        registry.register("H", "llm", Stuck())
+        registry.register("H", "llm", Stuck())
+    assert trio.current_time() - start == pytest.approx(4.0)
+
+
+async def test_exit_under_outside_cancellation_still_closes_everything(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[str] = []
+    with trio.move_on_after(1.0):
+        async with open_registry() as registry:
+            registry.register("H", "llm", Recorder("a", log))
+            registry.register("H", "llm", Recorder("b", log))
+            await trio.sleep_forever()
+    assert log == ["b", "a"]
+
+
+async def test_body_exception_comes_out_unwrapped(autojump_clock: trio.testing.MockClock) -> None:
+    async def body() -> None:
+        async with open_registry() as registry:
+            registry.register("H", "llm", FakeProvider("a"))
+            raise KeyError("from the body")
+
+    with pytest.raises(KeyError) as caught:
+        await body()
+    assert caught.value.args == ("from the body",)
+
+
+async def test_unregister_closes_the_provider_in_the_background(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    provider = FakeProvider("a")
+    async with open_registry() as registry:
+        name = registry.register("H", "llm", provider)
+        await registry.wait_ready(5.0, ["llm"])
+        assert provider.running
+        registry.unregister(name)
+        await trio.testing.wait_all_tasks_blocked()
+        assert (provider.closes, provider.running) == (1, False)
+
+
+async def test_async_context_manager_provider_is_entered_and_exited(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Session:
+        entered = exited = 0
+
+        async def __aenter__(self) -> Session:
+            self.entered += 1
+            await trio.lowlevel.checkpoint()
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            self.exited += 1
+            await trio.lowlevel.checkpoint()
+
+    session = Session()
+    async with open_registry() as registry:
+        registry.register("H", "llm", session)
+        assert registry.get_service_nowait("H", "llm") is None  # not entered yet
+        assert await registry.wait_ready(5.0, ["llm"])
+        assert registry.get_service_nowait("H", "llm") is session
+        assert (session.entered, session.exited) == (1, 0)
+    assert (session.entered, session.exited) == (1, 1)
+
+
+@attrs.frozen
+class Expected:
+    restarts: list[float]
+    failed_at: float | None
+
+
+def restart_model(schedule: list[float], policy: RestartPolicy, registered_at: float) -> Expected:
+    """OTP intensity written from its definition: a crash at c is refused when at least
+    max_restarts restarts were granted in (c - within, c]."""
+    granted: list[float] = []
+    start = registered_at
+    for duration in schedule:
+        crash = start + duration
+        recent = [r for r in granted if r > crash - policy.within]
+        if len(recent) >= policy.max_restarts:
+            return Expected(granted, crash)
+        granted.append(crash)
+        start = crash + min(policy.maximum, policy.initial * 2 ** (len(recent)))
+    return Expected(granted, None)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    schedule=st.lists(st.integers(0, 40).map(lambda tenths: tenths / 10), max_size=8),
+    max_restarts=st.integers(0, 4),
+    within=st.integers(1, 30).map(float),
+    initial=st.sampled_from([0.0, 0.1, 0.5, 1.0]),
+)
+def test_crash_schedules_get_exactly_the_restarts_and_failures_the_policy_allows(
+    schedule: list[float], max_restarts: int, within: float, initial: float
+) -> None:
+    """Random crash schedules: the restarts granted and the FAILED transition are exactly
+    the restart model's, and no task outlives open_registry."""
+    policy = RestartPolicy(
+        max_restarts=max_restarts, within=within, initial=initial, maximum=4.0, jitter=0.0
+    )
+    seen: list[RegistryEvent] = []
+    counter = TaskCounter()
+    registered_at = 0.0
+
+    async def scenario() -> None:
+        nonlocal registered_at
+        trio.lowlevel.add_instrument(counter)
+        async with (
+            open_registry(restart_policy=policy, health_check_interval=None) as registry,
+            registry.events(max_buffer=1000) as events,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(collect, events, seen)
+            registered_at = trio.current_time()
+            registry.register("H", "svc", CrashingProvider(schedule), name="p")
+            await trio.sleep(sum(schedule) + 10 * policy.maximum + 1)
+            nursery.cancel_scope.cancel()
+        trio.lowlevel.remove_instrument(counter)
+        assert not counter.live - {trio.lowlevel.current_task()}
+
+    trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
+    expected = restart_model(schedule, policy, registered_at)
+    crashes = [e.time for e in seen if isinstance(e, ActorCrashed)]
+    restarted = [e for e in seen if isinstance(e, ActorRestarted)]
+    failed = [e for e in seen if isinstance(e, ActorFailed)]
+    assert crashes[: len(expected.restarts)] == pytest.approx(expected.restarts)
+    assert len(restarted) == len(expected.restarts)
+    if expected.failed_at is None:
+        assert failed == []
+        assert len(crashes) == len(schedule)
+    else:
+        assert len(failed) == 1
+        assert failed[0].time == pytest.approx(expected.failed_at)
+        assert len(crashes) == len(expected.restarts) + 1
