@@ -252,7 +252,6 @@ class Registry:
             name = f"{type(provider).__name__}_{seq}"
             while name in self._sup.providers:
                 name = f"{name}_"
-        inbox_send, inbox_receive = trio.open_memory_channel[BreakerMessage](8)
         record = ProviderRecord(
             name=name,
             instance=provider,
@@ -269,8 +268,6 @@ class Registry:
             metadata=dict(metadata or {}),
             mock=bool(mock),
             restart=self._sup.make_tracker(),
-            mailbox=inbox_send,
-            inbox=inbox_receive,
         )
         record.refresh()
         self._sup.add(record)
@@ -337,8 +334,7 @@ class Registry:
         prio = record.priority if priority is None else coerce_priority(priority)
         group = record.priority_group if priority_group is None else coerce_group(priority_group)
         strat = record.strategy if strategy is None else coerce_strategy(strategy)
-        record.priority, record.priority_group, record.strategy = prio, group, strat
-        self._sup.rebuild_for(record)
+        self._sup.move(record, prio, group, strat)
 
     # -- resolving ------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ times, so it is tested on its own; the supervisor only sleeps and acts on it.
 
 from __future__ import annotations
 
-import collections
 import math
 import random
 from typing import Any
@@ -84,7 +83,8 @@ class RestartTracker:
     """The crash history of one provider against its :class:`RestartPolicy`."""
 
     policy: RestartPolicy
-    _window: collections.deque[float] = attrs.field(factory=collections.deque, init=False)
+    #: Times of the restarts granted in the current window (at most max_restarts).
+    _window: list[float] = attrs.field(factory=list, init=False)
     #: Restarts granted over the provider's lifetime.
     restarts: int = attrs.field(default=0, init=False)
 
@@ -96,8 +96,7 @@ class RestartTracker:
           (``max_restarts`` restarts already granted in the last ``within`` seconds).
         """
         window = self._window
-        while window and window[0] <= now - self.policy.within:
-            window.popleft()
+        window[:] = [t for t in window if t > now - self.policy.within]
         if len(window) >= self.policy.max_restarts:
             return None
         window.append(now)

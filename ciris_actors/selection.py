@@ -1,7 +1,8 @@
 """The pure selection policy: ordering, strategies and capability matching.
 
 Registrations change rarely and resolves happen all the time, so the order of every
-(scope, service type) is built once per change (:func:`build_plan`) and a resolve
+(scope, service type) is kept sorted as registrations change (:func:`plan_insert`,
+:func:`plan_remove`: a bisect and a list insertion, never a full re-sort) and a resolve
 (:func:`select`) walks it without sorting, grouping or allocating. Imports neither trio
 nor the actors.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import attrs
@@ -25,8 +26,9 @@ __all__ = [
     "Group",
     "Member",
     "Plan",
-    "build_plan",
     "explain_plan",
+    "plan_insert",
+    "plan_remove",
     "select",
 ]
 
@@ -100,48 +102,67 @@ class Cursor:
     last: tuple[int, int] | None = None
 
 
-@attrs.frozen
+@attrs.define(slots=True, eq=False)
 class Group:
-    """One priority group of a plan, its members in selection order."""
+    """One priority group of a plan, its members in selection order.
+
+    Mutated in place by :func:`plan_insert` / :func:`plan_remove`; that is safe because
+    every mutation and every resolve runs synchronously (nothing else runs in between).
+    """
 
     number: int
-    strategy: SelectionStrategy
-    members: tuple[Member, ...]
-    keys: tuple[tuple[int, int], ...]
     cursor: Cursor
+    members: list[Member] = attrs.field(factory=list)
+    keys: list[tuple[int, int]] = attrs.field(factory=list)
+    #: That of the group's first member.
+    strategy: SelectionStrategy = SelectionStrategy.FALLBACK
 
 
-#: The precomputed order of one (scope, service type): groups ascending.
-Plan = tuple[Group, ...]
+#: The order of one (scope, service type): its groups, ascending by number.
+Plan = list[Group]
 
 
-def build_plan(members: Iterable[Member], cursors: dict[int, Cursor]) -> Plan:
-    """Order *members* into groups ascending, each by priority then registration order.
-
-    A group's strategy is that of its first member in that order.
+def plan_insert(plan: Plan, member: Member, cursors: dict[int, Cursor]) -> None:
+    """Insert *member* into *plan* at its place: group ascending, then priority, then
+    registration order.
 
     Args:
-      members: the providers of one (scope, service type).
-      cursors: round-robin cursors by group number, kept across rebuilds; missing ones are
-        created here.
+      plan: the plan to change in place.
+      member: the member to insert (its group, priority and seq decide its place).
+      cursors: round-robin cursors by group number, kept across a group emptying and
+        filling again; a missing one is created here.
     """
-    by_group: dict[int, list[Member]] = {}
-    for member in members:
-        by_group.setdefault(member.priority_group, []).append(member)
-    groups = []
-    for number in sorted(by_group):
-        ordered = sorted(by_group[number], key=lambda m: m.sort_key)
-        cursor = cursors.setdefault(number, Cursor())
-        groups.append(
-            Group(
-                number=number,
-                strategy=ordered[0].strategy,
-                members=tuple(ordered),
-                keys=tuple(m.sort_key for m in ordered),
-                cursor=cursor,
-            )
-        )
-    return tuple(groups)
+    number = member.priority_group
+    index = bisect.bisect_left([g.number for g in plan], number)
+    if index == len(plan) or plan[index].number != number:
+        plan.insert(index, Group(number=number, cursor=cursors.setdefault(number, Cursor())))
+    group = plan[index]
+    key = member.sort_key
+    position = bisect.bisect_left(group.keys, key)
+    group.keys.insert(position, key)
+    group.members.insert(position, member)
+    group.strategy = group.members[0].strategy
+
+
+def plan_remove(plan: Plan, member: Member) -> None:
+    """Remove *member* from *plan*, found by its current group, priority and seq.
+
+    Raises:
+      ValueError: *member* is not in *plan* where its fields say it is.
+    """
+    for index, group in enumerate(plan):
+        if group.number != member.priority_group:
+            continue
+        position = bisect.bisect_left(group.keys, member.sort_key)
+        if position < len(group.members) and group.members[position] is member:
+            del group.keys[position]
+            del group.members[position]
+            if group.members:
+                group.strategy = group.members[0].strategy
+            else:
+                del plan[index]
+            return
+    raise ValueError(f"member {member.name!r} is not in this plan")
 
 
 def select(
@@ -159,7 +180,7 @@ def select(
     half-advanced cursor.
 
     Args:
-      plan: from :func:`build_plan`.
+      plan: kept by :func:`plan_insert` and :func:`plan_remove`.
       required: capabilities every candidate must have.
       now: returns the current time; called only when a breaker is not CLOSED.
       exclude: members not to choose (for failover inside one call).

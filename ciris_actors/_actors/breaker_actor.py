@@ -24,36 +24,37 @@ __all__ = ["breaker_actor"]
 
 
 async def breaker_actor(sup: RegistrySupervisor, record: ProviderRecord) -> None:
-    """Run until the provider actor stops or a STOP message arrives."""
+    """Run until the provider's scope is cancelled or a STOP message arrives."""
     breaker = record.breaker
     interval = sup.health_check_interval
     next_check = math.inf
-    async with record.inbox:
-        while True:
-            deadline = next_check
-            if breaker.state is CircuitState.OPEN:
-                deadline = min(deadline, breaker.next_attempt_time or 0.0)
-            if record.permits:
-                deadline = min(deadline, record.permits[0][0])
+    while True:
+        deadline = next_check
+        if breaker.state is CircuitState.OPEN:
+            deadline = min(deadline, breaker.next_attempt_time or 0.0)
+        if record.permits:
+            deadline = min(deadline, record.permits[0][0])
+        messages = BreakerMessage.NONE
+        if deadline == math.inf:
+            # Nothing timed to wait for (the common, idle case): no cancel scope needed.
+            messages = await record.mailbox.receive()
+        else:
             with trio.move_on_at(deadline):
-                try:
-                    message = await record.inbox.receive()
-                except trio.EndOfChannel:
-                    return
-                if message is BreakerMessage.STOP:
-                    return
-                if message is BreakerMessage.CHECK_NOW:
-                    next_check = trio.current_time()
-            now = trio.current_time()
-            breaker.advance(now)
-            while record.permits and record.permits[0][0] <= now:
-                _, generation = record.permits.popleft()
-                if generation == breaker.generation:
-                    # A probe permit not returned within timeout_duration is a failure.
-                    breaker.record_failure(now, generation)
-            if now >= next_check:
-                if record.has_health_check and record.status is ActorStatus.RUNNING:
-                    await sup.check_health(record)
-                    next_check = math.inf if interval is None else trio.current_time() + interval
-                else:
-                    next_check = math.inf
+                messages = await record.mailbox.receive()
+        if messages & BreakerMessage.STOP:
+            return
+        if messages & BreakerMessage.CHECK_NOW:
+            next_check = trio.current_time()
+        now = trio.current_time()
+        breaker.advance(now)
+        while record.permits and record.permits[0][0] <= now:
+            _, generation = record.permits.pop(0)
+            if generation == breaker.generation:
+                # A probe permit not returned within timeout_duration is a failure.
+                breaker.record_failure(now, generation)
+        if now >= next_check:
+            if record.has_health_check and record.status is ActorStatus.RUNNING:
+                await sup.check_health(record)
+                next_check = math.inf if interval is None else trio.current_time() + interval
+            else:
+                next_check = math.inf

@@ -23,7 +23,7 @@ from .messages import BreakerMessage
 if TYPE_CHECKING:
     from .supervisor import ProviderRecord, RegistrySupervisor
 
-__all__ = ["has_lifecycle", "lifecycle_method", "provider_actor"]
+__all__ = ["has_lifecycle", "lifecycle_method", "needs_supervision", "provider_actor"]
 
 
 def lifecycle_method(instance: object, name: str) -> Callable[[], Awaitable[Any]] | None:
@@ -49,20 +49,33 @@ def has_lifecycle(instance: object) -> bool:
     return is_async_context_manager(instance) or lifecycle_method(instance, "start") is not None
 
 
+def needs_supervision(instance: object) -> bool:
+    """Whether *instance* has anything for a provider actor to start, run or close."""
+    return is_async_context_manager(instance) or any(
+        lifecycle_method(instance, hook) is not None for hook in ("start", "run", "aclose")
+    )
+
+
 async def provider_actor(sup: RegistrySupervisor, record: ProviderRecord) -> None:
     """Supervise *record* until it is unregistered, FAILED, or the registry closes."""
     try:
         with record.scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(
-                    breaker_actor, sup, record, name=f"ciris_actors.breaker:{record.name}"
-                )
-                await _supervise(sup, record)
-                nursery.cancel_scope.cancel()
+            if needs_supervision(record.instance):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(
+                        breaker_actor, sup, record, name=f"ciris_actors.breaker:{record.name}"
+                    )
+                    await _supervise(sup, record)
+                    nursery.cancel_scope.cancel()
+            else:
+                # Nothing to start, run or close: the breaker loop is all there is to do,
+                # so it runs in this task instead of a child (half the memory per provider).
+                if record.has_health_check:
+                    record.tell(BreakerMessage.CHECK_NOW)
+                await breaker_actor(sup, record)
     finally:
         if record.status is not ActorStatus.FAILED:
             sup.set_status(record, ActorStatus.STOPPED)
-        record.mailbox.close()
         record.done.set()
 
 

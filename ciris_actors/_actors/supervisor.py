@@ -8,8 +8,6 @@ trio). The actors are told afterwards, through their mailboxes.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import itertools
 import random
 from collections.abc import Callable, Iterator
@@ -19,7 +17,7 @@ import attrs
 import trio
 
 from .._errors import RegistryError, UnknownProviderError
-from .._types import CircuitState
+from .._types import CircuitState, Priority, SelectionStrategy
 from ..breaker import CircuitBreaker
 from ..events import (
     BreakerTransition,
@@ -30,14 +28,13 @@ from ..events import (
     RegistryEvent,
 )
 from ..restart import RestartPolicy, RestartTracker
-from ..selection import ActorStatus, Cursor, Member, Plan, build_plan
-from .messages import BreakerMessage
+from ..selection import ActorStatus, Cursor, Member, Plan, plan_insert, plan_remove
+from .messages import BreakerMessage, Mailbox
 from .provider_actor import provider_actor
 
 __all__ = ["ProviderRecord", "RegistrySupervisor"]
 
 GLOBAL = "*"
-_MAILBOX_SIZE = 8
 
 
 @attrs.define(slots=True, eq=False, kw_only=True)
@@ -56,10 +53,10 @@ class ProviderRecord(Member):
     scope: trio.CancelScope = attrs.field(factory=lambda: trio.CancelScope(shield=True))
     #: Set when the provider actor has finished, its provider closed.
     done: trio.Event = attrs.field(factory=trio.Event)
-    mailbox: trio.MemorySendChannel[BreakerMessage]
-    inbox: trio.MemoryReceiveChannel[BreakerMessage]
-    #: Probe permits handed out by ``get_service``: (deadline, breaker generation).
-    permits: collections.deque[tuple[float, int]] = attrs.field(factory=collections.deque)
+    mailbox: Mailbox = attrs.field(factory=Mailbox)
+    #: Probe permits handed out by ``get_service``, oldest first: (deadline, breaker
+    #: generation). A list, not a deque: it is almost always empty, and small.
+    permits: list[tuple[float, int]] = attrs.field(factory=list)
     last_error: str | None = None
     health_reason: str = "not checked yet"
 
@@ -70,10 +67,7 @@ class ProviderRecord(Member):
 
     def tell(self, message: BreakerMessage) -> None:
         """Post *message* to the breaker actor without waiting (see ``messages``)."""
-        with contextlib.suppress(
-            trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
-        ):
-            self.mailbox.send_nowait(message)
+        self.mailbox.post(message)
 
 
 class RegistrySupervisor:
@@ -113,7 +107,7 @@ class RegistrySupervisor:
     def add(self, record: ProviderRecord) -> None:
         """Insert *record*, rebuild its plan, publish, and start its actor."""
         self.providers[record.name] = record
-        self._rebuild(record.scope_name, record.service_type, record.mock)
+        self._place(record)
         self.publish(
             ProviderRegistered(
                 name=record.name,
@@ -131,7 +125,7 @@ class RegistrySupervisor:
         """Take *name* out of routing at once and stop its actors in the background."""
         record = self.get(name)
         del self.providers[name]
-        self._rebuild(record.scope_name, record.service_type, record.mock)
+        self._unplace(record)
         record.routable = False
         record.tell(BreakerMessage.STOP)
         record.scope.cancel()
@@ -157,23 +151,34 @@ class RegistrySupervisor:
         except (KeyError, TypeError):
             raise UnknownProviderError(f"no provider named {name!r} is registered") from None
 
-    def rebuild_for(self, record: ProviderRecord) -> None:
-        """Rebuild the plan *record* belongs to (after a priority change)."""
-        self._rebuild(record.scope_name, record.service_type, record.mock)
+    def move(
+        self,
+        record: ProviderRecord,
+        priority: Priority,
+        priority_group: int,
+        strategy: SelectionStrategy,
+    ) -> None:
+        """Give *record* a new place in its plan (``update_priority``)."""
+        self._unplace(record)
+        record.priority, record.priority_group, record.strategy = priority, priority_group, strategy
+        self._place(record)
 
-    def _rebuild(self, scope: str, service_type: str, mock: bool) -> None:
-        key = (scope, service_type)
-        members = [
-            p
-            for p in self.providers.values()
-            if p.scope_name == scope and p.service_type == service_type and p.mock == mock
-        ]
-        plans = self.mock_plans if mock else self.plans
-        if not members:
-            plans.pop(key, None)
-            return
-        cursors = self._cursors.setdefault((scope, service_type, mock), {})
-        plans[key] = build_plan(members, cursors)
+    def _plans_of(self, record: ProviderRecord) -> dict[tuple[str, str], Plan]:
+        return self.mock_plans if record.mock else self.plans
+
+    def _place(self, record: ProviderRecord) -> None:
+        key = (record.scope_name, record.service_type)
+        plan = self._plans_of(record).setdefault(key, [])
+        cursors = self._cursors.setdefault((*key, record.mock), {})
+        plan_insert(plan, record, cursors)
+
+    def _unplace(self, record: ProviderRecord) -> None:
+        plans = self._plans_of(record)
+        key = (record.scope_name, record.service_type)
+        plan = plans[key]
+        plan_remove(plan, record)
+        if not plan:
+            del plans[key]
 
     def records(self) -> Iterator[ProviderRecord]:
         """Every provider, in registration order."""
@@ -249,7 +254,7 @@ class RegistrySupervisor:
     def return_permit(self, record: ProviderRecord) -> int | None:
         """Pop the oldest outstanding ``get_service`` permit; return its generation."""
         if record.permits:
-            return record.permits.popleft()[1]
+            return record.permits.pop(0)[1]
         return None
 
     # -- health checks -----------------------------------------------------------------
