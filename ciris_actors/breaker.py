@@ -14,9 +14,13 @@ from typing import Any
 import attrs
 
 from ._errors import CircuitBreakerError
-from ._types import CircuitState
+from ._types import CircuitState, check_duration
 
-__all__ = ["CircuitBreaker", "CircuitBreakerConfig", "TransitionCallback"]
+__all__ = ["NO_PERMIT", "CircuitBreaker", "CircuitBreakerConfig", "TransitionCallback"]
+
+#: Pass as ``generation`` to record the outcome of a call that holds no probe permit
+#: (so none is returned). Generations start at 0, so it never matches one.
+NO_PERMIT = -1
 
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
@@ -125,7 +129,8 @@ class CircuitBreaker:
     ``acquire`` takes a probe permit only in HALF_OPEN; recording an outcome returns it,
     and :meth:`release` returns one for a call that ended with no outcome. Passing the
     ``generation`` read at admission makes a late outcome from an earlier state period
-    count as an outcome without returning a permit that no longer exists.
+    count as an outcome without returning a permit that no longer exists; passing
+    :data:`NO_PERMIT` records an outcome for a call that never held one.
 
     Args:
       name: the breaker's name (in errors and stats).
@@ -324,20 +329,16 @@ class CircuitBreaker:
 
         Args:
           now: the current time.
-          duration: how long; ``None`` means the current recovery timeout. When it ends the
-            breaker moves to HALF_OPEN as after any open period. :meth:`reset` undoes it.
+          duration: how long; ``None`` means the configured ``recovery_timeout``. When it
+            ends the breaker moves to HALF_OPEN as after any open period. :meth:`reset`
+            undoes it.
 
         Raises:
           ValueError: if *duration* is not a finite number > 0.
+          TypeError: if *duration* is not a number.
         """
-        if duration is not None and (
-            isinstance(duration, bool)
-            or not isinstance(duration, (int, float))
-            or not math.isfinite(duration)
-            or duration <= 0
-        ):
-            raise ValueError(f"duration: must be a finite number > 0 or None, got {duration!r}")
-        span = self._open_timeout if duration is None else float(duration)
+        checked = check_duration(duration, "duration", allow_none=True)
+        span = self.config.recovery_timeout if checked is None else checked
         self._last_time = now
         if self._state is _OPEN:
             self._next_attempt = now + span

@@ -67,9 +67,9 @@ class BreakerTransition(RegistryEvent):
 
 @attrs.frozen
 class HealthChanged(RegistryEvent):
-    """A provider's health-check result changed (``None``: not yet known)."""
+    """A provider's health-check result changed."""
 
-    healthy: bool | None
+    healthy: bool
     reason: str
 
 

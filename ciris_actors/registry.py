@@ -180,6 +180,7 @@ class Registry:
         self._default_breaker = default_breaker
         self._allow_mock = allow_mock_services
         self._closed = False
+        self._caps_cache: dict[tuple[object, ...], frozenset[str]] = {}
 
     # -- registration -------------------------------------------------------------------
 
@@ -358,7 +359,7 @@ class Registry:
         elif type(required_capabilities) is frozenset:
             required = required_capabilities
         else:
-            required = coerce_capabilities(required_capabilities, "required_capabilities")
+            required = self._required(required_capabilities)
         member = self._resolve(handler, service_type, required, fallback_to_global, ())
         if member is None:
             return None
@@ -384,6 +385,24 @@ class Registry:
         return self.get_service_nowait(
             handler, service_type, required_capabilities, fallback_to_global
         )
+
+    def _required(self, capabilities: Iterable[str]) -> frozenset[str]:
+        """Validate and convert a capability list, remembering recent conversions: hot
+        loops pass the same few lists over and over, and validation costs more than the
+        resolve itself."""
+        if type(capabilities) is list or type(capabilities) is tuple:
+            key = tuple(capabilities)
+            try:
+                cached = self._caps_cache.get(key)
+            except TypeError:  # an unhashable item: let validation name it
+                cached = None
+            if cached is None:
+                cached = coerce_capabilities(key, "required_capabilities")
+                if len(self._caps_cache) >= 256:
+                    self._caps_cache.clear()
+                self._caps_cache[key] = cached
+            return cached
+        return coerce_capabilities(capabilities, "required_capabilities")
 
     def _resolve(
         self,
@@ -542,7 +561,7 @@ class Registry:
         """Wait until every required service type has a routable provider.
 
         Args:
-          timeout: seconds to wait at most.
+          timeout: seconds to wait at most (``math.inf``: no limit).
           service_types: the types to wait for (default: the registry's
             ``required_services``).
 
@@ -551,7 +570,8 @@ class Registry:
           when routability changes, never polls.
         """
         self._check_open()
-        check_duration(timeout, "timeout")
+        if timeout != math.inf:
+            check_duration(timeout, "timeout")
         types = (
             self._required_services
             if service_types is None

@@ -56,8 +56,8 @@ class RestartPolicy:
     A provider may crash and be restarted ``max_restarts`` times within any ``within``
     seconds; one more crash inside that window makes it FAILED (routed around, and an
     :class:`ActorFailed` event), or, with ``escalate=True``, makes the registry raise.
-    The n-th restart inside the window waits ``initial * 2**(n-1)`` seconds, capped at
-    ``maximum``, each delay scaled by a random factor in ``[1 - jitter, 1 + jitter]``.
+    The n-th restart inside the window waits ``initial * 2**(n-1)`` seconds scaled by a
+    random factor in ``[1 - jitter, 1 + jitter]``, and never more than ``maximum``.
 
     Raises:
       ValueError, TypeError: for a negative, NaN or mistyped field (the message names it).
@@ -72,10 +72,10 @@ class RestartPolicy:
 
     def delay(self, restart_number: int, rng: random.Random) -> float:
         """Back-off before the *restart_number*-th restart (1-based) in the window."""
-        base = min(self.maximum, self.initial * 2.0 ** (restart_number - 1))
+        base = self.initial * 2.0 ** (restart_number - 1)
         if self.jitter:
             base *= 1.0 + self.jitter * rng.uniform(-1.0, 1.0)
-        return max(0.0, base)
+        return min(self.maximum, max(0.0, base))
 
 
 @attrs.define(slots=True)

@@ -50,8 +50,11 @@ class ActorStatus(enum.Enum):
 class Member:
     """One registered provider as the selection policy sees it.
 
-    ``routable`` is derived from ``status``, ``healthy`` and ``has_health_check`` by
-    :meth:`refresh`; it is stored because the resolve loop reads it for every candidate.
+    ``routable`` (from ``status``, ``healthy`` and ``has_health_check``) and ``ready``
+    (routable with a CLOSED breaker) are derived by :meth:`refresh`, which must run after
+    any of those or the breaker's state changes. They are stored because the resolve loop
+    reads them for every candidate, and ``ready`` spares it a visit to the breaker in the
+    common case.
     """
 
     name: str
@@ -67,6 +70,7 @@ class Member:
     #: Result of the last health check; ``None`` before the first one.
     healthy: bool | None = None
     routable: bool = False
+    ready: bool = False
 
     @property
     def sort_key(self) -> tuple[int, int]:
@@ -80,6 +84,7 @@ class Member:
         )
         changed = routable != self.routable
         self.routable = routable
+        self.ready = routable and self.breaker.state is _CLOSED
         return changed
 
     def unroutable_reason(self) -> str | None:
@@ -96,10 +101,12 @@ class Member:
 @attrs.define(slots=True)
 class Cursor:
     """Round-robin position of one (scope, service type, group): the sort key of the
-    member chosen last. Keys, not indexes, so it stays valid whatever is unregistered
-    or re-prioritised."""
+    member chosen last. The key, not just an index, so it stays valid whatever is
+    unregistered or re-prioritised; the index is only a hint that saves a bisect while
+    nothing has moved."""
 
     last: tuple[int, int] | None = None
+    index: int = 0
 
 
 @attrs.define(slots=True, eq=False)
@@ -185,34 +192,53 @@ def select(
       now: returns the current time; called only when a breaker is not CLOSED.
       exclude: members not to choose (for failover inside one call).
     """
+    # The clock is read at most once per resolve, and only if a breaker is not CLOSED:
+    # reading trio's clock costs about as much as the rest of a skip.
+    at: float | None = None
     for group in plan:
         members = group.members
         if group.strategy is _ROUND_ROBIN:
             count = len(members)
-            last = group.cursor.last
-            start = 0 if last is None else bisect.bisect_right(group.keys, last)
+            keys = group.keys
+            cursor = group.cursor
+            last = cursor.last
+            if last is None:
+                start = 0
+            elif cursor.index < count and keys[cursor.index] == last:
+                start = cursor.index + 1  # nothing moved since the last pick
+            else:
+                start = bisect.bisect_right(keys, last)
             for step in range(count):
                 index = (start + step) % count
                 member = members[index]
-                if (
-                    member.routable
-                    and (not required or required <= member.capabilities)
-                    and (not exclude or member not in exclude)
-                ):
-                    breaker = member.breaker
-                    if breaker.state is _CLOSED or breaker.acquire(now()):
-                        group.cursor.last = group.keys[index]
-                        return member
+                if not member.routable:
+                    continue
+                if required and not required <= member.capabilities:
+                    continue
+                if exclude and member in exclude:
+                    continue
+                if not member.ready:
+                    if at is None:
+                        at = now()
+                    if not member.breaker.acquire(at):
+                        continue
+                cursor.last = keys[index]
+                cursor.index = index
+                return member
             continue
         for member in members:
-            if (
-                member.routable
-                and (not required or required <= member.capabilities)
-                and (not exclude or member not in exclude)
-            ):
-                breaker = member.breaker
-                if breaker.state is _CLOSED or breaker.acquire(now()):
-                    return member
+            if not member.routable:
+                continue
+            if required and not required <= member.capabilities:
+                continue
+            if exclude and member in exclude:
+                continue
+            if member.ready:
+                return member
+            if at is None:
+                at = now()
+            if member.breaker.acquire(at):
+                return member
     return None
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import trio.testing
@@ -26,3 +28,49 @@ async def registry() -> AsyncIterator[Registry]:
         required_services=("llm",), health_check_interval=30.0, default_breaker=FAST_BREAKER
     ) as reg:
         yield reg
+
+
+#: Virtual seconds after which a test on a mock clock is declared deadlocked.
+WATCHDOG_SECONDS = 1_000_000.0
+
+
+def _with_deadlock_watchdog(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Run an async test under a virtual-time deadline when it runs on a mock clock.
+
+    On an autojumping clock a deadlocked test would otherwise spin forever (there is no
+    deadline to jump to); with this one, virtual time jumps to it and the test fails at
+    once with a clear message.
+    """
+
+    @functools.wraps(test)
+    async def guarded(*args: object, **kwargs: object) -> None:
+        if not isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+            await test(*args, **kwargs)
+            return
+        try:
+            with trio.fail_after(WATCHDOG_SECONDS):
+                await test(*args, **kwargs)
+        except trio.TooSlowError:
+            raise AssertionError(
+                f"deadlock: the test was still waiting after {WATCHDOG_SECONDS:g} virtual seconds"
+            ) from None
+
+    return guarded
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give every async test the deadlock watchdog."""
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.obj = _with_deadlock_watchdog(item.obj)
+
+
+def run_on_virtual_time(scenario: Callable[[], Awaitable[None]]) -> None:
+    """``trio.run`` *scenario* on an autojumping clock, under the deadlock watchdog (for
+    hypothesis tests, which drive trio themselves)."""
+
+    async def guarded() -> None:
+        with trio.fail_after(WATCHDOG_SECONDS):
+            await scenario()
+
+    trio.run(guarded, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -14,6 +14,7 @@ from ciris_actors import CircuitBreakerConfig, Registry, SelectionStrategy, open
 from ciris_actors._actors.supervisor import ProviderRecord
 from ciris_actors.selection import ActorStatus
 
+from .conftest import run_on_virtual_time
 from .strategies import ProviderSpec, capability_sets, commands, provider_specs
 
 # One probe permit, so "half_open_full" is reachable and permits visibly run out.
@@ -80,10 +81,6 @@ def oracle(
     return None
 
 
-def run(scenario: Any) -> None:
-    trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
-
-
 @settings(max_examples=150, deadline=None)
 @given(
     specs=st.lists(provider_specs, max_size=10),
@@ -137,7 +134,7 @@ def test_get_service_matches_the_oracle_and_never_returns_an_unavailable_provide
                 else:
                     assert chosen in instances
 
-    run(scenario)
+    run_on_virtual_time(scenario)
 
 
 @settings(max_examples=100, deadline=None)
@@ -172,4 +169,4 @@ def test_round_robin_picks_each_available_provider_within_one_of_its_fair_share(
             for instance in up:
                 assert abs(picks[instance] - fair) <= 1
 
-    run(scenario)
+    run_on_virtual_time(scenario)

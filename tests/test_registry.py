@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import trio
 import trio.testing
 
 from ciris_actors import (
     BreakerTransition,
+    CircuitBreakerConfig,
     CircuitState,
     Priority,
     Registry,
+    RestartPolicy,
     SelectionStrategy,
     open_registry,
 )
@@ -237,6 +241,8 @@ async def test_breaker_actor_moves_open_to_half_open_at_the_deadline(
     autojump_clock: trio.testing.MockClock, registry: Registry
 ) -> None:
     name = registry.register("H", "llm", Plain("a"))
+    # The actor is already idle when the hot path opens the breaker: it must be told.
+    await trio.testing.wait_all_tasks_blocked()
     async with registry.events() as events:
         registry.report_failure(name)
         registry.report_failure(name)
@@ -260,7 +266,7 @@ async def test_unreturned_half_open_permit_counts_as_a_failure(
     stats = registry.get_provider_info()["circuit_breaker_stats"][name]
     assert stats["state"] == "half_open"
     assert stats["probes_in_flight"] == 1
-    await trio.sleep(5.0)  # timeout_duration passes without a report
+    await trio.sleep(5.5)  # timeout_duration (5 s) passes without a report
     stats = registry.get_provider_info()["circuit_breaker_stats"][name]
     assert stats["state"] == "open"
     assert stats["total_failures"] == 1
@@ -294,3 +300,71 @@ async def test_mock_providers_only_come_from_get_service_with_fallback(
     async with open_registry(allow_mock_services=False) as registry:
         registry.register_service("llm", mock, mock=True)
         assert await registry.get_service_with_fallback("H", "llm") is None
+
+
+async def test_force_open_without_duration_lasts_recovery_timeout_even_after_backoff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = CircuitBreakerConfig(
+        failure_threshold=1, recovery_timeout=2.0, success_threshold=1, recovery_backoff=4.0
+    )
+    async with open_registry(default_breaker=config) as registry:
+        name = registry.register("H", "llm", Plain("a"))
+        registry.report_failure(name)  # open for 2 s
+        await trio.sleep(2.0)
+        assert registry.get_service_nowait("H", "llm") is not None  # half-open probe
+        registry.report_failure(name)  # re-opens, backed off to 8 s
+        registry.force_open(name)
+        stats = registry.get_provider_info()["circuit_breaker_stats"][name]
+        assert stats["next_attempt_time"] - trio.current_time() == pytest.approx(2.0)
+
+
+async def test_a_report_without_a_get_service_permit_does_not_free_a_lease_permit(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = CircuitBreakerConfig(success_threshold=2, half_open_max_calls=1)
+    async with open_registry(default_breaker=config) as registry:
+        name = registry.register("H", "llm", Plain("a"))
+        registry.force_open(name, duration=1.0)
+        await trio.sleep(1.0)
+        async with registry.lease("H", "llm"):
+            registry.report_success(name)  # about some other call: holds no permit
+            stats = registry.get_provider_info()["circuit_breaker_stats"][name]
+            assert stats["probes_in_flight"] == 1
+            assert registry.get_service_nowait("H", "llm") is None  # quota still full
+
+
+async def test_a_health_check_from_before_a_restart_does_not_vouch_for_the_new_life(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    provider = FakeProvider("a", health_latency=5.0)
+    policy = RestartPolicy(initial=1.0, jitter=0.0)
+    async with open_registry(restart_policy=policy, health_check_interval=None) as registry:
+        registry.register("H", "llm", provider)
+        await trio.sleep(1.0)  # start returned; the first (5 s) health check is running
+        provider.crash()
+        await trio.sleep(2.0)  # restarted at t=1+1; a fresh check started
+        await trio.sleep(2.5)  # t=5.5: the old check has returned True, the new one not
+        assert registry.get_service_nowait("H", "llm") is None
+        assert await registry.wait_ready(10.0, ["llm"])  # once the new check passes
+
+
+async def test_health_check_all_during_start_does_not_make_a_provider_routable(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    provider = FakeProvider("a", start_delay=3.0)
+    registry.register("H", "llm", provider)
+    await trio.sleep(1.0)
+    assert await registry.health_check_all() == {
+        f"H.llm.{registry.explain('H', 'llm').candidates[0].name}": True
+    }
+    provider.healthy = False
+    await trio.sleep(3.0)  # start returns; its own first check fails
+    assert registry.get_service_nowait("H", "llm") is None
+
+
+async def test_wait_ready_accepts_an_infinite_timeout(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    registry.register("H", "llm", Plain("a"))
+    assert await registry.wait_ready(math.inf)

@@ -22,6 +22,8 @@ from ciris_actors import (
 )
 from ciris_actors.testing import FakeProvider
 
+from .conftest import run_on_virtual_time
+
 
 class TaskCounter(trio.abc.Instrument):
     """Counts tasks spawned and exited while installed."""
@@ -278,7 +280,7 @@ def test_crash_schedules_get_exactly_the_restarts_and_failures_the_policy_allows
         trio.lowlevel.remove_instrument(counter)
         assert not counter.live - {trio.lowlevel.current_task()}
 
-    trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
+    run_on_virtual_time(scenario)
     expected = restart_model(schedule, policy, registered_at)
     crashes = [e.time for e in seen if isinstance(e, ActorCrashed)]
     restarted = [e for e in seen if isinstance(e, ActorRestarted)]

@@ -24,7 +24,9 @@ class BreakerMessage(enum.Flag):
     RESET = enum.auto()
     #: The breaker was forced open; re-arm the open timer.
     FORCE_OPEN = enum.auto()
-    #: The breaker's configuration changed; re-arm timers with the new durations.
+    #: The breaker opened (an outcome recorded on the hot path); arm the open timer.
+    OPENED = enum.auto()
+    #: The breaker's configuration changed; look again (deadlines already set stand).
     CONFIG_CHANGED = enum.auto()
     #: A probe permit was handed out by ``get_service``; arm its deadline.
     PERMIT_TAKEN = enum.auto()

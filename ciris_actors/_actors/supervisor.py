@@ -18,7 +18,7 @@ import trio
 
 from .._errors import RegistryError, UnknownProviderError
 from .._types import CircuitState, Priority, SelectionStrategy
-from ..breaker import CircuitBreaker
+from ..breaker import NO_PERMIT, CircuitBreaker
 from ..events import (
     BreakerTransition,
     EventBus,
@@ -59,6 +59,9 @@ class ProviderRecord(Member):
     permits: list[tuple[float, int]] = attrs.field(factory=list)
     last_error: str | None = None
     health_reason: str = "not checked yet"
+    #: Incremented at every (re)start, so a health check that began in an earlier life
+    #: of the provider cannot vouch for this one.
+    incarnation: int = 0
 
     @property
     def scope_name(self) -> str:
@@ -105,7 +108,7 @@ class RegistrySupervisor:
         return next(self._seq)
 
     def add(self, record: ProviderRecord) -> None:
-        """Insert *record*, rebuild its plan, publish, and start its actor."""
+        """Insert *record* into its plan, publish, and start its actor."""
         self.providers[record.name] = record
         self._place(record)
         self.publish(
@@ -126,7 +129,7 @@ class RegistrySupervisor:
         record = self.get(name)
         del self.providers[name]
         self._unplace(record)
-        record.routable = False
+        record.routable = record.ready = False
         record.tell(BreakerMessage.STOP)
         record.scope.cancel()
         self.publish(
@@ -208,6 +211,7 @@ class RegistrySupervisor:
         record.status = status
         if status is ActorStatus.STARTING or status is ActorStatus.RESTARTING:
             # A (re)started provider must pass a fresh first health check.
+            record.incarnation += 1
             record.healthy = None
             record.health_reason = "not checked yet"
         if record.refresh() and self.is_current(record):
@@ -237,9 +241,15 @@ class RegistrySupervisor:
         reason: str,
         now: float,
     ) -> None:
-        """Publish a breaker's transition (the breaker's ``on_transition`` callback)."""
+        """Publish a breaker's transition and refresh what routing derives from it (the
+        breaker's ``on_transition`` callback)."""
         record = self.providers.get(breaker.name)
         if record is not None and record.breaker is breaker:
+            record.refresh()
+            if new is CircuitState.OPEN:
+                # Outcomes are recorded synchronously, outside the actor: tell it to arm
+                # the OPEN -> HALF_OPEN timer.
+                record.tell(BreakerMessage.OPENED)
             self.publish(
                 BreakerTransition(name=breaker.name, time=now, old=old, new=new, reason=reason)
             )
@@ -251,16 +261,25 @@ class RegistrySupervisor:
         record.permits.append((deadline, breaker.generation))
         record.tell(BreakerMessage.PERMIT_TAKEN)
 
-    def return_permit(self, record: ProviderRecord) -> int | None:
-        """Pop the oldest outstanding ``get_service`` permit; return its generation."""
+    def return_permit(self, record: ProviderRecord) -> int:
+        """Pop the oldest outstanding ``get_service`` permit and return its generation,
+        or :data:`NO_PERMIT` when none is outstanding (a permit a lease holds must not be
+        returned by a report about another call)."""
         if record.permits:
             return record.permits.pop(0)[1]
-        return None
+        return NO_PERMIT
 
     # -- health checks -----------------------------------------------------------------
 
     async def check_health(self, record: ProviderRecord) -> bool:
-        """Run *record*'s ``is_healthy`` under its ``timeout_duration`` and record it."""
+        """Run *record*'s ``is_healthy`` under its ``timeout_duration`` and return it.
+
+        The result is recorded only if the provider was running when the check began and
+        has not restarted since: a check that overlapped ``start()`` or an earlier
+        incarnation says nothing about the provider as it is now.
+        """
+        incarnation = record.incarnation
+        counts = record.status is ActorStatus.RUNNING
         timeout = record.breaker.config.timeout_duration
         healthy = False
         reason = f"health check timed out after {timeout:g}s"
@@ -271,7 +290,8 @@ class RegistrySupervisor:
                 reason = f"health check raised {type(exc).__name__}: {exc}"
             else:
                 reason = "health check passed" if healthy else "health check returned False"
-        self.set_health(record, healthy, reason)
+        if counts and record.incarnation == incarnation:
+            self.set_health(record, healthy, reason)
         return healthy
 
     def escalate(self, error: RegistryError) -> None:
@@ -292,7 +312,7 @@ class RegistrySupervisor:
         """
         with trio.CancelScope(shield=True):
             for record in reversed(list(self.providers.values())):
-                record.routable = False
+                record.routable = record.ready = False
                 record.tell(BreakerMessage.STOP)
                 record.scope.cancel()
                 await record.done.wait()

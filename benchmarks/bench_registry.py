@@ -1,0 +1,1285 @@
+"""Micro-benchmarks of the ciris_actors registry hot paths.
+
+Run from the repository root (needs the ``bench`` extra for the comparison rows)::
+
+    python benchmarks/bench_registry.py            # full run (under 2 minutes on 2 cores)
+    python benchmarks/bench_registry.py --quick    # smoke run, fewer samples and providers
+    python benchmarks/bench_registry.py --json out.json   # also write the raw numbers
+
+Everything runs in one process and prints one table (p50 and p99 per case) followed by a
+targets section (HIT / MISSED). Method:
+
+* Every latency case is timed with ``time.perf_counter_ns`` around a batch of calls (100
+  to 1000, sized so that one batch lasts about half a millisecond); the per-call time of
+  a sample is the batch time divided by the batch size. p50 and p99 are taken over many
+  such samples, so p99 describes slow *batches* (a preemption, an interrupt), not the
+  tail of single calls.
+* Cases that are compared with each other (a resolve and the bare checkpoint, a failover
+  resolve and its no-failover baseline, our breaker and the other libraries) are measured
+  in interleaved rounds: each round takes one sample of every case of the group.
+* The garbage collector is disabled (``gc.disable()``) while a batch is timed and enabled
+  again between batches; it is also disabled during the registration loops.
+* The cost of the ``for _ in range(n)`` loop is included in every row and not subtracted;
+  it is printed as its own row.
+* The registry is the real one: ``open_registry(health_check_interval=None)`` inside
+  ``trio.run``, with plain objects (no ``start``/``is_healthy``, so routable at once)
+  registered, and ``trio.testing.wait_all_tasks_blocked()`` awaited before any timing so
+  that every provider's actors have started.
+* Registration: each ``register()`` call of 10,000 is timed on its own (p50/p99 over the
+  calls), in two layouts: 100 (handler, service_type) keys of 100 providers, and one key
+  of 10,000. "Actors started" is when ``wait_all_tasks_blocked()`` returns afterwards.
+* Memory per provider is the growth of memory traced by ``tracemalloc`` (after
+  ``gc.collect()``) across registering the providers and waiting until their actors are
+  blocked, divided by the number of providers; the provider objects themselves are
+  created before the baseline and not counted. The RSS growth of the untraced run (the
+  first thing the process does) is shown beside it, as a cross-check.
+* Breakers: each library's minimal guarded no-op call, synchronous API, beside
+  ``if cb.acquire(now): cb.record_success(now)``; the async APIs are measured under
+  asyncio as extra rows. A library that cannot be imported gets a row saying so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import hashlib
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import trio
+import trio.testing
+
+import ciris_actors
+from ciris_actors import CircuitBreaker, Registry, open_registry
+
+perf_ns = time.perf_counter_ns
+
+#: Returns the elapsed nanoseconds of one batch of *batch* calls.
+SampleFn = Callable[[int], Awaitable[int]]
+
+CAPS_OFFERED = ("structured_output", "function_calling")
+CAPS_REQUIRED_LIST = ["structured_output"]
+CAPS_REQUIRED_SET = frozenset(CAPS_REQUIRED_LIST)
+
+# Shown in the table's n column for rows that are not about a number of providers.
+NO_N = -1
+
+
+class Provider:
+    """A plain provider: no lifecycle, no health check, so routable at once."""
+
+
+def _noop() -> None:
+    return None
+
+
+async def _anoop() -> None:
+    return None
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    samples: int
+    warmup: int
+    sample_target_ns: int
+    min_batch: int
+    max_batch: int
+    provider_counts: tuple[int, ...]
+    open_counts: tuple[int, ...]
+    memory_providers: int
+    per_key: int
+
+
+FULL = Config(
+    samples=400,
+    warmup=20,
+    sample_target_ns=500_000,
+    min_batch=100,
+    max_batch=1000,
+    provider_counts=(1, 10, 100, 1000),
+    open_counts=(1, 10, 100),
+    memory_providers=10_000,
+    per_key=100,
+)
+
+QUICK = Config(
+    samples=30,
+    warmup=3,
+    sample_target_ns=200_000,
+    min_batch=20,
+    max_batch=300,
+    provider_counts=(1, 10, 100, 1000),
+    open_counts=(1, 10, 100),
+    memory_providers=1000,
+    per_key=100,
+)
+
+
+# -- results ------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One row of the table: a latency distribution or a single measurement."""
+
+    key: str
+    case: str
+    variant: str
+    n: int
+    runtime: str
+    p50_ns: float | None = None
+    p99_ns: float | None = None
+    batch: int = 0
+    samples_ns: list[float] = field(default_factory=list)
+    note: str = ""
+    #: For rows that are not latencies (memory): the preformatted p50 and p99 cells.
+    cells: tuple[str, str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "case": self.case,
+            "variant": self.variant,
+            "n": None if self.n == NO_N else self.n,
+            "runtime": self.runtime,
+            "p50_ns": self.p50_ns,
+            "p99_ns": self.p99_ns,
+            "mean_ns": statistics.fmean(self.samples_ns) if self.samples_ns else None,
+            "min_ns": min(self.samples_ns) if self.samples_ns else None,
+            "batch": self.batch,
+            "per_call_ns_samples": self.samples_ns,
+            "note": self.note,
+            "extra": self.extra,
+        }
+
+
+@dataclass
+class Spec:
+    """A latency case to measure: how to take one sample, and where it goes in the table."""
+
+    key: str
+    case: str
+    variant: str
+    n: int
+    runtime: str
+    fn: SampleFn
+
+
+class Results:
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.by_key: dict[str, Row] = {}
+        self.extra: dict[str, Any] = {}
+
+    def add(self, row: Row) -> Row:
+        if row.key in self.by_key:
+            raise ValueError(f"duplicate result key {row.key!r}")
+        self.rows.append(row)
+        self.by_key[row.key] = row
+        return row
+
+    def p50(self, key: str) -> float:
+        value = self.by_key[key].p50_ns
+        assert value is not None
+        return value
+
+
+def percentile(data: Sequence[float], q: float) -> float:
+    """The *q*-th percentile (0..100) of *data*, linear interpolation between ranks."""
+    ordered = sorted(data)
+    if len(ordered) == 1:
+        return ordered[0]
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# -- the measuring engine -----------------------------------------------------------------
+
+
+async def _timed(fn: SampleFn, batch: int) -> int:
+    gc.disable()
+    try:
+        return await fn(batch)
+    finally:
+        gc.enable()
+
+
+async def _calibrate(fn: SampleFn, cfg: Config) -> int:
+    """A batch size that makes one sample last about ``cfg.sample_target_ns``."""
+    probe = cfg.min_batch
+    await _timed(fn, probe)
+    elapsed = min([await _timed(fn, probe) for _ in range(3)])
+    per_call = max(elapsed / probe, 1.0)
+    return int(min(cfg.max_batch, max(cfg.min_batch, cfg.sample_target_ns / per_call)))
+
+
+async def measure(specs: Sequence[Spec], cfg: Config, results: Results) -> list[Row]:
+    """Measure *specs* in interleaved rounds; add one row per spec to *results*."""
+    batches = [await _calibrate(spec.fn, cfg) for spec in specs]
+    for _ in range(cfg.warmup):
+        for spec, batch in zip(specs, batches, strict=True):
+            await _timed(spec.fn, batch)
+    samples: list[list[float]] = [[] for _ in specs]
+    for _ in range(cfg.samples):
+        for spec, batch, out in zip(specs, batches, samples, strict=True):
+            out.append(await _timed(spec.fn, batch) / batch)
+    rows = []
+    for spec, batch, values in zip(specs, batches, samples, strict=True):
+        rows.append(
+            results.add(
+                Row(
+                    key=spec.key,
+                    case=spec.case,
+                    variant=spec.variant,
+                    n=spec.n,
+                    runtime=spec.runtime,
+                    p50_ns=percentile(values, 50),
+                    p99_ns=percentile(values, 99),
+                    batch=batch,
+                    samples_ns=values,
+                )
+            )
+        )
+    return rows
+
+
+def sync_sample(body: Callable[[int], int]) -> SampleFn:
+    """Wrap a synchronous batch loop as a sample function (no await inside the timing)."""
+
+    async def sample(batch: int) -> int:
+        return body(batch)
+
+    return sample
+
+
+# -- registry cases -----------------------------------------------------------------------
+
+
+def nowait_sample(registry: Registry, handler: str, st: str, caps: Any) -> SampleFn:
+    def body(batch: int) -> int:
+        t0 = perf_ns()
+        for _ in range(batch):
+            registry.get_service_nowait(handler, st, caps)
+        return perf_ns() - t0
+
+    return sync_sample(body)
+
+
+def get_service_sample(registry: Registry, handler: str, st: str, caps: Any) -> SampleFn:
+    async def sample(batch: int) -> int:
+        t0 = perf_ns()
+        for _ in range(batch):
+            await registry.get_service(handler, st, caps)
+        return perf_ns() - t0
+
+    return sample
+
+
+def lease_sample(registry: Registry, handler: str, st: str) -> SampleFn:
+    async def sample(batch: int) -> int:
+        t0 = perf_ns()
+        for _ in range(batch):
+            async with registry.lease(handler, st):
+                pass
+        return perf_ns() - t0
+
+    return sample
+
+
+async def checkpoint_sample(batch: int) -> int:
+    checkpoint = trio.lowlevel.checkpoint
+    t0 = perf_ns()
+    for _ in range(batch):
+        await checkpoint()
+    return perf_ns() - t0
+
+
+def empty_loop_body(batch: int) -> int:
+    t0 = perf_ns()
+    for _ in range(batch):
+        pass
+    return perf_ns() - t0
+
+
+def register_many(
+    registry: Registry, handler: str, count: int, **kwargs: Any
+) -> tuple[list[Provider], list[str]]:
+    providers = [Provider() for _ in range(count)]
+    names = [registry.register(handler, "llm", p, **kwargs) for p in providers]
+    return providers, names
+
+
+VARIANTS = {
+    # key: (label, handler, caps passed on resolve)
+    "fallback": ("FALLBACK, first available", "h_fallback", None),
+    "rr": ("ROUND_ROBIN, one group", "h_rr", None),
+    "caps_list": ("caps required (list)", "h_caps", CAPS_REQUIRED_LIST),
+    "caps_set": ("caps required (frozenset)", "h_caps", CAPS_REQUIRED_SET),
+}
+
+
+async def bench_providers(n: int, cfg: Config, results: Results) -> None:
+    """Sections 1, 2 and 4 for one provider count *n*."""
+    async with open_registry(health_check_interval=None) as registry:
+        fallback, _ = register_many(registry, "h_fallback", n)
+        rr, _ = register_many(registry, "h_rr", n, strategy="round_robin")
+        caps, _ = register_many(registry, "h_caps", n, capabilities=CAPS_OFFERED)
+        failover, failover_names = register_many(registry, "h_failover", n)
+        await trio.testing.wait_all_tasks_blocked()
+
+        # Sanity: every resolve returns what the case claims to measure.
+        assert registry.get_service_nowait("h_fallback", "llm") is fallback[0]
+        assert registry.get_service_nowait("h_caps", "llm", CAPS_REQUIRED_LIST) is caps[0]
+        assert registry.get_service_nowait("h_failover", "llm") is failover[0]
+        first = registry.get_service_nowait("h_rr", "llm")
+        second = registry.get_service_nowait("h_rr", "llm")
+        assert first in rr
+        assert second in rr
+        assert n == 1 or first is not second
+
+        specs: list[Spec] = []
+        for key, (label, handler, req) in VARIANTS.items():
+            specs.append(
+                Spec(
+                    f"nowait/{key}/{n}",
+                    "get_service_nowait",
+                    label,
+                    n,
+                    "trio",
+                    nowait_sample(registry, handler, "llm", req),
+                )
+            )
+        for key, (label, handler, req) in VARIANTS.items():
+            specs.append(
+                Spec(
+                    f"get_service/{key}/{n}",
+                    "get_service",
+                    label,
+                    n,
+                    "trio",
+                    get_service_sample(registry, handler, "llm", req),
+                )
+            )
+        specs.append(
+            Spec(
+                f"lease/fallback/{n}",
+                "lease round",
+                "FALLBACK, `async with lease(): pass`",
+                n,
+                "trio",
+                lease_sample(registry, "h_fallback", "llm"),
+            )
+        )
+        specs.append(
+            Spec(
+                f"checkpoint/{n}",
+                "trio.lowlevel.checkpoint()",
+                f"yardstick, beside {n} provider(s)",
+                n,
+                "trio",
+                checkpoint_sample,
+            )
+        )
+        if n == cfg.provider_counts[0]:
+            specs.append(
+                Spec(
+                    "empty_loop",
+                    "empty `for _ in range(N)` step",
+                    "included in every row",
+                    NO_N,
+                    "sync",
+                    sync_sample(empty_loop_body),
+                )
+            )
+        progress(f"{n} provider(s): {len(specs)} cases")
+        await measure(specs, cfg, results)
+        checkpoint = results.p50(f"checkpoint/{n}")
+        for key in VARIANTS:
+            row = results.by_key[f"get_service/{key}/{n}"]
+            ratio = results.p50(row.key) / checkpoint
+            row.note = f"{ratio:.2f}x checkpoint"
+            row.extra["ratio_to_checkpoint"] = ratio
+        lease = results.by_key[f"lease/fallback/{n}"]
+        lease.note = f"{results.p50(lease.key) / checkpoint:.2f}x checkpoint"
+
+        # Failover past k OPEN providers, interleaved with a k = 0 baseline.
+        opened = 0
+        for k in cfg.open_counts:
+            if k >= n:
+                continue
+            for name in failover_names[opened:k]:
+                registry.force_open(name, duration=1e9)
+            opened = k
+            await trio.testing.wait_all_tasks_blocked()
+            assert registry.get_service_nowait("h_failover", "llm") is failover[k]
+            group = [
+                Spec(
+                    f"_base_nowait/{n}/{k}",
+                    "baseline",
+                    "",
+                    n,
+                    "trio",
+                    nowait_sample(registry, "h_fallback", "llm", None),
+                ),
+                Spec(
+                    f"failover_nowait/{n}/{k}",
+                    "get_service_nowait",
+                    f"failover past {k} OPEN",
+                    n,
+                    "trio",
+                    nowait_sample(registry, "h_failover", "llm", None),
+                ),
+                Spec(
+                    f"_base_get_service/{n}/{k}",
+                    "baseline",
+                    "",
+                    n,
+                    "trio",
+                    get_service_sample(registry, "h_fallback", "llm", None),
+                ),
+                Spec(
+                    f"failover_get_service/{n}/{k}",
+                    "get_service",
+                    f"failover past {k} OPEN",
+                    n,
+                    "trio",
+                    get_service_sample(registry, "h_failover", "llm", None),
+                ),
+            ]
+            progress(f"{n} provider(s): failover past {k} OPEN")
+            await measure(group, cfg, results)
+            for api in ("nowait", "get_service"):
+                base = results.by_key.pop(f"_base_{api}/{n}/{k}")
+                results.rows.remove(base)
+                row = results.by_key[f"failover_{api}/{n}/{k}"]
+                assert base.p50_ns is not None
+                assert row.p50_ns is not None
+                per_skip = (row.p50_ns - base.p50_ns) / k
+                row.note = (
+                    f"{per_skip / 1000:+.3f} us per skipped provider"
+                    f" (k=0 baseline {base.p50_ns / 1000:.3f} us)"
+                )
+                row.extra.update(
+                    k=k,
+                    baseline_p50_ns=base.p50_ns,
+                    baseline_p99_ns=base.p99_ns,
+                    baseline_samples_ns=base.samples_ns,
+                    per_skip_ns=per_skip,
+                )
+
+
+# -- registration and memory --------------------------------------------------------------
+
+
+def rss_bytes() -> int | None:
+    """Resident set size now (Linux only; ``None`` elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+async def registration_run(total: int, per_key: int, *, trace: bool) -> dict[str, Any]:
+    """Register *total* providers, *per_key* per (handler, service_type), in a fresh registry.
+
+    Returns timings (per ``register()`` call, the whole loop, until every actor is blocked)
+    and memory growth (tracemalloc when *trace*, else RSS).
+    """
+    keys = max(1, total // per_key)
+    handlers = [f"h{i % keys}" for i in range(total)]
+    providers = [Provider() for _ in range(total)]
+    per_call = [0] * total
+    out: dict[str, Any] = {"providers": total, "per_key": per_key, "keys": keys}
+    async with open_registry(health_check_interval=None) as registry:
+        await trio.testing.wait_all_tasks_blocked()
+        gc.collect()
+        if trace:
+            tracemalloc.start()
+            traced_before = tracemalloc.get_traced_memory()[0]
+        rss_before = rss_bytes()
+        gc.disable()
+        try:
+            t0 = perf_ns()
+            if trace:
+                for i in range(total):
+                    registry.register(handlers[i], "llm", providers[i])
+            else:
+                for i in range(total):
+                    c0 = perf_ns()
+                    registry.register(handlers[i], "llm", providers[i])
+                    per_call[i] = perf_ns() - c0
+            t1 = perf_ns()
+            await trio.testing.wait_all_tasks_blocked()
+            t2 = perf_ns()
+        finally:
+            gc.enable()
+        gc.collect()
+        if trace:
+            traced_after = tracemalloc.get_traced_memory()[0]
+            tracemalloc.stop()
+            out["traced_bytes"] = traced_after - traced_before
+        else:
+            rss_after = rss_bytes()
+            if rss_before is not None and rss_after is not None:
+                out["rss_bytes"] = rss_after - rss_before
+            out["register_ns"] = t1 - t0
+            out["started_ns"] = t2 - t0
+            out["per_call_ns"] = per_call
+        assert registry.get_service_nowait(handlers[0], "llm") is providers[0]
+        c0 = perf_ns()
+    out["close_ns"] = perf_ns() - c0
+    return out
+
+
+def _kib(nbytes: float) -> str:
+    return f"{nbytes / 1024:.2f} KiB"
+
+
+async def bench_registration(cfg: Config, results: Results) -> None:
+    total = cfg.memory_providers
+    spread = cfg.per_key
+    keys = max(1, total // spread)
+
+    progress(f"registering {total} providers over {keys} keys (timing, RSS)")
+    timed = await registration_run(total, spread, trace=False)
+    progress(f"registering {total} providers over {keys} keys (tracemalloc)")
+    traced = await registration_run(total, spread, trace=True)
+    progress(f"registering {total} providers into one key (timing)")
+    one_key = await registration_run(total, total, trace=False)
+    results.extra["registration"] = {
+        name: {k: v for k, v in run.items() if k != "per_call_ns"}
+        for name, run in (("spread_timed", timed), ("spread_traced", traced), ("one_key", one_key))
+    }
+
+    per_provider = traced["traced_bytes"] / total
+    results.add(
+        Row(
+            key="memory/tracemalloc",
+            case="memory per provider + actors",
+            variant=f"tracemalloc, {keys} keys x {spread}",
+            n=total,
+            runtime="trio",
+            cells=(_kib(per_provider), "-"),
+            note=f"single run; {traced['traced_bytes'] / 2**20:.1f} MiB in total",
+            extra={"bytes_per_provider": per_provider, **traced},
+        )
+    )
+    if "rss_bytes" in timed:
+        rss_per = timed["rss_bytes"] / total
+        results.add(
+            Row(
+                key="memory/rss",
+                case="memory per provider + actors",
+                variant=f"RSS growth, {keys} keys x {spread}",
+                n=total,
+                runtime="trio",
+                cells=(_kib(rss_per), "-"),
+                note=f"single run; {timed['rss_bytes'] / 2**20:.1f} MiB in total",
+                extra={"bytes_per_provider": rss_per},
+            )
+        )
+    for key, label, run in (
+        ("register/spread", f"{keys} keys x {spread}", timed),
+        ("register/one_key", f"one key x {total}", one_key),
+    ):
+        calls = run["per_call_ns"]
+        results.add(
+            Row(
+                key=key,
+                case="register() one call",
+                variant=label,
+                n=total,
+                runtime="trio",
+                p50_ns=percentile(calls, 50),
+                p99_ns=percentile(calls, 99),
+                batch=1,
+                note=(
+                    f"{total} in {run['register_ns'] / 1e9:.3f} s;"
+                    f" actors started at {run['started_ns'] / 1e9:.3f} s"
+                ),
+                extra={
+                    "register_ns": run["register_ns"],
+                    "started_ns": run["started_ns"],
+                    "close_ns": run["close_ns"],
+                    "per_call_ns": calls,
+                },
+            )
+        )
+
+
+# -- section 3: breakers ------------------------------------------------------------------
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def ours_sync_specs() -> list[Spec]:
+    cb = CircuitBreaker("bench")
+    now = time.monotonic()
+
+    def minimal(batch: int) -> int:
+        t0 = perf_ns()
+        for _ in range(batch):
+            if cb.acquire(now):
+                cb.record_success(now)
+        return perf_ns() - t0
+
+    cb2 = CircuitBreaker("bench2")
+    monotonic = time.monotonic
+
+    def with_call(batch: int) -> int:
+        t0 = perf_ns()
+        for _ in range(batch):
+            if cb2.acquire(monotonic()):
+                _noop()
+                cb2.record_success(monotonic())
+        return perf_ns() - t0
+
+    version = _version("ciris-actors")
+    return [
+        Spec(
+            "breaker/ours",
+            f"breaker: ciris_actors {version}",
+            "if cb.acquire(now): cb.record_success(now)",
+            NO_N,
+            "sync",
+            sync_sample(minimal),
+        ),
+        Spec(
+            "breaker/ours_call",
+            f"breaker: ciris_actors {version}",
+            "same + 2 monotonic() reads + noop() call",
+            NO_N,
+            "sync",
+            sync_sample(with_call),
+        ),
+    ]
+
+
+def library_sync_specs() -> tuple[list[Spec], list[Row]]:
+    """The four libraries' synchronous guarded no-op calls; rows for missing ones."""
+    specs: list[Spec] = []
+    missing: list[Row] = []
+
+    def absent(dist: str, error: Exception) -> None:
+        missing.append(
+            Row(
+                key=f"breaker/{dist}/missing",
+                case=f"breaker: {dist}",
+                variant="not importable",
+                n=NO_N,
+                runtime="-",
+                cells=("-", "-"),
+                note=f"{type(error).__name__}: {error} (pip install 'ciris-actors[bench]')",
+            )
+        )
+
+    try:
+        import pybreaker
+
+        pb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=60)
+
+        def pybreaker_body(batch: int) -> int:
+            t0 = perf_ns()
+            for _ in range(batch):
+                pb.call(_noop)
+            return perf_ns() - t0
+
+        specs.append(
+            Spec(
+                "breaker/pybreaker",
+                f"breaker: pybreaker {_version('pybreaker')}",
+                "cb.call(noop)",
+                NO_N,
+                "sync",
+                sync_sample(pybreaker_body),
+            )
+        )
+    except ImportError as exc:
+        absent("pybreaker", exc)
+
+    try:
+        import purgatory
+
+        factory = purgatory.SyncCircuitBreakerFactory(default_threshold=5, default_ttl=60)
+        factory.initialize()
+        brk = factory.get_breaker("bench")
+
+        def purgatory_body(batch: int) -> int:
+            t0 = perf_ns()
+            for _ in range(batch):
+                with brk:
+                    _noop()
+            return perf_ns() - t0
+
+        specs.append(
+            Spec(
+                "breaker/purgatory",
+                f"breaker: purgatory {_version('purgatory')}",
+                "with brk: noop()  (brk fetched once)",
+                NO_N,
+                "sync",
+                sync_sample(purgatory_body),
+            )
+        )
+    except ImportError as exc:
+        absent("purgatory", exc)
+
+    try:
+        import aiobreaker
+
+        ab = aiobreaker.CircuitBreaker(fail_max=5)
+
+        def aiobreaker_body(batch: int) -> int:
+            t0 = perf_ns()
+            for _ in range(batch):
+                ab.call(_noop)
+            return perf_ns() - t0
+
+        specs.append(
+            Spec(
+                "breaker/aiobreaker",
+                f"breaker: aiobreaker {_version('aiobreaker')}",
+                "cb.call(noop)",
+                NO_N,
+                "sync",
+                sync_sample(aiobreaker_body),
+            )
+        )
+    except ImportError as exc:
+        absent("aiobreaker", exc)
+
+    try:
+        import circuitbreaker
+
+        guarded = circuitbreaker.circuit(failure_threshold=5, recovery_timeout=60)(_noop)
+
+        def circuitbreaker_body(batch: int) -> int:
+            t0 = perf_ns()
+            for _ in range(batch):
+                guarded()
+            return perf_ns() - t0
+
+        specs.append(
+            Spec(
+                "breaker/circuitbreaker",
+                f"breaker: circuitbreaker {_version('circuitbreaker')}",
+                "@circuit-decorated noop()",
+                NO_N,
+                "sync",
+                sync_sample(circuitbreaker_body),
+            )
+        )
+    except ImportError as exc:
+        absent("circuitbreaker", exc)
+
+    return specs, missing
+
+
+async def library_async_specs() -> tuple[list[Spec], list[Row]]:
+    """Async guarded no-op calls, measured under asyncio (what these APIs are built for),
+    with ours in the same loop for comparison. Informational: the target uses the sync rows.
+    """
+    specs: list[Spec] = []
+    missing: list[Row] = []
+    cb = CircuitBreaker("bench-async")
+    now = time.monotonic()
+
+    async def ours(batch: int) -> int:
+        t0 = perf_ns()
+        for _ in range(batch):
+            if cb.acquire(now):
+                await _anoop()
+                cb.record_success(now)
+        return perf_ns() - t0
+
+    specs.append(
+        Spec(
+            "breaker/ours_async",
+            f"breaker: ciris_actors {_version('ciris-actors')}",
+            "acquire; await anoop(); record_success",
+            NO_N,
+            "asyncio",
+            ours,
+        )
+    )
+
+    def absent(dist: str, error: Exception) -> None:
+        missing.append(
+            Row(
+                key=f"breaker/{dist}/async-missing",
+                case=f"breaker: {dist} (async)",
+                variant="not importable",
+                n=NO_N,
+                runtime="-",
+                cells=("-", "-"),
+                note=f"{type(error).__name__}: {error}",
+            )
+        )
+
+    try:
+        import aiobreaker
+
+        ab = aiobreaker.CircuitBreaker(fail_max=5)
+
+        async def aiobreaker_fn(batch: int) -> int:
+            t0 = perf_ns()
+            for _ in range(batch):
+                await ab.call_async(_anoop)
+            return perf_ns() - t0
+
+        specs.append(
+            Spec(
+                "breaker/aiobreaker_async",
+                f"breaker: aiobreaker {_version('aiobreaker')}",
+                "await cb.call_async(anoop)",
+                NO_N,
+                "asyncio",
+                aiobreaker_fn,
+            )
+        )
+    except ImportError as exc:
+        absent("aiobreaker", exc)
+
+    try:
+        import purgatory
+
+        factory = purgatory.AsyncCircuitBreakerFactory(default_threshold=5, default_ttl=60)
+        await factory.initialize()
+        brk = await factory.get_breaker("bench")
+
+        async def purgatory_fn(batch: int) -> int:
+            t0 = perf_ns()
+            for _ in range(batch):
+                async with brk:
+                    await _anoop()
+            return perf_ns() - t0
+
+        specs.append(
+            Spec(
+                "breaker/purgatory_async",
+                f"breaker: purgatory {_version('purgatory')}",
+                "async with brk: await anoop()",
+                NO_N,
+                "asyncio",
+                purgatory_fn,
+            )
+        )
+    except ImportError as exc:
+        absent("purgatory", exc)
+
+    try:
+        import circuitbreaker
+
+        guarded = circuitbreaker.circuit(failure_threshold=5, recovery_timeout=60)(_anoop)
+
+        async def circuitbreaker_fn(batch: int) -> int:
+            t0 = perf_ns()
+            for _ in range(batch):
+                await guarded()
+            return perf_ns() - t0
+
+        specs.append(
+            Spec(
+                "breaker/circuitbreaker_async",
+                f"breaker: circuitbreaker {_version('circuitbreaker')}",
+                "await @circuit-decorated anoop()",
+                NO_N,
+                "asyncio",
+                circuitbreaker_fn,
+            )
+        )
+    except ImportError as exc:
+        absent("circuitbreaker", exc)
+
+    return specs, missing
+
+
+async def bench_breakers_trio(cfg: Config, results: Results) -> None:
+    specs, missing = library_sync_specs()
+    progress(f"breakers (sync): {2 + len(specs)} cases")
+    await measure([*ours_sync_specs(), *specs], cfg, results)
+    for row in missing:
+        results.add(row)
+
+
+async def bench_breakers_asyncio(cfg: Config, results: Results) -> None:
+    specs, missing = await library_async_specs()
+    progress(f"breakers (asyncio): {len(specs)} cases")
+    await measure(specs, cfg, results)
+    for row in missing:
+        results.add(row)
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def fmt_time(ns: float | None) -> str:
+    if ns is None:
+        return "-"
+    if ns >= 1_000_000:
+        return f"{ns / 1e6:.3f} ms"
+    return f"{ns / 1000:.3f} us"
+
+
+SECTION_ORDER = (
+    "get_service_nowait",
+    "get_service",
+    "lease round",
+    "trio.lowlevel.checkpoint()",
+    "empty `for _ in range(N)` step",
+    "breaker",
+    "memory per provider + actors",
+    "register() one call",
+)
+
+
+def ordered_rows(results: Results) -> list[Row]:
+    def section(row: Row) -> int:
+        for index, prefix in enumerate(SECTION_ORDER):
+            if row.case.startswith(prefix) and (
+                prefix != "get_service" or row.case == "get_service"
+            ):
+                return index
+        return len(SECTION_ORDER)
+
+    def failover_k(row: Row) -> int:
+        k = row.extra.get("k", 0)
+        return int(k)
+
+    variant_rank = {label: i for i, (label, _, _) in enumerate(VARIANTS.values())}
+    return sorted(
+        results.rows,
+        key=lambda r: (
+            section(r),
+            0 if r.case.startswith("breaker") else variant_rank.get(r.variant, 99),
+            r.n,
+            failover_k(r),
+        ),
+    )
+
+
+def render_table(results: Results) -> str:
+    header = ("case", "variant", "n", "runtime", "p50", "p99", "batch", "note")
+    lines: list[tuple[str, ...]] = [header]
+    for row in ordered_rows(results):
+        if row.cells is not None:
+            p50, p99 = row.cells
+        else:
+            p50, p99 = fmt_time(row.p50_ns), fmt_time(row.p99_ns)
+        lines.append(
+            (
+                row.case,
+                row.variant,
+                "-" if row.n == NO_N else str(row.n),
+                row.runtime,
+                p50,
+                p99,
+                str(row.batch) if row.batch else "-",
+                row.note,
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    right = {2, 4, 5, 6}
+    out = []
+    for index, line in enumerate(lines):
+        cells = [
+            cell.rjust(w) if i in right else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        out.append("  ".join(cells).rstrip())
+        if index == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+@dataclass
+class Target:
+    name: str
+    measured: str
+    #: ``None``: could not be measured here.
+    hit: bool | None
+
+
+def evaluate_targets(results: Results, cfg: Config) -> list[Target]:
+    targets: list[Target] = []
+    n_small, n_large = cfg.provider_counts[0], cfg.provider_counts[-1]
+    p1 = results.p50(f"nowait/fallback/{n_small}")
+    targets.append(
+        Target(
+            f"get_service_nowait, first available, {n_small} provider: p50 <= 2 us",
+            f"p50 {fmt_time(p1)}",
+            p1 <= 2000,
+        )
+    )
+    pn = results.p50(f"nowait/fallback/{n_large}")
+    targets.append(
+        Target(
+            f"get_service_nowait at {n_large} providers <= 1.5x the {n_small}-provider p50",
+            f"p50 {fmt_time(pn)} = {pn / p1:.2f}x",
+            pn <= 1.5 * p1,
+        )
+    )
+
+    skips = [
+        (row.n, int(row.extra["k"]), float(row.extra["per_skip_ns"]))
+        for row in results.rows
+        if row.key.startswith("failover_nowait/")
+    ]
+    if skips:
+        n, k, best = max(skips, key=lambda s: (s[1], s[0]))
+        spread = ", ".join(f"n={sn} k={sk}: {sv / 1000:.3f}" for sn, sk, sv in sorted(skips))
+        targets.append(
+            Target(
+                f"skipping an OPEN provider costs <= 0.3 us (judged at n={n}, k={k})",
+                f"{best / 1000:.3f} us per skip (all estimates, us: {spread})",
+                best <= 300,
+            )
+        )
+
+    ratio1 = results.by_key[f"get_service/fallback/{n_small}"].extra["ratio_to_checkpoint"]
+    targets.append(
+        Target(
+            f"get_service <= 1.3x one bare trio checkpoint (FALLBACK, {n_small} provider)",
+            f"{ratio1:.2f}x",
+            ratio1 <= 1.3,
+        )
+    )
+    worst = max(
+        (
+            (row.extra["ratio_to_checkpoint"], row)
+            for row in results.rows
+            if row.case == "get_service" and "ratio_to_checkpoint" in row.extra
+        ),
+        key=lambda item: item[0],
+    )
+    targets.append(
+        Target(
+            "get_service <= 1.3x checkpoint, worst of every variant and n (no OPEN providers)",
+            f"{worst[0]:.2f}x ({worst[1].variant}, n={worst[1].n})",
+            worst[0] <= 1.3,
+        )
+    )
+
+    ours = results.p50("breaker/ours")
+    targets.append(
+        Target("breaker admission + record <= 1 us", f"p50 {fmt_time(ours)}", ours <= 1000)
+    )
+    library_keys = {
+        "breaker/pybreaker",
+        "breaker/purgatory",
+        "breaker/aiobreaker",
+        "breaker/circuitbreaker",
+    }
+    libs = [
+        (row.p50_ns, row.case)
+        for row in results.rows
+        if row.key in library_keys and row.p50_ns is not None
+    ]
+    if libs:
+        fastest, name = min(libs)
+        ours_call = results.p50("breaker/ours_call")
+        targets.append(
+            Target(
+                "breaker >= 2x faster than the fastest of the four libraries (sync)",
+                f"fastest {name.removeprefix('breaker: ')} p50 {fmt_time(fastest)}:"
+                f" {fastest / ours:.1f}x (with clock reads + noop call:"
+                f" {fastest / ours_call:.1f}x)",
+                fastest >= 2 * ours,
+            )
+        )
+    else:
+        targets.append(
+            Target("breaker >= 2x faster than the fastest library", "no library importable", None)
+        )
+
+    mem = results.by_key["memory/tracemalloc"].extra["bytes_per_provider"]
+    rss = results.by_key.get("memory/rss")
+    rss_text = f", RSS growth {_kib(rss.extra['bytes_per_provider'])}" if rss else ""
+    targets.append(
+        Target(
+            f"<= 10 KiB per provider with its actors ({cfg.memory_providers} providers)",
+            f"tracemalloc {_kib(mem)}{rss_text}",
+            mem <= 10 * 1024,
+        )
+    )
+    for key, label in (
+        ("register/spread", f"{cfg.memory_providers // cfg.per_key} keys x {cfg.per_key}"),
+        ("register/one_key", "one (handler, service_type)"),
+    ):
+        extra = results.by_key[key].extra
+        reg_s = extra["register_ns"] / 1e9
+        started_s = extra["started_ns"] / 1e9
+        targets.append(
+            Target(
+                f"{cfg.memory_providers} registrations in <= 1 s ({label})",
+                f"{reg_s:.3f} s (actors started at {started_s:.3f} s)",
+                reg_s <= 1.0,
+            )
+        )
+    return targets
+
+
+def render_targets(targets: list[Target], quick: bool) -> str:
+    lines = ["targets" + ("  (--quick run: indicative only)" if quick else "")]
+    width = max(len(t.name) for t in targets)
+    for t in targets:
+        verdict = "N/A   " if t.hit is None else "HIT   " if t.hit else "MISSED"
+        lines.append(f"  {verdict}  {t.name.ljust(width)}  {t.measured}")
+    return "\n".join(lines)
+
+
+def package_source() -> dict[str, Any]:
+    """Identify the package source measured: a hash of its ``.py`` files, and the git
+    commit and whether the package differs from it (when git is available)."""
+    root = pathlib.Path(ciris_actors.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    info: dict[str, Any] = {"source_sha256": digest.hexdigest()[:12]}
+    try:
+        git = ["git", "-C", str(root)]
+        info["git_commit"] = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        status = subprocess.run(
+            [*git, "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
+        info["uncommitted_changes"] = bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def load_average() -> tuple[float, float, float] | None:
+    try:
+        return os.getloadavg()
+    except (AttributeError, OSError):
+        return None
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "trio": trio.__version__,
+        "ciris_actors": _version("ciris-actors"),
+        "package_source": package_source(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "load_average_before": load_average(),
+    }
+
+
+def describe_source(source: dict[str, Any]) -> str:
+    text = f"source sha256 {source['source_sha256']}"
+    if "git_commit" in source:
+        dirty = " + uncommitted changes" if source.get("uncommitted_changes") else ""
+        text += f", git {source['git_commit']}{dirty}"
+    return text
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+async def trio_main(cfg: Config, results: Results) -> None:
+    # Registration first, in a fresh process, so the RSS growth is not hidden by memory
+    # freed by earlier cases.
+    await bench_registration(cfg, results)
+    for n in cfg.provider_counts:
+        await bench_providers(n, cfg, results)
+    await bench_breakers_trio(cfg, results)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run")
+    parser.add_argument("--json", metavar="FILE", help="also write the raw numbers to FILE")
+    args = parser.parse_args(argv)
+    cfg = QUICK if args.quick else FULL
+    env = environment()
+    results = Results()
+    started = perf_ns()
+    trio.run(trio_main, cfg, results)
+    asyncio.run(bench_breakers_asyncio(cfg, results))
+    elapsed = (perf_ns() - started) / 1e9
+    env["load_average_after"] = load_average()
+
+    print(
+        f"ciris_actors {env['ciris_actors']} registry benchmark"
+        f"{' (--quick)' if args.quick else ''}, {env['date_utc']} UTC:"
+        f" Python {env['python']}, trio {env['trio']}, {env['cpu_count']} CPUs,"
+        f" {env['platform']}"
+    )
+    print(f"package measured: {describe_source(env['package_source'])}")
+    loads = [env["load_average_before"], env["load_average_after"]]
+    if all(load is not None for load in loads):
+        before, after = (" ".join(f"{x:.2f}" for x in load) for load in loads)
+        print(f"load average (1/5/15 min) before: {before}; after: {after}")
+    print(
+        f"{cfg.samples} samples per case after {cfg.warmup} warm-up rounds; each sample times a"
+        f" batch of `batch` calls (per-call = batch time / batch); gc disabled while timing;"
+        f" compared cases interleaved; run took {elapsed:.0f} s"
+    )
+    print()
+    print(render_table(results))
+    print()
+    targets = evaluate_targets(results, cfg)
+    print(render_targets(targets, args.quick))
+
+    if args.json:
+        payload = {
+            "environment": env,
+            "config": cfg.__dict__,
+            "elapsed_s": elapsed,
+            "rows": [row.as_json() for row in ordered_rows(results)],
+            "extra": results.extra,
+            "targets": [t.__dict__ for t in targets],
+        }
+        with open(args.json, "w") as fh:
+            json.dump(payload, fh, indent=1)
+            fh.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,559 @@
+"""Example tests of the pure circuit breaker: configuration, the three states, back-off,
+forcing and resetting, read-only inspection, stats, transition callbacks and generations.
+
+Time is an argument everywhere, so every test states its clock explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from ciris_actors import CircuitBreaker, CircuitBreakerConfig, CircuitBreakerError, CircuitState
+
+CLOSED = CircuitState.CLOSED
+OPEN = CircuitState.OPEN
+HALF_OPEN = CircuitState.HALF_OPEN
+
+Transition = tuple[CircuitBreaker, CircuitState, CircuitState, str, float]
+
+
+def make(**config: float | int | None) -> CircuitBreaker:
+    return CircuitBreaker("svc", CircuitBreakerConfig(**config))  # type: ignore[arg-type]
+
+
+# -- configuration ----------------------------------------------------------------------
+
+
+def test_config_half_open_max_calls_defaults_to_success_threshold() -> None:
+    assert CircuitBreakerConfig().half_open_max_calls == CircuitBreakerConfig().success_threshold
+    assert CircuitBreakerConfig(success_threshold=4).half_open_max_calls == 4
+    assert CircuitBreakerConfig(success_threshold=4, half_open_max_calls=1).half_open_max_calls == 1
+
+
+def test_config_accepts_ints_for_durations_and_a_cap_equal_to_the_timeout() -> None:
+    config = CircuitBreakerConfig(recovery_timeout=10, max_recovery_timeout=10, timeout_duration=1)
+    assert config.recovery_timeout == 10
+    assert config.max_recovery_timeout == 10
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("failure_threshold", 0, ValueError),
+        ("failure_threshold", -1, ValueError),
+        ("failure_threshold", 1.5, TypeError),
+        ("failure_threshold", "3", TypeError),
+        ("failure_threshold", True, TypeError),
+        ("success_threshold", 0, ValueError),
+        ("success_threshold", None, TypeError),
+        ("half_open_max_calls", 0, ValueError),
+        ("half_open_max_calls", 2.0, TypeError),
+        ("recovery_timeout", 0, ValueError),
+        ("recovery_timeout", -5.0, ValueError),
+        ("recovery_timeout", math.nan, ValueError),
+        ("recovery_timeout", math.inf, ValueError),
+        ("recovery_timeout", "60", TypeError),
+        ("recovery_timeout", False, TypeError),
+        ("timeout_duration", 0.0, ValueError),
+        ("timeout_duration", math.nan, ValueError),
+        ("timeout_duration", -math.inf, ValueError),
+        ("timeout_duration", None, TypeError),
+        ("recovery_backoff", 0.99, ValueError),
+        ("recovery_backoff", 0, ValueError),
+        ("recovery_backoff", math.nan, ValueError),
+        ("recovery_backoff", math.inf, ValueError),
+        ("recovery_backoff", "2", TypeError),
+        ("max_recovery_timeout", 59.0, ValueError),
+        ("max_recovery_timeout", 0, ValueError),
+        ("max_recovery_timeout", math.nan, ValueError),
+        ("max_recovery_timeout", math.inf, ValueError),
+        ("max_recovery_timeout", "120", TypeError),
+    ],
+)
+def test_config_rejects_an_invalid_value_naming_the_field(
+    field: str, value: object, error: type[Exception]
+) -> None:
+    # recovery_timeout is 60 by default, so a cap of 59 is below it.
+    with pytest.raises(error, match=rf"^{field}:"):
+        CircuitBreakerConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_breaker_rejects_a_config_of_the_wrong_type() -> None:
+    with pytest.raises(TypeError, match=r"^config:"):
+        CircuitBreaker("svc", {"failure_threshold": 3})  # type: ignore[arg-type]
+
+
+# -- CLOSED -----------------------------------------------------------------------------
+
+
+def test_closed_opens_exactly_at_the_threshold_th_consecutive_failure() -> None:
+    breaker = make(failure_threshold=3, recovery_timeout=5.0)
+    breaker.record_failure(1.0)
+    breaker.record_failure(2.0)
+    assert breaker.state is CLOSED
+    assert breaker.failure_count == 2
+    assert breaker.acquire(2.5)
+
+    breaker.record_failure(3.0)
+    assert breaker.state is OPEN
+    assert breaker.next_attempt_time == 8.0
+    assert breaker.failure_count == 0
+
+
+def test_a_success_resets_the_consecutive_failure_count() -> None:
+    breaker = make(failure_threshold=3)
+    breaker.record_failure(1.0)
+    breaker.record_failure(2.0)
+    breaker.record_success(3.0)
+    assert breaker.failure_count == 0
+    breaker.record_failure(4.0)
+    breaker.record_failure(5.0)
+    assert breaker.state is CLOSED
+
+    breaker.record_failure(6.0)
+    assert breaker.state is OPEN
+
+
+def test_closed_admits_without_taking_a_permit() -> None:
+    breaker = make()
+    assert all(breaker.acquire(float(t)) for t in range(10))
+    assert breaker.probes_in_flight == 0
+    assert breaker.total_rejections == 0
+
+
+# -- OPEN -------------------------------------------------------------------------------
+
+
+def test_open_refuses_before_its_deadline_and_admits_a_probe_at_it() -> None:
+    breaker = make(failure_threshold=1, recovery_timeout=5.0)
+    breaker.record_failure(10.0)
+
+    assert not breaker.acquire(10.0)
+    assert not breaker.acquire(math.nextafter(15.0, 0.0))
+    assert breaker.state is OPEN
+    assert breaker.total_rejections == 2
+
+    assert breaker.acquire(15.0)
+    assert breaker.state is HALF_OPEN
+    assert breaker.probes_in_flight == 1
+    assert breaker.total_rejections == 2
+
+
+def test_advance_moves_open_to_half_open_only_from_its_deadline() -> None:
+    breaker = make(failure_threshold=1, recovery_timeout=5.0)
+    breaker.record_failure(0.0)
+    assert not breaker.advance(4.0)
+    assert breaker.state is OPEN
+    assert breaker.advance(5.0)
+    assert breaker.state is HALF_OPEN
+    assert breaker.probes_in_flight == 0
+    assert not breaker.advance(6.0)
+    assert breaker.state is HALF_OPEN
+
+
+def test_a_failure_while_open_does_not_move_the_deadline() -> None:
+    breaker = make(failure_threshold=1, recovery_timeout=5.0)
+    breaker.record_failure(0.0)
+    generation = breaker.generation
+    breaker.record_failure(3.0)
+    assert breaker.state is OPEN
+    assert breaker.next_attempt_time == 5.0
+    assert breaker.generation == generation
+    assert breaker.total_failures == 2
+    assert breaker.last_failure_time == 3.0
+
+
+def test_a_late_success_while_open_changes_nothing_but_the_total() -> None:
+    breaker = make(failure_threshold=1, recovery_timeout=5.0)
+    assert breaker.acquire(0.0)
+    admitted_in = breaker.generation
+    breaker.record_failure(1.0)
+    generation = breaker.generation
+
+    breaker.record_success(2.0, generation=admitted_in)
+    breaker.record_success(2.5)
+    assert breaker.state is OPEN
+    assert breaker.next_attempt_time == 6.0
+    assert breaker.generation == generation
+    assert breaker.total_successes == 2
+    assert not breaker.acquire(3.0)
+
+
+def test_check_and_raise_while_open_carries_name_state_and_next_attempt_time() -> None:
+    breaker = CircuitBreaker(
+        "llm-primary", CircuitBreakerConfig(failure_threshold=1, recovery_timeout=5.0)
+    )
+    breaker.check_and_raise(0.0)
+    breaker.record_failure(1.0)
+
+    with pytest.raises(CircuitBreakerError, match="llm-primary") as excinfo:
+        breaker.check_and_raise(2.0)
+    assert excinfo.value.name == "llm-primary"
+    assert excinfo.value.state is OPEN
+    assert excinfo.value.next_attempt_time == 6.0
+
+    breaker.check_and_raise(6.0)  # the deadline has passed: a call would be admitted
+
+
+def test_check_and_raise_with_the_half_open_quota_used_reports_no_next_attempt_time() -> None:
+    breaker = make(failure_threshold=1, recovery_timeout=5.0, half_open_max_calls=1)
+    breaker.record_failure(0.0)
+    assert breaker.acquire(5.0)
+    with pytest.raises(CircuitBreakerError) as excinfo:
+        breaker.check_and_raise(5.0)
+    assert excinfo.value.state is HALF_OPEN
+    assert excinfo.value.next_attempt_time is None
+
+
+# -- HALF_OPEN --------------------------------------------------------------------------
+
+
+def test_half_open_hands_out_at_most_its_quota_of_probe_permits() -> None:
+    breaker = make(failure_threshold=1, recovery_timeout=1.0, half_open_max_calls=2)
+    breaker.record_failure(0.0)
+    assert breaker.acquire(1.0)
+    assert breaker.acquire(1.0)
+    assert not breaker.acquire(1.0)
+    assert not breaker.is_available(1.0)
+    assert breaker.probes_in_flight == 2
+    assert breaker.total_rejections == 1
+
+    breaker.release(breaker.generation)
+    assert breaker.probes_in_flight == 1
+    assert breaker.acquire(1.5)
+    assert not breaker.acquire(1.5)
+    assert breaker.total_rejections == 2
+
+
+def test_half_open_closes_after_success_threshold_successes() -> None:
+    breaker = make(failure_threshold=1, recovery_timeout=1.0, success_threshold=3)
+    breaker.record_failure(0.0)
+    for t in (1.0, 1.1):
+        assert breaker.acquire(t)
+        breaker.record_success(t, generation=breaker.generation)
+        assert breaker.state is HALF_OPEN
+    assert breaker.success_count == 2
+    assert breaker.probes_in_flight == 0
+
+    assert breaker.acquire(1.2)
+    breaker.record_success(1.2, generation=breaker.generation)
+    assert breaker.state is CLOSED
+    assert breaker.success_count == 0
+    assert breaker.probes_in_flight == 0
+
+
+def test_a_half_open_failure_reopens_with_a_backed_off_capped_duration() -> None:
+    breaker = make(
+        failure_threshold=1,
+        success_threshold=1,
+        recovery_timeout=10.0,
+        recovery_backoff=2.0,
+        max_recovery_timeout=35.0,
+    )
+    breaker.record_failure(0.0)
+    assert breaker.next_attempt_time == 10.0
+
+    expected_deadlines = [(10.0, 30.0), (30.0, 65.0), (65.0, 100.0)]  # 20, then 40 capped at 35
+    for probe_at, deadline in expected_deadlines:
+        assert breaker.acquire(probe_at)
+        breaker.record_failure(probe_at, generation=breaker.generation)
+        assert breaker.state is OPEN
+        assert breaker.next_attempt_time == deadline
+        assert breaker.probes_in_flight == 0
+    assert breaker.get_stats()["current_recovery_timeout"] == 35.0
+
+    # Closing restores the configured duration.
+    assert breaker.acquire(100.0)
+    breaker.record_success(100.0, generation=breaker.generation)
+    assert breaker.state is CLOSED
+    breaker.record_failure(200.0)
+    assert breaker.next_attempt_time == 210.0
+
+
+def test_back_off_without_a_cap_keeps_growing() -> None:
+    breaker = make(failure_threshold=1, recovery_timeout=1.0, recovery_backoff=3.0)
+    breaker.record_failure(0.0)
+    for duration in (3.0, 9.0, 27.0):
+        now = breaker.next_attempt_time
+        assert now is not None
+        assert breaker.acquire(now)
+        breaker.record_failure(now)
+        assert breaker.next_attempt_time == now + duration
+
+
+# -- force_open and reset ---------------------------------------------------------------
+
+
+def test_force_open_with_a_duration_holds_open_until_then_then_goes_half_open() -> None:
+    breaker = make(recovery_timeout=5.0)
+    breaker.force_open(10.0, duration=100.0)
+    assert breaker.state is OPEN
+    assert breaker.forced
+    assert breaker.next_attempt_time == 110.0
+    assert not breaker.acquire(109.0)
+    assert breaker.acquire(110.0)
+    assert breaker.state is HALF_OPEN
+    assert not breaker.forced
+
+
+def test_force_open_without_a_duration_holds_open_for_the_recovery_timeout() -> None:
+    breaker = make(failure_threshold=1, recovery_timeout=5.0)
+    breaker.force_open(2.0)
+    assert breaker.state is OPEN
+    assert breaker.forced
+    assert breaker.next_attempt_time == 7.0
+    assert not breaker.acquire(6.9)
+    assert breaker.acquire(7.0)
+
+
+def test_force_open_without_a_duration_ignores_the_backed_off_open_duration() -> None:
+    """The contract: without a duration, the breaker's own recovery_timeout."""
+    breaker = make(failure_threshold=1, recovery_timeout=5.0, recovery_backoff=2.0)
+    breaker.record_failure(0.0)
+    assert breaker.acquire(5.0)
+    breaker.record_failure(5.0)  # re-opened, backed off to 10 s
+    assert breaker.next_attempt_time == 15.0
+    breaker.force_open(7.0)
+    assert breaker.next_attempt_time == 12.0
+
+
+def test_force_open_of_an_open_breaker_moves_its_deadline_without_a_transition() -> None:
+    breaker = make(failure_threshold=1, recovery_timeout=5.0)
+    breaker.record_failure(0.0)
+    generation = breaker.generation
+    assert not breaker.forced
+    breaker.force_open(1.0, duration=2.0)
+    assert breaker.next_attempt_time == 3.0
+    assert breaker.forced
+    assert breaker.generation == generation
+    assert breaker.acquire(3.0)
+
+
+def test_force_open_of_a_half_open_breaker_voids_its_probes_without_backing_off() -> None:
+    breaker = make(failure_threshold=1, recovery_timeout=5.0, recovery_backoff=2.0)
+    breaker.record_failure(0.0)
+    assert breaker.acquire(5.0)
+    breaker.force_open(6.0, duration=1.0)
+    assert breaker.state is OPEN
+    assert breaker.probes_in_flight == 0
+    assert breaker.get_stats()["current_recovery_timeout"] == 5.0
+    assert breaker.acquire(7.0)
+    breaker.record_failure(7.0, generation=breaker.generation)
+    assert breaker.next_attempt_time == 17.0  # one back-off step: 5 -> 10
+
+
+@pytest.mark.parametrize(
+    ("duration", "error"),
+    [
+        (0, ValueError),
+        (-1.0, ValueError),
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        (True, TypeError),
+        ("5", TypeError),
+    ],
+)
+def test_force_open_rejects_an_invalid_duration(duration: object, error: type[Exception]) -> None:
+    breaker = make()
+    with pytest.raises(error, match=r"^duration:"):
+        breaker.force_open(0.0, duration=duration)  # type: ignore[arg-type]
+    assert breaker.state is CLOSED
+
+
+def test_reset_fully_undoes_force_open() -> None:
+    """Regression: the original registry's force_open was never undone by reset."""
+    breaker = make(failure_threshold=2, recovery_timeout=5.0)
+    breaker.force_open(0.0, duration=1000.0)
+    breaker.reset(1.0)
+
+    assert breaker.state is CLOSED
+    assert not breaker.forced
+    assert breaker.next_attempt_time is None
+    assert breaker.is_available(2.0)
+    assert breaker.acquire(2.0)
+    assert not breaker.get_stats(2.0)["forced_open"]
+    # A fresh CLOSED breaker: it takes the full threshold again to open, for the
+    # configured duration.
+    breaker.record_failure(3.0)
+    assert breaker.state is CLOSED
+    breaker.record_failure(3.0)
+    assert breaker.next_attempt_time == 8.0
+
+
+def test_reset_clears_counts_back_off_and_probes_but_keeps_lifetime_totals() -> None:
+    breaker = make(
+        failure_threshold=1, success_threshold=2, recovery_timeout=1.0, recovery_backoff=4.0
+    )
+    breaker.record_failure(0.0)
+    assert breaker.acquire(1.0)
+    breaker.record_failure(1.0)  # backs off to 4
+    assert breaker.acquire(5.0)
+    assert breaker.acquire(5.0)
+    breaker.record_success(5.0, generation=breaker.generation)
+    assert (breaker.success_count, breaker.probes_in_flight) == (1, 1)
+    before = breaker.get_stats()
+
+    breaker.reset(6.0)
+    stats = breaker.get_stats()
+    assert stats["state"] == "closed"
+    assert (stats["failure_count"], stats["success_count"], stats["probes_in_flight"]) == (0, 0, 0)
+    assert stats["current_recovery_timeout"] == 1.0
+    for total in ("total_successes", "total_failures", "total_rejections"):
+        assert stats[total] == before[total]
+    assert stats["transitions"] == before["transitions"] + 1
+
+    breaker.record_failure(7.0)
+    assert breaker.next_attempt_time == 8.0
+
+
+def test_reset_of_a_closed_breaker_clears_its_failures_without_a_transition() -> None:
+    breaker = make(failure_threshold=3)
+    breaker.record_failure(0.0)
+    breaker.record_failure(0.0)
+    breaker.reset(1.0)
+    assert breaker.failure_count == 0
+    assert breaker.generation == 0
+    breaker.record_failure(2.0)
+    breaker.record_failure(2.0)
+    assert breaker.state is CLOSED
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def test_reading_an_open_breaker_after_its_deadline_does_not_flip_it_to_half_open() -> None:
+    """Regression: listing providers flipped OPEN to HALF_OPEN in the original registry."""
+    seen: list[Transition] = []
+    breaker = CircuitBreaker(
+        "svc",
+        CircuitBreakerConfig(failure_threshold=1, recovery_timeout=5.0),
+        on_transition=lambda *args: seen.append(args),
+    )
+    breaker.record_failure(0.0)
+    generation = breaker.generation
+    del seen[:]
+
+    late = 500.0
+    assert breaker.is_available(late)
+    breaker.check_and_raise(late)
+    stats = breaker.get_stats(late)
+    assert stats["state"] == "open"
+    assert breaker.state is OPEN
+    assert breaker.next_attempt_time == 5.0
+    assert breaker.generation == generation
+    assert seen == []
+    assert breaker.get_stats(late) == stats
+
+
+def test_get_stats_is_json_serialisable_with_the_state_as_its_value_string() -> None:
+    breaker = CircuitBreaker("svc", CircuitBreakerConfig(failure_threshold=1))
+    for state, step in (
+        ("closed", lambda: None),
+        ("open", lambda: breaker.record_failure(1.0)),
+        ("half_open", lambda: breaker.advance(1000.0)),
+    ):
+        step()
+        decoded = json.loads(json.dumps(breaker.get_stats(1000.0)))
+        assert decoded["state"] == state
+        assert decoded["name"] == "svc"
+
+
+def test_get_stats_accounts_time_in_open() -> None:
+    breaker = make(failure_threshold=1, recovery_timeout=5.0)
+    assert breaker.get_stats(3.0)["time_in_open"] == 0.0
+    breaker.record_failure(10.0)
+    assert breaker.get_stats(13.0)["time_in_open"] == 3.0
+    assert breaker.get_stats()["time_in_open"] == 0.0  # no clock: closed periods only
+    assert breaker.get_stats(13.0)["opened_at"] == 10.0
+
+    assert breaker.acquire(15.0)
+    assert breaker.get_stats(40.0)["time_in_open"] == 5.0  # HALF_OPEN does not count
+    assert breaker.get_stats(40.0)["opened_at"] is None
+    breaker.record_failure(16.0, generation=breaker.generation)
+    assert breaker.get_stats(18.0)["time_in_open"] == 7.0
+    breaker.reset(20.0)
+    assert breaker.get_stats(100.0)["time_in_open"] == 9.0
+
+
+# -- transitions and generations --------------------------------------------------------
+
+
+def test_on_transition_receives_every_transition_with_its_time() -> None:
+    seen: list[Transition] = []
+    breaker = CircuitBreaker(
+        "svc",
+        CircuitBreakerConfig(failure_threshold=1, success_threshold=1, recovery_timeout=2.0),
+        on_transition=lambda *args: seen.append(args),
+    )
+    breaker.record_failure(1.0)  # CLOSED -> OPEN
+    breaker.acquire(3.0)  # OPEN -> HALF_OPEN
+    breaker.record_failure(3.5)  # HALF_OPEN -> OPEN
+    breaker.advance(5.5)  # OPEN -> HALF_OPEN
+    breaker.acquire(5.5)
+    breaker.record_success(6.0)  # HALF_OPEN -> CLOSED
+    breaker.force_open(7.0)  # CLOSED -> OPEN
+    breaker.reset(8.0)  # OPEN -> CLOSED
+
+    assert [(old, new, now) for _, old, new, _, now in seen] == [
+        (CLOSED, OPEN, 1.0),
+        (OPEN, HALF_OPEN, 3.0),
+        (HALF_OPEN, OPEN, 3.5),
+        (OPEN, HALF_OPEN, 5.5),
+        (HALF_OPEN, CLOSED, 6.0),
+        (CLOSED, OPEN, 7.0),
+        (OPEN, CLOSED, 8.0),
+    ]
+    assert all(who is breaker for who, *_ in seen)
+    assert all(isinstance(reason, str) and reason for *_, reason, _ in seen)
+    assert breaker.generation == breaker.transitions == len(seen)
+
+
+def test_an_outcome_from_a_stale_generation_does_not_return_a_probe_permit() -> None:
+    breaker = make(
+        failure_threshold=1, success_threshold=2, half_open_max_calls=1, recovery_timeout=1.0
+    )
+    assert breaker.acquire(0.0)
+    admitted_closed = breaker.generation
+    breaker.record_failure(0.0)
+    assert breaker.acquire(1.0)
+    probe = breaker.generation
+
+    breaker.release(admitted_closed)
+    assert breaker.probes_in_flight == 1
+    # A late success still counts as a half-open success, but holds no permit.
+    breaker.record_success(1.5, generation=admitted_closed)
+    assert breaker.success_count == 1
+    assert breaker.probes_in_flight == 1
+    assert not breaker.acquire(1.5)
+
+    breaker.record_success(2.0, generation=probe)
+    assert breaker.state is CLOSED
+
+
+def test_a_permit_from_an_earlier_half_open_period_is_void_in_the_next() -> None:
+    breaker = make(failure_threshold=1, half_open_max_calls=2, recovery_timeout=1.0)
+    breaker.record_failure(0.0)
+    assert breaker.acquire(1.0)
+    assert breaker.acquire(1.0)
+    first_period = breaker.generation
+    breaker.record_failure(1.0, generation=first_period)  # re-opens: both permits void
+    assert breaker.acquire(2.0)
+    assert breaker.generation != first_period
+
+    breaker.release(first_period)
+    assert breaker.probes_in_flight == 1
+    breaker.release(breaker.generation)
+    assert breaker.probes_in_flight == 0
+
+
+def test_release_without_a_generation_returns_a_permit() -> None:
+    breaker = make(failure_threshold=1, half_open_max_calls=1, recovery_timeout=1.0)
+    breaker.record_failure(0.0)
+    assert breaker.acquire(1.0)
+    breaker.release()
+    assert breaker.probes_in_flight == 0
+    assert breaker.acquire(1.0)
+    assert breaker.state is HALF_OPEN
