@@ -1,0 +1,479 @@
+"""The scenario model: providers, workload, faults and seed, loaded from TOML.
+
+Pure data with validation. Every error names the file (when loaded from one) and the
+field, e.g. ``faults[2].provider: unknown provider 'openia'``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .._types import coerce_priority, coerce_strategy
+from ..breaker import CircuitBreakerConfig
+from ..restart import RestartPolicy
+
+__all__ = [
+    "Fault",
+    "FaultKind",
+    "Latency",
+    "ProviderSpec",
+    "RequestMix",
+    "Scenario",
+    "ScenarioError",
+    "Workload",
+    "load_scenario",
+    "parse_scenario",
+]
+
+
+class ScenarioError(ValueError):
+    """A scenario is malformed or inconsistent. The message names the file and field."""
+
+
+class FaultKind(enum.Enum):
+    """What a fault does to its provider while it lasts (Toxiproxy's kinds, and more)."""
+
+    #: Calls fail and health checks fail.
+    OUTAGE = "outage"
+    #: Calls fail with probability ``error_rate``; health checks still pass.
+    ERRORS = "errors"
+    #: Calls take ``added_latency`` more seconds (beyond ``timeout_duration``: a hang).
+    LATENCY = "latency"
+    #: The provider's ``run()`` raises every ``interval`` seconds (or once), so the
+    #: supervisor restarts it; fast enough, it exceeds the restart intensity.
+    CRASH = "crash"
+    #: Health checks alternate between failing and passing every ``period`` seconds;
+    #: calls fail while health fails.
+    FLAP = "flap"
+    #: Each (re)start takes ``start_delay`` seconds while the fault lasts.
+    SLOW_START = "slow_start"
+
+
+class Distribution(enum.Enum):
+    """Shape of a latency distribution."""
+
+    FIXED = "fixed"
+    UNIFORM = "uniform"
+    EXPONENTIAL = "exponential"
+    LOGNORMAL = "lognormal"
+
+
+@attrs.frozen
+class Latency:
+    """A latency distribution in seconds.
+
+    ``fixed``: always ``median``. ``uniform``: between ``low`` and ``high``.
+    ``exponential``: mean ``median / ln 2``, i.e. median ``median``. ``lognormal``:
+    median ``median`` and 99th percentile ``p99``.
+    """
+
+    distribution: Distribution = Distribution.LOGNORMAL
+    median: float = 0.5
+    p99: float = 2.0
+    low: float = 0.0
+    high: float = 1.0
+
+
+@attrs.frozen
+class ProviderSpec:
+    """One simulated provider and how it behaves when no fault is active."""
+
+    name: str
+    service_type: str = "llm"
+    handler: str = "*"
+    group: int = 0
+    priority: str = "NORMAL"
+    strategy: str = "fallback"
+    capabilities: tuple[str, ...] = ()
+    breaker: CircuitBreakerConfig | None = None
+    latency: Latency = Latency()
+    error_rate: float = 0.0
+    #: Whether the provider has ``is_healthy`` (its health then follows faults).
+    health_check: bool = True
+    #: Seconds ``start()`` takes when no slow_start fault is active.
+    start_delay: float = 0.0
+
+
+@attrs.frozen
+class RequestMix:
+    """One kind of request in the workload, and its weight."""
+
+    handler: str = "*"
+    service_type: str = "llm"
+    required_capabilities: tuple[str, ...] = ()
+    weight: float = 1.0
+
+
+@attrs.frozen
+class Workload:
+    """The traffic: open-loop arrivals at ``rate`` per second for ``duration`` seconds."""
+
+    duration: float = 3600.0
+    rate: float = 50.0
+    #: ``poisson`` (exponential gaps) or ``uniform`` (evenly spaced).
+    arrival: str = "poisson"
+    #: Requests in flight at most; an arrival beyond it is rejected (shed), not queued.
+    concurrency: int = 1000
+    #: ``call`` (failover across providers) or ``lease`` (one provider, no failover).
+    mode: str = "call"
+    mix: tuple[RequestMix, ...] = (RequestMix(),)
+
+
+@attrs.frozen
+class Fault:
+    """A fault on one provider from ``at`` for ``duration`` seconds."""
+
+    kind: FaultKind
+    provider: str
+    at: float
+    duration: float
+    error_rate: float = 1.0
+    added_latency: float = 0.0
+    #: crash: seconds between crashes while the fault lasts (0: crash once).
+    interval: float = 0.0
+    #: flap: seconds of failing health, then of passing health, alternately.
+    period: float = 30.0
+    #: slow_start: seconds each start takes.
+    start_delay: float = 30.0
+
+    @property
+    def end(self) -> float:
+        """When the fault stops."""
+        return self.at + self.duration
+
+
+@attrs.frozen
+class Scenario:
+    """Everything one simulation run needs."""
+
+    name: str
+    providers: tuple[ProviderSpec, ...]
+    workload: Workload = Workload()
+    faults: tuple[Fault, ...] = ()
+    seed: int = 0
+    description: str = ""
+    health_check_interval: float | None = 10.0
+    restart_policy: RestartPolicy = attrs.field(factory=RestartPolicy)
+    default_breaker: CircuitBreakerConfig = attrs.field(factory=CircuitBreakerConfig)
+
+    def provider(self, name: str) -> ProviderSpec:
+        """The provider named *name*."""
+        for spec in self.providers:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+# -- loading ------------------------------------------------------------------------------
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load and validate a scenario from a TOML file.
+
+    Raises:
+      ScenarioError: the file cannot be read, is not TOML, or describes an invalid or
+        inconsistent scenario; the message names the file and the field.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return parse_scenario(data, default_name=path.stem)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
+
+
+def parse_scenario(data: Mapping[str, Any], default_name: str = "scenario") -> Scenario:
+    """Build a validated :class:`Scenario` from already-parsed TOML data.
+
+    Raises:
+      ScenarioError: naming the field that is wrong.
+    """
+    table = _Table(data, "")
+    registry = _Table(table.get("registry", {}), "registry")
+    default_breaker = _breaker(registry.get("breaker", {}), "registry.breaker")
+    if default_breaker is None:  # pragma: no cover - an empty table gives the defaults
+        default_breaker = CircuitBreakerConfig()
+    providers = tuple(
+        _provider(item, f"providers[{i}]")
+        for i, item in enumerate(table.array("providers", required=True))
+    )
+    if not providers:
+        raise ScenarioError("providers: at least one provider is needed")
+    names = [p.name for p in providers]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ScenarioError(f"providers[{i}].name: duplicate provider name {name!r}")
+    workload = _workload(table.get("workload", {}), providers)
+    faults = tuple(
+        _fault(item, f"faults[{i}]", names) for i, item in enumerate(table.array("faults"))
+    )
+    scenario = Scenario(
+        name=table.string("name", default_name),
+        description=table.string("description", ""),
+        seed=table.integer("seed", 0, minimum=0),
+        providers=providers,
+        workload=workload,
+        faults=faults,
+        health_check_interval=registry.number("health_check_interval", 10.0, optional=True),
+        restart_policy=_restart(registry.get("restart_policy", {}), "registry.restart_policy"),
+        default_breaker=default_breaker,
+    )
+    table.finish()
+    registry.finish()
+    return scenario
+
+
+class _Table:
+    """A TOML table read field by field; unknown keys are an error at :meth:`finish`."""
+
+    def __init__(self, data: object, where: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ScenarioError(f"{where or 'scenario'}: expected a table, got {_kind(data)}")
+        self.data = data
+        self.where = where
+        self.used: set[str] = set()
+
+    def field(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.used.add(key)
+        return self.data.get(key, default)
+
+    def string(self, key: str, default: str | None = None) -> str:
+        value = self.get(key, default)
+        if value is None:
+            raise ScenarioError(f"{self.field(key)}: required")
+        if not isinstance(value, str) or (not value and default is None):
+            raise ScenarioError(f"{self.field(key)}: expected a non-empty string, got {value!r}")
+        return value
+
+    def number(
+        self,
+        key: str,
+        default: float | None,
+        *,
+        minimum: float = 0.0,
+        strict: bool = True,
+        optional: bool = False,
+        maximum: float | None = None,
+    ) -> Any:
+        value = self.get(key, default)
+        if value is None:
+            if optional:
+                return None
+            raise ScenarioError(f"{self.field(key)}: required")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ScenarioError(f"{self.field(key)}: expected a number, got {value!r}")
+        if math.isnan(value) or math.isinf(value):
+            raise ScenarioError(f"{self.field(key)}: must be finite, got {value!r}")
+        if value < minimum or (strict and value == minimum):
+            op = ">" if strict else ">="
+            raise ScenarioError(f"{self.field(key)}: must be {op} {minimum:g}, got {value!r}")
+        if maximum is not None and value > maximum:
+            raise ScenarioError(f"{self.field(key)}: must be <= {maximum:g}, got {value!r}")
+        return float(value)
+
+    def integer(self, key: str, default: int, *, minimum: int = 0) -> int:
+        value = self.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ScenarioError(f"{self.field(key)}: expected an integer, got {value!r}")
+        if value < minimum:
+            raise ScenarioError(f"{self.field(key)}: must be >= {minimum}, got {value!r}")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ScenarioError(f"{self.field(key)}: expected a list of strings, got {value!r}")
+        return tuple(value)
+
+    def array(self, key: str, *, required: bool = False) -> Sequence[Any]:
+        value = self.get(key)
+        if value is None:
+            if required:
+                raise ScenarioError(f"{self.field(key)}: required (an array of tables)")
+            return ()
+        if not isinstance(value, list):
+            raise ScenarioError(
+                f"{self.field(key)}: expected an array of tables, got {_kind(value)}"
+            )
+        return value
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ScenarioError(f"{self.field(unknown[0])}: unknown field")
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return repr(value)
+
+
+def _choice(table: _Table, key: str, default: str | None, choices: Sequence[str]) -> str:
+    value = table.string(key, default)
+    if value not in choices:
+        raise ScenarioError(
+            f"{table.field(key)}: unknown value {value!r} (expected one of {', '.join(choices)})"
+        )
+    return value
+
+
+def _breaker(data: object, where: str) -> CircuitBreakerConfig | None:
+    table = _Table(data, where)
+    if not table.data:
+        return None if where.startswith("providers") else CircuitBreakerConfig()
+    fields = {f.name for f in attrs.fields(CircuitBreakerConfig)}
+    for key in table.data:
+        if key not in fields:
+            raise ScenarioError(f"{table.field(key)}: unknown field")
+    try:
+        return CircuitBreakerConfig(**dict(table.data))
+    except (TypeError, ValueError) as exc:
+        raise ScenarioError(f"{where}.{exc}") from None
+
+
+def _restart(data: object, where: str) -> RestartPolicy:
+    table = _Table(data, where)
+    fields = {f.name for f in attrs.fields(RestartPolicy)}
+    for key in table.data:
+        if key not in fields:
+            raise ScenarioError(f"{table.field(key)}: unknown field")
+    values = dict(table.data)
+    values.setdefault("jitter", 0.1)
+    try:
+        return RestartPolicy(**values)
+    except (TypeError, ValueError) as exc:
+        raise ScenarioError(f"{where}.{exc}") from None
+
+
+def _latency(data: object, where: str) -> Latency:
+    if isinstance(data, (int, float)) and not isinstance(data, bool):
+        data = {"distribution": "fixed", "median": data}
+    table = _Table(data, where)
+    kind = _choice(table, "distribution", "lognormal", [d.value for d in Distribution])
+    latency = Latency(
+        distribution=Distribution(kind),
+        median=table.number("median", 0.5, strict=False),
+        p99=table.number("p99", 2.0, strict=False),
+        low=table.number("low", 0.0, strict=False),
+        high=table.number("high", 1.0, strict=False),
+    )
+    if latency.distribution is Distribution.LOGNORMAL and latency.p99 < latency.median:
+        raise ScenarioError(f"{where}.p99: must be >= median ({latency.median:g})")
+    if latency.distribution is Distribution.UNIFORM and latency.high < latency.low:
+        raise ScenarioError(f"{where}.high: must be >= low ({latency.low:g})")
+    table.finish()
+    return latency
+
+
+def _provider(data: object, where: str) -> ProviderSpec:
+    table = _Table(data, where)
+    priority = table.string("priority", "NORMAL")
+    strategy = table.string("strategy", "fallback")
+    try:
+        priority = coerce_priority(priority, f"{where}.priority").name
+        strategy = coerce_strategy(strategy, f"{where}.strategy").value
+    except (TypeError, ValueError) as exc:
+        raise ScenarioError(str(exc)) from None
+    spec = ProviderSpec(
+        name=table.string("name"),
+        service_type=table.string("service_type", "llm"),
+        handler=table.string("handler", "*"),
+        group=table.integer("group", 0),
+        priority=priority,
+        strategy=strategy,
+        capabilities=table.strings("capabilities"),
+        breaker=_breaker(table.get("breaker", {}), f"{where}.breaker"),
+        latency=_latency(table.get("latency", {}), f"{where}.latency"),
+        error_rate=table.number("error_rate", 0.0, strict=False, maximum=1.0),
+        health_check=_boolean(table, "health_check", True),
+        start_delay=table.number("start_delay", 0.0, strict=False),
+    )
+    table.finish()
+    return spec
+
+
+def _boolean(table: _Table, key: str, default: bool) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ScenarioError(f"{table.field(key)}: expected true or false, got {value!r}")
+    return value
+
+
+def _workload(data: object, providers: Sequence[ProviderSpec]) -> Workload:
+    table = _Table(data, "workload")
+    mix_data = table.array("mix")
+    mix = tuple(_mix(item, f"workload.mix[{i}]") for i, item in enumerate(mix_data))
+    if not mix:
+        service_type = providers[0].service_type
+        mix = (RequestMix(service_type=service_type),)
+    workload = Workload(
+        duration=table.number("duration", 3600.0),
+        rate=table.number("rate", 50.0),
+        arrival=_choice(table, "arrival", "poisson", ["poisson", "uniform"]),
+        concurrency=table.integer("concurrency", 1000, minimum=1),
+        mode=_choice(table, "mode", "call", ["call", "lease"]),
+        mix=mix,
+    )
+    types = {p.service_type for p in providers}
+    for i, item in enumerate(mix):
+        if item.service_type not in types:
+            raise ScenarioError(
+                f"workload.mix[{i}].service_type: no provider serves {item.service_type!r}"
+            )
+    table.finish()
+    return workload
+
+
+def _mix(data: object, where: str) -> RequestMix:
+    table = _Table(data, where)
+    mix = RequestMix(
+        handler=table.string("handler", "*"),
+        service_type=table.string("service_type", "llm"),
+        required_capabilities=table.strings("required_capabilities"),
+        weight=table.number("weight", 1.0),
+    )
+    table.finish()
+    return mix
+
+
+def _fault(data: object, where: str, names: Sequence[str]) -> Fault:
+    table = _Table(data, where)
+    kind = _choice(table, "kind", None, [k.value for k in FaultKind])
+    provider = table.string("provider")
+    if provider not in names:
+        raise ScenarioError(
+            f"{where}.provider: unknown provider {provider!r} (known: {', '.join(names)})"
+        )
+    fault = Fault(
+        kind=FaultKind(kind),
+        provider=provider,
+        at=table.number("at", None, strict=False),
+        duration=table.number("duration", None),
+        error_rate=table.number("error_rate", 1.0, strict=False, maximum=1.0),
+        added_latency=table.number("added_latency", 0.0, strict=False),
+        interval=table.number("interval", 0.0, strict=False),
+        period=table.number("period", 30.0),
+        start_delay=table.number("start_delay", 30.0, strict=False),
+    )
+    table.finish()
+    return fault

@@ -1,0 +1,389 @@
+"""What a simulation run reports, computed from the request log, the registry's events
+and the fault schedule.
+
+The JSON form is deterministic: sorted keys, floats rounded to microseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from ..events import (
+    ActorCrashed,
+    ActorFailed,
+    ActorRestarted,
+    BreakerTransition,
+    HealthChanged,
+    RegistryEvent,
+)
+from .invariants import Violation
+from .model import Fault, FaultKind, Scenario
+from .providers import SimulatedProvider
+
+__all__ = ["OUTCOMES", "Report", "RequestLog", "build_report"]
+
+#: Every request ends as exactly one of these.
+OUTCOMES = ("succeeded", "failed", "rejected", "shed")
+#: Buckets of the traffic-share timeline.
+TIMELINE_BUCKETS = 60
+
+
+@attrs.define
+class RequestLog:
+    """One row per request, in arrival order (columns as parallel lists, for speed)."""
+
+    arrival: list[float] = attrs.field(factory=list)
+    mix: list[int] = attrs.field(factory=list)
+    outcome: list[str] = attrs.field(factory=list)
+    latency: list[float] = attrs.field(factory=list)
+    served: list[str | None] = attrs.field(factory=list)
+    first: list[str | None] = attrs.field(factory=list)
+    attempts: list[int] = attrs.field(factory=list)
+
+    def add(self, arrival: float, mix: int) -> int:
+        """Log an arrival; return its slot."""
+        self.arrival.append(arrival)
+        self.mix.append(mix)
+        self.outcome.append("")
+        self.latency.append(0.0)
+        self.served.append(None)
+        self.first.append(None)
+        self.attempts.append(0)
+        return len(self.arrival) - 1
+
+    def finish(
+        self, slot: int, outcome: str, latency: float, served: str | None, tried: Sequence[str]
+    ) -> None:
+        """Record how request *slot* ended."""
+        self.outcome[slot] = outcome
+        self.latency[slot] = latency
+        self.served[slot] = served
+        self.first[slot] = tried[0] if tried else None
+        self.attempts[slot] = len(tried)
+
+    def count(self, outcome: str) -> int:
+        """How many requests ended as *outcome*."""
+        return self.outcome.count(outcome)
+
+
+@attrs.frozen
+class Report:
+    """The result of one simulation run; :meth:`as_dict` / :meth:`to_json` for JSON."""
+
+    data: dict[str, Any]
+
+    @property
+    def violations(self) -> list[dict[str, Any]]:
+        """Invariant violations found during the run (empty when all held)."""
+        result: list[dict[str, Any]] = self.data["invariants"]["violations"]
+        return result
+
+    @property
+    def ok(self) -> bool:
+        """Whether every invariant held and every request was accounted for."""
+        return not self.data["invariants"]["violation_count"] and self.data["requests"]["accounted"]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data."""
+        return self.data
+
+    def to_json(self) -> str:
+        """The report as deterministic JSON text."""
+        return json.dumps(_rounded(self.data), indent=2, sort_keys=True) + "\n"
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float | None]:
+    """p50, p95 and p99 (nearest rank) of *values*, and their count; ``None`` when there
+    are none."""
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "count": 0}
+    ordered = sorted(values)
+    n = len(ordered)
+
+    def rank(q: float) -> float:
+        return ordered[max(0, min(n - 1, math.ceil(q * n) - 1))]
+
+    return {"p50": rank(0.50), "p95": rank(0.95), "p99": rank(0.99), "count": n}
+
+
+def build_report(
+    *,
+    scenario: Scenario,
+    seed: int,
+    log: RequestLog,
+    events: Sequence[RegistryEvent],
+    origin: float,
+    providers: Mapping[str, SimulatedProvider],
+    violations: Sequence[Violation],
+    checks: int,
+    dropped_events: int,
+) -> Report:
+    """Compute the report of a finished run."""
+    duration = scenario.workload.duration
+    sent = len(log.arrival)
+    counts = {outcome: log.count(outcome) for outcome in OUTCOMES}
+    accounted = sum(counts.values()) == sent
+    succeeded = counts["succeeded"]
+    oracle = _oracle_successes(scenario, seed, log, events, origin, providers)
+    availability = succeeded / sent if sent else None
+    oracle_availability = oracle / sent if sent else None
+    down = _restart_windows(events, origin, providers, duration)
+    data: dict[str, Any] = {
+        "scenario": scenario.name,
+        "seed": seed,
+        "duration": duration,
+        "mode": scenario.workload.mode,
+        "requests": {"sent": sent, **counts, "accounted": accounted},
+        "availability": availability,
+        "oracle_availability": oracle_availability,
+        "availability_gap": (
+            None
+            if availability is None or oracle_availability is None
+            else oracle_availability - availability
+        ),
+        "latency": percentiles(
+            [lat for lat, out in zip(log.latency, log.outcome, strict=True) if out == "succeeded"]
+        ),
+        "providers": _per_provider(scenario, log, events),
+        "faults": [
+            _fault_report(f, i, scenario, log, events, origin)
+            for i, f in enumerate(scenario.faults)
+        ],
+        "timeline": _timeline(scenario, log),
+        "breaker_transitions": [
+            {
+                "time": e.time - origin,
+                "provider": e.name,
+                "old": e.old.value,
+                "new": e.new.value,
+                "reason": e.reason,
+            }
+            for e in events
+            if isinstance(e, BreakerTransition)
+        ],
+        "restarts": [
+            {"time": e.time - origin, "provider": e.name, "restarts": e.restarts, "delay": e.delay}
+            for e in events
+            if isinstance(e, ActorRestarted)
+        ],
+        "actor_failures": [
+            {"time": e.time - origin, "provider": e.name, "error": e.error}
+            for e in events
+            if isinstance(e, ActorFailed)
+        ],
+        "down_windows": {name: windows for name, windows in sorted(down.items()) if windows},
+        "invariants": {
+            "checks": checks,
+            "violation_count": len(violations),
+            "violations": [
+                {"time": v.time, "rule": v.rule, "detail": v.detail} for v in violations[:100]
+            ],
+        },
+        "events_dropped": dropped_events,
+    }
+    if not accounted:
+        data["invariants"]["violation_count"] += 1
+        data["invariants"]["violations"].append(
+            {"time": duration, "rule": "lost", "detail": f"{sent - sum(counts.values())} lost"}
+        )
+    return Report(data)
+
+
+def _per_provider(
+    scenario: Scenario, log: RequestLog, events: Sequence[RegistryEvent]
+) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for spec in scenario.providers:
+        name = spec.name
+        result[name] = {
+            "group": spec.group,
+            "priority": spec.priority,
+            "served": sum(1 for s in log.served if s == name),
+            "first_attempts": sum(1 for f in log.first if f == name),
+            "breaker_opens": sum(
+                1
+                for e in events
+                if isinstance(e, BreakerTransition) and e.name == name and e.new.value == "open"
+            ),
+            "restarts": sum(1 for e in events if isinstance(e, ActorRestarted) and e.name == name),
+            "failed": any(isinstance(e, ActorFailed) and e.name == name for e in events),
+        }
+    total = sum(p["served"] for p in result.values())
+    for entry in result.values():
+        entry["share"] = entry["served"] / total if total else 0.0
+    return result
+
+
+def _eligible(scenario: Scenario, mix_index: int) -> list[str]:
+    mix = scenario.workload.mix[mix_index]
+    required = set(mix.required_capabilities)
+    return [
+        p.name
+        for p in scenario.providers
+        if p.service_type == mix.service_type
+        and p.handler in (mix.handler, "*")
+        and required <= set(p.capabilities)
+    ]
+
+
+def _restart_windows(
+    events: Sequence[RegistryEvent],
+    origin: float,
+    providers: Mapping[str, SimulatedProvider],
+    duration: float,
+) -> dict[str, list[list[float]]]:
+    """Per provider, the [start, end) windows in which its actor was down (from a crash
+    until it was started again, or until the end of the run once FAILED)."""
+    windows: dict[str, list[list[float]]] = {name: [] for name in providers}
+    open_since: dict[str, float] = {}
+    for event in events:
+        name = event.name
+        if name is None or name not in providers:
+            continue
+        t = event.time - origin
+        if isinstance(event, ActorCrashed):
+            open_since.setdefault(name, t)
+        elif isinstance(event, ActorRestarted) and name in open_since:
+            provider = providers[name]
+            slow = provider.active(FaultKind.SLOW_START, t)
+            delay = provider.spec.start_delay if slow is None else slow.start_delay
+            windows[name].append([open_since.pop(name), t + delay])
+        elif isinstance(event, ActorFailed) and name in open_since:
+            windows[name].append([open_since.pop(name), math.inf])
+    for name, since in open_since.items():
+        windows[name].append([since, duration])
+    return windows
+
+
+def _oracle_successes(
+    scenario: Scenario,
+    seed: int,
+    log: RequestLog,
+    events: Sequence[RegistryEvent],
+    origin: float,
+    providers: Mapping[str, SimulatedProvider],
+) -> int:
+    """How many requests a router with perfect knowledge of every provider's state (and
+    of which calls would fail) would have served: a request succeeds when at least one
+    eligible provider is up and would answer it. Error draws come from a stream of their
+    own, so the oracle never perturbs the real run."""
+    rng = random.Random(f"{seed}:oracle")
+    down = _restart_windows(events, origin, providers, scenario.workload.duration)
+    eligible = [_eligible(scenario, i) for i in range(len(scenario.workload.mix))]
+    timeouts = {
+        p.name: (p.breaker or scenario.default_breaker).timeout_duration for p in scenario.providers
+    }
+    served = 0
+    for t, mix_index in zip(log.arrival, log.mix, strict=True):
+        for name in eligible[mix_index]:
+            provider = providers[name]
+            if provider.down(t) or any(a <= t < b for a, b in down[name]):
+                continue
+            if provider.spec.latency.median + provider.added_latency(t) > timeouts[name]:
+                continue
+            if rng.random() < provider.error_rate(t):
+                continue
+            served += 1
+            break
+    return served
+
+
+def _window(log: RequestLog, start: float, end: float) -> Iterable[int]:
+    return (i for i, t in enumerate(log.arrival) if start <= t < end)
+
+
+def _phase(log: RequestLog, start: float, end: float) -> dict[str, Any]:
+    rows = list(_window(log, start, end))
+    ok = [log.latency[i] for i in rows if log.outcome[i] == "succeeded"]
+    return {
+        "start": start,
+        "end": end,
+        "requests": len(rows),
+        "availability": (len(ok) / len(rows)) if rows else None,
+        "latency": percentiles(ok),
+    }
+
+
+def _fault_report(
+    fault: Fault,
+    index: int,
+    scenario: Scenario,
+    log: RequestLog,
+    events: Sequence[RegistryEvent],
+    origin: float,
+) -> dict[str, Any]:
+    duration = scenario.workload.duration
+    name = fault.provider
+    detect: float | None = None
+    for event in events:
+        t = event.time - origin
+        if event.name != name or t < fault.at:
+            continue
+        if (
+            (isinstance(event, BreakerTransition) and event.new.value == "open")
+            or (isinstance(event, HealthChanged) and not event.healthy)
+            or isinstance(event, ActorCrashed | ActorFailed)
+        ):
+            detect = t - fault.at
+            break
+    failover: float | None = None
+    if detect is not None:
+        for i in _window(log, fault.at + detect, duration):
+            if name in _eligible(scenario, log.mix[i]) and log.first[i] not in (None, name):
+                failover = log.arrival[i] - fault.at
+                break
+    recover: float | None = None
+    for i in _window(log, fault.end, duration):
+        if log.served[i] == name:
+            recover = log.arrival[i] + log.latency[i] - fault.end
+            break
+    span = fault.duration
+    return {
+        "index": index,
+        "kind": fault.kind.value,
+        "provider": name,
+        "at": fault.at,
+        "duration": fault.duration,
+        "time_to_detect": detect,
+        "time_to_failover": failover,
+        "time_to_recover": recover,
+        "phases": {
+            "before": _phase(log, max(0.0, fault.at - span), fault.at),
+            "during": _phase(log, fault.at, min(duration, fault.end)),
+            "after": _phase(log, fault.end, min(duration, fault.end + span)),
+        },
+    }
+
+
+def _timeline(scenario: Scenario, log: RequestLog) -> dict[str, Any]:
+    duration = scenario.workload.duration
+    width = duration / TIMELINE_BUCKETS
+    names = [p.name for p in scenario.providers]
+    served = [dict.fromkeys(names, 0) for _ in range(TIMELINE_BUCKETS)]
+    unserved = [dict.fromkeys(("failed", "rejected", "shed"), 0) for _ in range(TIMELINE_BUCKETS)]
+    for t, outcome, name in zip(log.arrival, log.outcome, log.served, strict=True):
+        index = min(TIMELINE_BUCKETS - 1, int(t // width))
+        if outcome == "succeeded" and name is not None:
+            served[index][name] += 1
+        elif outcome in unserved[index]:
+            unserved[index][outcome] += 1
+    buckets = [
+        {"start": i * width, "served": served[i], **unserved[i]} for i in range(TIMELINE_BUCKETS)
+    ]
+    return {"bucket_seconds": width, "buckets": buckets}
