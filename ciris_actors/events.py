@@ -134,6 +134,14 @@ class EventSubscription(trio.abc.ReceiveChannel[RegistryEvent]):
         self._buffer.append(event)
         self._lot.unpark_all()
 
+    def _close(self) -> None:
+        """Stop delivering, drop what is buffered, and wake a blocked reader."""
+        self._closed = True
+        if self._bus is not None:
+            self._bus.unsubscribe(self)
+        self._buffer.clear()
+        self._lot.unpark_all()
+
     def _finish(self) -> None:
         self._bus = None  # type: ignore[assignment]
         self._lot.unpark_all()
@@ -164,11 +172,7 @@ class EventSubscription(trio.abc.ReceiveChannel[RegistryEvent]):
     async def aclose(self) -> None:
         """Stop receiving; buffered events are discarded."""
         if not self._closed:
-            self._closed = True
-            if self._bus is not None:
-                self._bus.unsubscribe(self)
-            self._buffer.clear()
-            self._lot.unpark_all()
+            self._close()
         await trio.lowlevel.checkpoint()
 
 
@@ -198,8 +202,7 @@ class EventBus:
         try:
             yield subscription
         finally:
-            self.unsubscribe(subscription)
-            subscription._closed = True
+            subscription._close()
 
     def unsubscribe(self, subscription: EventSubscription) -> None:
         """Stop delivering to *subscription* (idempotent)."""

@@ -8,6 +8,7 @@ argument before changing anything.
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -120,18 +121,28 @@ class _Lease:
     cancellation from outside.
     """
 
-    __slots__ = ("_generation", "_limit", "_member", "_scope")
+    __slots__ = ("_abandoned", "_generation", "_limit", "_member", "_scope")
 
     def __init__(self, member: Member, timeout: float | None) -> None:
         self._member = member
         self._generation = member.breaker.generation
         self._limit = member.breaker.config.timeout_duration if timeout is None else timeout
         self._scope: trio.CancelScope | None = None
+        self._abandoned = False
 
-    def __enter__(self) -> Any:
+    @property
+    def instance(self) -> Any:
+        """The leased provider instance."""
+        return self._member.instance
+
+    def abandon(self) -> None:
+        """End with no outcome whatever happens: the call never reached the provider."""
+        self._abandoned = True
+
+    def __enter__(self) -> _Lease:
         self._scope = trio.CancelScope(deadline=trio.current_time() + self._limit)
         self._scope.__enter__()
-        return self._member.instance
+        return self
 
     def __exit__(
         self,
@@ -149,7 +160,9 @@ class _Lease:
             raise trio.TooSlowError(
                 f"call to provider {self._member.name!r} exceeded {self._limit:g}s"
             ) from exc
-        if exc is None:
+        if self._abandoned:
+            breaker.release(self._generation)
+        elif exc is None:
             breaker.record_success(now, self._generation)
         elif isinstance(exc, Exception):
             breaker.record_failure(now, self._generation)
@@ -157,6 +170,10 @@ class _Lease:
             # Cancelled from outside (or KeyboardInterrupt): no outcome, return the permit.
             breaker.release(self._generation)
         return False
+
+
+class _NotAwaitable(Exception):
+    """``call``'s *fn* returned something that cannot be awaited."""
 
 
 class Registry:
@@ -180,7 +197,7 @@ class Registry:
         self._default_breaker = default_breaker
         self._allow_mock = allow_mock_services
         self._closed = False
-        self._caps_cache: dict[tuple[object, ...], frozenset[str]] = {}
+        self._caps_cache: dict[object, frozenset[str]] = {}
 
     # -- registration -------------------------------------------------------------------
 
@@ -356,8 +373,6 @@ class Registry:
             raise RegistryError("the registry is closed")
         if required_capabilities is None:
             required = _NO_CAPS
-        elif type(required_capabilities) is frozenset:
-            required = required_capabilities
         else:
             required = self._required(required_capabilities)
         member = self._resolve(handler, service_type, required, fallback_to_global, ())
@@ -390,8 +405,9 @@ class Registry:
         """Validate and convert a capability list, remembering recent conversions: hot
         loops pass the same few lists over and over, and validation costs more than the
         resolve itself."""
-        if type(capabilities) is list or type(capabilities) is tuple:
-            key = tuple(capabilities)
+        kind = type(capabilities)
+        if kind is list or kind is tuple or kind is frozenset:
+            key = capabilities if kind is frozenset else tuple(capabilities)
             try:
                 cached = self._caps_cache.get(key)
             except TypeError:  # an unhashable item: let validation name it
@@ -455,11 +471,12 @@ class Registry:
         limit = check_duration(timeout, "timeout", allow_none=True)
         required = coerce_capabilities(required_capabilities, "required_capabilities")
         await trio.lowlevel.checkpoint()
+        self._check_open()
         member = self._resolve(handler, service_type, required, True, ())
         if member is None:
             raise self._no_service(handler, service_type, required, ())
-        with _Lease(member, limit) as instance:
-            yield instance
+        with _Lease(member, limit) as lease:
+            yield lease.instance
 
     async def call(
         self,
@@ -481,14 +498,19 @@ class Registry:
             *max_attempts* ran out). It lists every attempt; its ``__cause__`` is the last
             error.
           ValueError: *max_attempts* is below 1.
+          TypeError: *fn* is not callable or does not return an awaitable (no outcome is
+            recorded: that is the caller's bug, not the provider's).
         """
         self._check_open()
+        if not callable(fn):
+            raise TypeError(f"fn: expected an async callable, got {type(fn).__name__}")
         if max_attempts is not None and (
             isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
         ):
             raise ValueError(f"max_attempts: must be an int >= 1 or None, got {max_attempts!r}")
         required = coerce_capabilities(required_capabilities, "required_capabilities")
         await trio.lowlevel.checkpoint()
+        self._check_open()
         tried: list[Member] = []
         attempts: list[Attempt] = []
         last: Exception | None = None
@@ -498,8 +520,16 @@ class Registry:
                 break
             tried.append(member)
             try:
-                with _Lease(member, None) as instance:
-                    return await fn(instance, *args)
+                with _Lease(member, None) as lease:
+                    awaitable = fn(lease.instance, *args)
+                    if not inspect.isawaitable(awaitable):
+                        lease.abandon()
+                        raise _NotAwaitable(
+                            f"fn: must return an awaitable, returned {type(awaitable).__name__}"
+                        )
+                    return await awaitable
+            except _NotAwaitable as exc:
+                raise TypeError(str(exc)) from None
             except Exception as exc:
                 attempts.append(Attempt(member.name, exc))
                 last = exc
@@ -568,6 +598,9 @@ class Registry:
         Returns:
           ``True`` once ready, ``False`` if *timeout* passed first. Event-driven: it wakes
           when routability changes, never polls.
+
+        Raises:
+          RegistryError: the registry is closed, or closes while this waits.
         """
         self._check_open()
         if timeout != math.inf:
@@ -575,11 +608,12 @@ class Registry:
         types = (
             self._required_services
             if service_types is None
-            else tuple(coerce_capabilities(service_types, "service_types"))
+            else _ordered_names(service_types, "service_types")
         )
         with trio.move_on_after(timeout):
             while not self._ready(types):
                 await self._sup.wait_change()
+                self._check_open()
             await trio.lowlevel.checkpoint()
             return True
         return False
@@ -852,6 +886,16 @@ class Registry:
         )
 
 
+def _ordered_names(value: object, field: str) -> tuple[str, ...]:
+    """Validate an iterable of names (as capabilities are) and keep its order, once each."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        coerce_capabilities(value, field)  # raises, naming the field
+        raise AssertionError("unreachable")  # pragma: no cover
+    items: tuple[str, ...] = tuple(value)
+    coerce_capabilities(items, field)
+    return tuple(dict.fromkeys(items))
+
+
 def _check_name(field: str, value: object) -> None:
     if not isinstance(value, str):
         raise TypeError(f"{field}: expected a str, got {type(value).__name__}")
@@ -923,7 +967,7 @@ async def open_registry(
       RegistryError: a provider exceeded its restart intensity under
         ``RestartPolicy(escalate=True)``.
     """
-    required = tuple(coerce_capabilities(required_services, "required_services"))
+    required = _ordered_names(required_services, "required_services")
     interval = check_duration(health_check_interval, "health_check_interval", allow_none=True)
     policy = RestartPolicy() if restart_policy is None else restart_policy
     if not isinstance(policy, RestartPolicy):
@@ -961,9 +1005,17 @@ async def open_registry(
                 await supervisor.stop_all()
     except BaseExceptionGroup as group:
         # Actors never raise into this nursery, so a group here holds the block's own
-        # exception (or Cancelled): give it back unwrapped, as a plain context manager would.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from group.exceptions[0].__cause__
-        raise
+        # exception (or Cancelled): give it back unwrapped, as a plain context manager
+        # would, with the context it had (re-raising it here would replace that with
+        # the group).
+        if len(group.exceptions) != 1:
+            raise
+        error = group.exceptions[0]
+        context, suppress = error.__context__, error.__suppress_context__
+        try:
+            raise error
+        finally:
+            error.__context__, error.__suppress_context__ = context, suppress
+            del error
     if supervisor is not None and supervisor.escalation is not None:
         raise supervisor.escalation

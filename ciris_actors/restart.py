@@ -72,7 +72,8 @@ class RestartPolicy:
 
     def delay(self, restart_number: int, rng: random.Random) -> float:
         """Back-off before the *restart_number*-th restart (1-based) in the window."""
-        base = self.initial * 2.0 ** (restart_number - 1)
+        # Past 2**64 the delay is at its cap anyway; 2.0**1024 would overflow.
+        base = self.initial * 2.0 ** min(restart_number - 1, 64)
         if self.jitter:
             base *= 1.0 + self.jitter * rng.uniform(-1.0, 1.0)
         return min(self.maximum, max(0.0, base))

@@ -33,7 +33,8 @@ async def breaker_actor(sup: RegistrySupervisor, record: ProviderRecord) -> None
         if breaker.state is CircuitState.OPEN:
             deadline = min(deadline, breaker.next_attempt_time or 0.0)
         if record.permits:
-            deadline = min(deadline, record.permits[0][0])
+            # Not just the oldest: update_circuit_breaker can shorten timeout_duration.
+            deadline = min(deadline, min(due for due, _ in record.permits))
         messages = BreakerMessage.NONE
         if deadline == math.inf:
             # Nothing timed to wait for (the common, idle case): no cancel scope needed.
@@ -47,11 +48,13 @@ async def breaker_actor(sup: RegistrySupervisor, record: ProviderRecord) -> None
             next_check = trio.current_time()
         now = trio.current_time()
         breaker.advance(now)
-        while record.permits and record.permits[0][0] <= now:
-            _, generation = record.permits.pop(0)
-            if generation == breaker.generation:
-                # A probe permit not returned within timeout_duration is a failure.
-                breaker.record_failure(now, generation)
+        expired = [permit for permit in record.permits if permit[0] <= now]
+        for permit in expired:
+            if permit in record.permits:  # a failure below clears the rest
+                record.permits.remove(permit)
+                if permit[1] == breaker.generation:
+                    # A probe permit not returned within timeout_duration is a failure.
+                    breaker.record_failure(now, permit[1])
         if now >= next_check:
             if record.has_health_check and record.status is ActorStatus.RUNNING:
                 await sup.check_health(record)

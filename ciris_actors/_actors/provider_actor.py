@@ -84,21 +84,23 @@ async def _supervise(sup: RegistrySupervisor, record: ProviderRecord) -> None:
         try:
             await _incarnation(sup, record)
         except Exception as exc:
+            if record.status is not ActorStatus.RESTARTING:
+                _mark_crashed(sup, record, exc)  # start()/__aenter__ raised: nothing to close
             now = trio.current_time()
-            record.last_error = f"{type(exc).__name__}: {exc}"
-            sup.publish(ActorCrashed(name=record.name, time=now, error=record.last_error))
             delay = record.restart.on_crash(now, sup.rng)
+            current = sup.is_current(record)
             if delay is None:
                 sup.set_status(record, ActorStatus.FAILED)
-                sup.publish(
-                    ActorFailed(
-                        name=record.name,
-                        time=now,
-                        restarts=record.restart.restarts,
-                        error=record.last_error,
+                if current:
+                    sup.publish(
+                        ActorFailed(
+                            name=record.name,
+                            time=now,
+                            restarts=record.restart.restarts,
+                            error=record.last_error or "",
+                        )
                     )
-                )
-                if sup.restart_policy.escalate and sup.is_current(record):
+                if sup.restart_policy.escalate and current:
                     error = RegistryError(
                         f"provider {record.name!r} exceeded its restart intensity"
                         f" ({sup.restart_policy.max_restarts} restarts within"
@@ -107,17 +109,28 @@ async def _supervise(sup: RegistrySupervisor, record: ProviderRecord) -> None:
                     error.__cause__ = exc
                     sup.escalate(error)
                 return
-            sup.set_status(record, ActorStatus.RESTARTING)
             await trio.sleep(delay)
-            sup.publish(
-                ActorRestarted(
-                    name=record.name,
-                    time=trio.current_time(),
-                    restarts=record.restart.restarts,
-                    delay=delay,
+            if sup.is_current(record):
+                sup.publish(
+                    ActorRestarted(
+                        name=record.name,
+                        time=trio.current_time(),
+                        restarts=record.restart.restarts,
+                        delay=delay,
+                    )
                 )
-            )
             sup.set_status(record, ActorStatus.STARTING)
+
+
+def _mark_crashed(sup: RegistrySupervisor, record: ProviderRecord, exc: Exception) -> None:
+    """Take a crashed provider out of routing at once, before it is closed: a provider
+    whose ``run()`` just raised must not be handed out while its ``aclose`` runs."""
+    record.last_error = f"{type(exc).__name__}: {exc}"
+    sup.set_status(record, ActorStatus.RESTARTING)
+    if sup.is_current(record):
+        sup.publish(
+            ActorCrashed(name=record.name, time=trio.current_time(), error=record.last_error)
+        )
 
 
 async def _incarnation(sup: RegistrySupervisor, record: ProviderRecord) -> None:
@@ -128,13 +141,13 @@ async def _incarnation(sup: RegistrySupervisor, record: ProviderRecord) -> None:
         try:
             await _serve(sup, record)
         except BaseException as exc:
+            if isinstance(exc, Exception):
+                _mark_crashed(sup, record, exc)
             with _closing(sup):
                 try:
                     await instance.__aexit__(type(exc), exc, exc.__traceback__)
                 except Exception as close_error:
-                    record.last_error = (
-                        f"__aexit__ raised {type(close_error).__name__}: {close_error}"
-                    )
+                    _note_close_error(record, "__aexit__", close_error)
             raise
         return  # pragma: no cover - _serve never returns normally
     start = lifecycle_method(instance, "start")
@@ -143,13 +156,23 @@ async def _incarnation(sup: RegistrySupervisor, record: ProviderRecord) -> None:
         if start is not None:
             await start()
         await _serve(sup, record)
+    except Exception as exc:
+        _mark_crashed(sup, record, exc)
+        raise
     finally:
         if aclose is not None:
             with _closing(sup):
                 try:
                     await aclose()
                 except Exception as close_error:
-                    record.last_error = f"aclose raised {type(close_error).__name__}: {close_error}"
+                    _note_close_error(record, "aclose", close_error)
+
+
+def _note_close_error(record: ProviderRecord, hook: str, error: Exception) -> None:
+    """Keep a close error beside the crash that led to the close, if there was one."""
+    message = f"{hook} raised {type(error).__name__}: {error}"
+    crashed = record.status is ActorStatus.RESTARTING and record.last_error
+    record.last_error = f"{record.last_error}; then {message}" if crashed else message
 
 
 def _closing(sup: RegistrySupervisor) -> trio.CancelScope:

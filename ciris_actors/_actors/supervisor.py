@@ -246,6 +246,9 @@ class RegistrySupervisor:
         record = self.providers.get(breaker.name)
         if record is not None and record.breaker is breaker:
             record.refresh()
+            # Every permit belongs to the state period that just ended: void them all, so
+            # a report can only ever return a permit of the current period.
+            record.permits.clear()
             if new is CircuitState.OPEN:
                 # Outcomes are recorded synchronously, outside the actor: tell it to arm
                 # the OPEN -> HALF_OPEN timer.
@@ -306,9 +309,9 @@ class RegistrySupervisor:
         """Stop every provider in reverse registration order, each under its deadline.
 
         Runs shielded: leaving the registry must close providers even when the block is
-        being cancelled. Each provider's ``aclose`` has its own deadline
-        (``close_timeout``) inside its actor, so this cannot hang on a provider that
-        ignores it.
+        being cancelled. Each provider's ``aclose`` runs under its own deadline
+        (``close_timeout``) inside its actor, so a slow ``aclose`` is cut short; only one
+        that ignores cancellation altogether can hold up the exit.
         """
         with trio.CancelScope(shield=True):
             for record in reversed(list(self.providers.values())):
@@ -320,6 +323,7 @@ class RegistrySupervisor:
             self.plans.clear()
             self.mock_plans.clear()
             self.bus.close()
+            self.signal_change()  # wake wait_ready() callers, who will find it closed
 
     def make_tracker(self) -> RestartTracker:
         """A fresh restart history under the registry's policy."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 
@@ -19,9 +21,10 @@ async def check_provider(
 ) -> list[str]:
     """Put *provider* through the lifecycle a registry will, and list what goes wrong.
 
-    Checks that lifecycle hooks are coroutine functions, that it becomes routable within
-    *timeout* (``start`` returns, the first ``is_healthy`` returns ``True``), that
-    ``is_healthy`` returns a bool, and that unregistering closes it within *timeout*.
+    Checks that lifecycle hooks are coroutine functions; that it becomes routable within
+    *timeout* (``start`` returns, the first ``is_healthy`` returns ``True``); that
+    ``is_healthy``, called as the registry calls it (after ``start``), returns a bool;
+    and that unregistering closes it within *timeout* without an error.
 
     Returns:
       One sentence per problem; empty when the provider conforms.
@@ -31,29 +34,40 @@ async def check_provider(
         method = getattr(provider, hook, None)
         if method is not None and callable(method) and not inspect.iscoroutinefunction(method):
             problems.append(f"{hook}() is not a coroutine function, so the registry will ignore it")
-    checker = lifecycle_method(provider, "is_healthy")
-    if checker is not None:
-        with trio.move_on_after(timeout) as scope:
-            try:
-                result = await checker()
-            except Exception as exc:
-                problems.append(f"is_healthy() raised {type(exc).__name__}: {exc}")
-            else:
-                if not isinstance(result, bool):
-                    problems.append(f"is_healthy() returned {result!r}, not a bool")
-        if scope.cancelled_caught:
-            problems.append(f"is_healthy() did not return within {timeout:g}s")
     async with open_registry(health_check_interval=None, close_timeout=timeout) as registry:
         name = registry.register("*", "conformance", provider, name="provider-under-check")
+        record = registry._sup.providers[name]
         if not await registry.wait_ready(timeout, ["conformance"]):
-            info = registry.get_provider_info()["global_services"]["conformance"][0]
             what = "start() returning and a passing first health check"
             if not has_lifecycle(provider):
                 what = "a passing first health check"
             problems.append(
                 f"not routable within {timeout:g}s (waiting for {what}; actor"
-                f" {info['actor_status']}, health {info['health_reason']!r},"
-                f" last error {info['last_error']!r})"
+                f" {record.status.value}, health {record.health_reason!r},"
+                f" last error {record.last_error!r})"
             )
+        else:
+            checker = lifecycle_method(provider, "is_healthy")
+            if checker is not None:
+                with trio.move_on_after(timeout) as scope:
+                    problems += await _check_health_result(checker)
+                if scope.cancelled_caught:
+                    problems.append(f"is_healthy() did not return within {timeout:g}s")
         registry.unregister(name)
+        with trio.move_on_after(timeout) as waiting:
+            await record.done.wait()
+        if waiting.cancelled_caught:
+            problems.append(f"not closed within {timeout:g}s of being unregistered")
+        elif record.last_error:
+            problems.append(f"closing failed: {record.last_error}")
     return problems
+
+
+async def _check_health_result(checker: Callable[[], Awaitable[Any]]) -> list[str]:
+    try:
+        result = await checker()
+    except Exception as exc:
+        return [f"is_healthy() raised {type(exc).__name__}: {exc}"]
+    if not isinstance(result, bool):
+        return [f"is_healthy() returned {result!r}, not a bool"]
+    return []
