@@ -66,13 +66,15 @@ _DEFAULT = {
         ],
     },
     "faults": [
-        {"kind": "outage", "provider": "openai", "at": 600.0, "duration": 600.0},
-        {"kind": "outage", "provider": "anthropic", "at": 900.0, "duration": 120.0},
-        {"kind": "flap", "provider": "local-2", "at": 1500.0, "duration": 600.0,
+        # Start times sit between health-check ticks (every 10 s from t=0), as real faults
+        # do; a fault starting exactly on a tick would be detected at once.
+        {"kind": "outage", "provider": "openai", "at": 603.7, "duration": 600.0},
+        {"kind": "outage", "provider": "anthropic", "at": 904.2, "duration": 120.0},
+        {"kind": "flap", "provider": "local-2", "at": 1506.1, "duration": 600.0,
          "period": 25.0},
-        {"kind": "crash", "provider": "mock", "at": 2400.0, "duration": 60.0,
+        {"kind": "crash", "provider": "mock", "at": 2402.5, "duration": 60.0,
          "interval": 5.0},
-        {"kind": "latency", "provider": "openai", "at": 3000.0, "duration": 120.0,
+        {"kind": "latency", "provider": "openai", "at": 3005.3, "duration": 120.0,
          "added_latency": 20.0},
     ],
 }  # fmt: skip
