@@ -1,16 +1,22 @@
 """The ``ciris-actors`` command.
 
-``ciris-actors demo`` registers the seed design's three-group LLM set-up, fails the
-primary, and prints which provider each request went to, on trio's virtual clock (so a
-minute of traffic takes a moment).
+``ciris-actors simulate`` runs a fault-injection scenario (an hour of the seed's LLM
+set-up by default) on trio's virtual clock and prints a summary; ``--json`` and
+``--plot`` write the full report and a timeline picture. ``ciris-actors demo`` fails the
+primary of the seed set-up and prints which provider each request went to.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
+import attrs
 import trio
 import trio.testing
 
@@ -23,7 +29,19 @@ from . import (
     SelectionStrategy,
     open_registry,
 )
+from .simulation import (
+    Report,
+    Scenario,
+    ScenarioError,
+    bundled_scenarios,
+    default_scenario,
+    load_scenario,
+    run_scenario,
+)
 from .testing import FakeProvider
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["main"]
 
@@ -110,12 +128,475 @@ async def _demo(requests: int, fail_at: int, both_at: int, recover_at: int) -> N
         print(registry.explain("ActionSelectionPDMA", "llm", ["structured_output"]))
 
 
+# -- simulate -----------------------------------------------------------------------------
+
+_SIMULATE = "ciris-actors simulate"
+_RICH_HINT = "(install ciris-actors[sim] for a progress bar and tables)"
+_PLOT_HINT = "--plot needs matplotlib: pip install 'ciris-actors[plot]'"
+
+
+class _UsageError(Exception):
+    """Bad input: reported as one line ``<prog>: error: <message>``, exit code 2."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(self.prog, f"{message} (see {self.prog} --help)")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _resolve(spec: str | None) -> Scenario:
+    """The scenario *spec* names: a TOML file, a bundled scenario, or (None) the default.
+
+    Raises:
+      ScenarioError: the file is unreadable or invalid, or the name is unknown.
+    """
+    if spec is None:
+        return default_scenario()
+    path = Path(spec)
+    bundled = bundled_scenarios()
+    if spec in bundled and not path.exists():
+        return load_scenario(bundled[spec])
+    if path.suffix != ".toml" and not path.exists():
+        known = ", ".join(bundled) or "none"
+        raise ScenarioError(
+            f"{spec}: no such file and no bundled scenario of that name"
+            f" (bundled: {known}; see --list)"
+        )
+    return load_scenario(path)
+
+
+def _check_writable(option: str, target: str | None) -> None:
+    """Fail before a long run rather than after it when an output folder is missing."""
+    if target is None or target == "-":
+        return
+    folder = Path(target).parent
+    if not folder.is_dir():
+        raise _UsageError(_SIMULATE, f"{option} {target}: no such directory {str(folder)!r}")
+
+
+# -- formatting ---------------------------------------------------------------------------
+
+
+def _span(seconds: float) -> str:
+    """A run length for people: ``90 s``, ``10 min``, ``1 h 30 min``."""
+    if seconds < 120 or seconds % 60:
+        return f"{seconds:g} s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+def _num(value: float) -> str:
+    return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes:d}:{secs:02d}"
+
+
+def _secs(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value:.3f} s"
+    if value < 100:
+        return f"{value:.1f} s"
+    return f"{value:.0f} s"
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value * 100:.{digits}f}%"
+
+
+@attrs.frozen
+class _Table:
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    #: How many leading columns hold text (aligned left); the rest are numbers.
+    text_columns: int = 1
+    #: A line under the table saying how to read it.
+    note: str = ""
+
+
+@attrs.frozen
+class _Summary:
+    """What the summary says, independent of how it is drawn (rich or plain text)."""
+
+    heading: str
+    description: str
+    overview: tuple[tuple[str, str], ...]
+    tables: tuple[_Table, ...]
+    notes: tuple[str, ...]
+    invariants: str
+    violations: tuple[str, ...]
+    ok: bool
+
+
+def _summarize(report: Report, scenario: Scenario) -> _Summary:
+    data = report.as_dict()
+    requests = data["requests"]
+    latency = data["latency"]
+    workload = scenario.workload
+    heading = (
+        f"{data['scenario']}: seed {data['seed']}, {_span(data['duration'])} of traffic"
+        f" at {workload.rate:g} requests/s, mode {data['mode']}"
+    )
+    gap = data["availability_gap"]
+    overview = (
+        (
+            "requests",
+            f"{requests['sent']} sent: {requests['succeeded']} succeeded,"
+            f" {requests['failed']} failed, {requests['rejected']} rejected,"
+            f" {requests['shed']} shed",
+        ),
+        (
+            "availability",
+            f"{_pct(data['availability'], 3)} (oracle {_pct(data['oracle_availability'], 3)},"
+            f" gap {'-' if gap is None else f'{gap * 100:.3f}'} points)",
+        ),
+        (
+            "latency",
+            f"p50 {_secs(latency['p50'])}, p95 {_secs(latency['p95'])},"
+            f" p99 {_secs(latency['p99'])} (succeeded requests)",
+        ),
+    )
+    providers = _Table(
+        "Providers",
+        (
+            "provider",
+            "group",
+            "served",
+            "share",
+            "first attempts",
+            "breaker opens",
+            "restarts",
+            "FAILED",
+        ),
+        tuple(
+            (
+                name,
+                str(p["group"]),
+                str(p["served"]),
+                _pct(p["share"], 1),
+                str(p["first_attempts"]),
+                str(p["breaker_opens"]),
+                str(p["restarts"]),
+                "yes" if p["failed"] else "no",
+            )
+            for name, p in data["providers"].items()
+        ),
+    )
+    tables = [providers]
+    notes: list[str] = []
+    if data["faults"]:
+        rows = []
+        unreached = []
+        for fault in data["faults"]:
+            phases = fault["phases"]
+            end = fault["at"] + fault["duration"]
+            if fault["at"] >= data["duration"]:
+                unreached.append(f"#{fault['index']}")
+            rows.append(
+                (
+                    str(fault["index"]),
+                    fault["kind"],
+                    fault["provider"],
+                    f"{_num(fault['at'])}-{_num(end)} s",
+                    _secs(fault["time_to_detect"]),
+                    _secs(fault["time_to_failover"]),
+                    _secs(fault["time_to_recover"]),
+                    _pct(phases["before"]["availability"]),
+                    _pct(phases["during"]["availability"]),
+                    _pct(phases["after"]["availability"]),
+                )
+            )
+        tables.append(
+            _Table(
+                "Faults",
+                (
+                    "#",
+                    "kind",
+                    "provider",
+                    "window",
+                    "detect",
+                    "failover",
+                    "recover",
+                    "before",
+                    "during",
+                    "after",
+                ),
+                tuple(rows),
+                text_columns=4,
+                note=(
+                    "detect/failover: seconds after the fault began; recover: after it ended;"
+                    " before/during/after: availability"
+                ),
+            )
+        )
+        if unreached:
+            several = len(unreached) > 1
+            notes.append(
+                f"Fault{'s' * several} {', '.join(unreached)} start{'s' * (not several)} after"
+                f" the run ends ({_num(data['duration'])} s) and had no effect."
+            )
+    invariants = data["invariants"]
+    count = invariants["violation_count"]
+    if count:
+        verdict = f"Invariants: {count} violation{'s' * (count != 1)} in {invariants['checks']}"
+        verdict += " routing checks."
+    else:
+        verdict = f"Invariants: all held ({invariants['checks']} routing checks)."
+    violations = [
+        f"t={v['time']:.3f} s  {v['rule']}: {v['detail']}" for v in invariants["violations"]
+    ]
+    if count > len(violations):
+        violations.append(f"... and {count - len(violations)} more (see --json)")
+    return _Summary(
+        heading=heading,
+        description=scenario.description,
+        overview=overview,
+        tables=tuple(tables),
+        notes=tuple(notes),
+        invariants=verdict,
+        violations=tuple(violations),
+        ok=report.ok,
+    )
+
+
+def _plain_table(table: _Table) -> list[str]:
+    widths = [
+        max(len(cell) for cell in column) for column in zip(table.columns, *table.rows, strict=True)
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            cell.ljust(width) if i < table.text_columns else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return ("  " + "  ".join(parts)).rstrip()
+
+    lines = [table.title, line(table.columns), *(line(row) for row in table.rows)]
+    return [*lines, f"  {table.note}"] if table.note else lines
+
+
+def _print_plain(summary: _Summary, out: TextIO) -> None:
+    lines = [summary.heading]
+    if summary.description:
+        lines.append(summary.description)
+    lines.append("")
+    width = max(len(label) for label, _ in summary.overview)
+    lines += [f"  {label.ljust(width)}  {value}" for label, value in summary.overview]
+    for table in summary.tables:
+        lines += ["", *_plain_table(table)]
+    lines += ["", *summary.notes] if summary.notes else []
+    lines += ["", summary.invariants, *(f"  {v}" for v in summary.violations)]
+    print("\n".join(lines), file=out)
+
+
+def _print_rich(summary: _Summary, console: Console) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    console.print(Text(summary.heading, style="bold"))
+    if summary.description:
+        console.print(Text(summary.description, style="dim"))
+    console.print()
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    for label, value in summary.overview:
+        grid.add_row(label, value)
+    console.print(grid)
+    for spec in summary.tables:
+        table = Table(
+            title=spec.title,
+            title_justify="left",
+            title_style="bold",
+            caption=spec.note or None,
+            caption_justify="left",
+            caption_style="dim",
+            box=box.SIMPLE_HEAD,
+        )
+        for i, column in enumerate(spec.columns):
+            table.add_column(column, justify="left" if i < spec.text_columns else "right")
+        for row in spec.rows:
+            table.add_row(
+                *(Text(cell, style="bold red") if cell == "yes" else cell for cell in row)
+            )
+        console.print()
+        console.print(table)
+    for note in summary.notes:
+        console.print(Text(note, style="yellow"))
+    console.print()
+    console.print(Text(summary.invariants, style="bold green" if summary.ok else "bold red"))
+    for violation in summary.violations:
+        console.print(Text(f"  {violation}", style="red"))
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+def _run_with_bar(scenario: Scenario, seed: int | None, console: Console) -> Report:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    total = scenario.workload.duration
+    with Progress(
+        TextColumn("[bold]simulating"),
+        BarColumn(),
+        TextColumn("{task.fields[simulated]} of virtual time"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("simulate", total=total, simulated=f"0:00 / {_clock(total)}")
+
+        def advance(done: float, total: float) -> None:
+            bar.update(task, completed=done, simulated=f"{_clock(done)} / {_clock(total)}")
+
+        return run_scenario(scenario, seed=seed, progress=advance)
+
+
+def _list_scenarios(out: TextIO) -> None:
+    rows = [("(default)", default_scenario().description)]
+    for name, path in bundled_scenarios().items():
+        try:
+            description = load_scenario(path).description or "-"
+        except ScenarioError as exc:
+            description = f"(invalid: {exc})"
+        rows.append((name, description))
+    width = max(len(name) for name, _ in rows)
+    print(f"Bundled scenarios ({_SIMULATE} NAME, or a path to your own .toml):", file=out)
+    for name, description in rows:
+        print(f"  {name.ljust(width)}  {description}", file=out)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    if args.list:
+        _list_scenarios(sys.stdout)
+        return 0
+    if args.plot is not None and not _available("matplotlib"):
+        raise _UsageError(_SIMULATE, _PLOT_HINT)
+    _check_writable("--json", args.json)
+    _check_writable("--plot", args.plot)
+    try:
+        scenario = _resolve(args.scenario)
+    except ScenarioError as exc:
+        raise _UsageError(_SIMULATE, str(exc)) from None
+
+    # With --json -, stdout carries the JSON; everything for people goes to stderr.
+    out = sys.stderr if args.json == "-" else sys.stdout
+    terminal = sys.stdout.isatty() and out.isatty()
+    console = None
+    if terminal and _available("rich"):
+        from rich.console import Console
+
+        console = Console(file=out, highlight=False)
+    elif terminal:
+        print(_RICH_HINT, file=out)
+        print(f"Simulating {_span(scenario.workload.duration)} of traffic...", file=out, flush=True)
+
+    started = time.monotonic()
+    if console is not None:
+        report = _run_with_bar(scenario, args.seed, console)
+        console.print(
+            f"[dim]Simulated {_span(scenario.workload.duration)} of traffic in"
+            f" {time.monotonic() - started:.1f} s.[/dim]\n"
+        )
+    else:
+        report = run_scenario(scenario, seed=args.seed)
+
+    summary = _summarize(report, scenario)
+    if console is not None:
+        _print_rich(summary, console)
+    else:
+        _print_plain(summary, out)
+    written = []
+    try:
+        if args.json == "-":
+            sys.stdout.write(report.to_json())
+        elif args.json is not None:
+            Path(args.json).write_text(report.to_json(), encoding="utf-8")
+            written.append(f"Report written to {args.json}")
+        if args.plot is not None:
+            from .simulation.plot import write_timeline
+
+            write_timeline(report, args.plot)
+            written.append(f"Timeline written to {args.plot}")
+    except OSError as exc:
+        raise _UsageError(_SIMULATE, f"cannot write: {exc}") from None
+    if written:
+        print("\n" + "\n".join(written), file=out)
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ciris-actors`` command."""
-    parser = argparse.ArgumentParser(
+    """Entry point of the ``ciris-actors`` command.
+
+    Args:
+      argv: the arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+      The exit status: 0 on success; for ``simulate``, 1 when an invariant was violated
+      and 2 on bad input (reported as one line on stderr, without a traceback).
+    """
+    parser = _Parser(
         prog="ciris-actors", description="Trio-native provider supervision and routing."
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    simulate = commands.add_parser(
+        "simulate",
+        help="run a fault-injection scenario on virtual time and summarize it",
+        description=(
+            "Run a fault-injection scenario on trio's virtual clock: the real registry,"
+            " actors and routing, simulated providers. Without SCENARIO, an hour of the"
+            " seed's LLM set-up under an outage, a flapping local model and a crash loop."
+            " Exit status: 0 all invariants held, 1 invariant violations, 2 bad input."
+        ),
+    )
+    simulate.add_argument(
+        "scenario",
+        nargs="?",
+        metavar="SCENARIO",
+        help="a scenario .toml file or the name of a bundled scenario (see --list)",
+    )
+    simulate.add_argument(
+        "--seed", type=_seed, metavar="N", help="override the scenario's random seed"
+    )
+    simulate.add_argument(
+        "--json", metavar="FILE", help="write the full report as JSON to FILE ('-': stdout)"
+    )
+    simulate.add_argument(
+        "--plot", metavar="FILE.png", help="write a timeline picture (needs the plot extra)"
+    )
+    simulate.add_argument("--list", action="store_true", help="list the bundled scenarios and exit")
     demo = commands.add_parser(
         "demo", help="fail the primary LLM of the seed set-up and watch requests fail over"
     )
@@ -125,9 +606,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--both-at", type=int, default=15, help="request at which Anthropic fails too"
     )
     demo.add_argument("--recover-at", type=int, default=25, help="request at which both recover")
-    args = parser.parse_args(argv)
-    if args.requests < 1:
-        parser.error("--requests must be >= 1")
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "simulate":
+            return _simulate(args)
+        if args.requests < 1:
+            demo.error("--requests must be >= 1")
+    except _UsageError as error:
+        print(f"{error.prog}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ciris-actors: interrupted", file=sys.stderr)
+        return 130
     trio.run(
         _demo,
         args.requests,

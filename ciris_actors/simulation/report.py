@@ -188,6 +188,7 @@ def build_report(
             if isinstance(e, ActorFailed)
         ],
         "down_windows": {name: windows for name, windows in sorted(down.items()) if windows},
+        "unhealthy_windows": _unhealthy_windows(events, origin, duration),
         "invariants": {
             "checks": checks,
             "violation_count": len(violations),
@@ -269,6 +270,26 @@ def _restart_windows(
     for name, since in open_since.items():
         windows[name].append([since, duration])
     return windows
+
+
+def _unhealthy_windows(
+    events: Sequence[RegistryEvent], origin: float, duration: float
+) -> dict[str, list[list[float]]]:
+    """Per provider, the [start, end) windows between a failed health check and the next
+    passing one (how outages and flaps are usually detected)."""
+    windows: dict[str, list[list[float]]] = {}
+    since: dict[str, float] = {}
+    for event in events:
+        if not isinstance(event, HealthChanged) or event.name is None:
+            continue
+        t = event.time - origin
+        if not event.healthy:
+            since.setdefault(event.name, t)
+        elif event.name in since:
+            windows.setdefault(event.name, []).append([since.pop(event.name), t])
+    for name, start in since.items():
+        windows.setdefault(name, []).append([start, duration])
+    return dict(sorted(windows.items()))
 
 
 def _oracle_successes(

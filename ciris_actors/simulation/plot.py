@@ -1,0 +1,398 @@
+"""The timeline picture of a simulation report: who served the traffic, what each
+provider's breaker did, and when the faults and restarts happened.
+
+matplotlib is an optional extra (``ciris-actors[plot]``) imported only while drawing, so
+importing this module never needs it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .._types import Priority
+from .report import Report
+
+__all__ = ["write_timeline"]
+
+#: Shades per priority group, darkest first: blues for group 0, purples for group 1,
+#: browns for group 2, teals after that. Kept clear of the breaker colours below.
+_GROUP_SHADES = (
+    ("#1f4e9c", "#4f8fd6", "#9cc3ee", "#c9ddf5"),
+    ("#4b2c83", "#7b58b8", "#a88bd8", "#d2c3ee"),
+    ("#7a4a1e", "#a8723f", "#d0a36f", "#ead0ae"),
+    ("#125e5e", "#2b8c8c", "#6fbcbc", "#b4dede"),
+)
+_UNSERVED = "#c4c4c4"
+_BREAKER = {"closed": "#79c07d", "half_open": "#f2b134", "open": "#d9483b"}
+_BREAKER_LABEL = {"closed": "closed", "half_open": "half-open", "open": "open"}
+_FAULT = "#3a3a3a"
+_UNHEALTHY = "#5b2a86"
+
+
+def write_timeline(report: Report, path: str | os.PathLike[str]) -> None:
+    """Draw the timeline of *report* and save it as a PNG at *path*.
+
+    The top panel stacks each provider's share of the requests over time, with the
+    requests that failed, were rejected or were shed as a hatched grey layer. The lower
+    panel has one band per provider: its breaker state (closed green, half-open amber,
+    open red), dotted where its health checks were failing, and, cross-hatched, the
+    windows in which its actor was down (restarting, or
+    FAILED for good). Fault windows are shaded across both panels and labelled.
+
+    Args:
+      report: a report from :func:`~ciris_actors.simulation.run_scenario`.
+      path: where to write the PNG.
+
+    Raises:
+      ImportError: matplotlib is not installed (``pip install 'ciris-actors[plot]'``).
+      OSError: *path* cannot be written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = report.as_dict()
+    duration = float(data["duration"])
+    # Minutes read better than thousands of seconds; short runs stay in seconds.
+    unit, scale = ("min", 60.0) if duration >= 600 else ("s", 1.0)
+    names = _routing_order(data["providers"])
+    colors = _provider_colors(data["providers"], names)
+
+    fig = plt.figure(figsize=(12, 7), dpi=110)
+    grid = fig.add_gridspec(
+        2,
+        1,
+        height_ratios=[3.0, max(1.4, 0.42 * len(names))],
+        hspace=0.12,
+        left=0.075,
+        right=0.80,
+        top=0.83,
+        bottom=0.09,
+    )
+    share_ax = fig.add_subplot(grid[0])
+    state_ax = fig.add_subplot(grid[1], sharex=share_ax)
+
+    _draw_shares(share_ax, data, names, colors, scale)
+    _draw_states(state_ax, data, names, colors, duration, scale)
+    _draw_faults(share_ax, state_ax, data, names, duration, scale)
+
+    share_ax.set_xlim(0, duration / scale)
+    share_ax.tick_params(labelbottom=False)
+    state_ax.set_xlabel(f"simulated time ({unit})")
+    fig.suptitle(_title(data), x=0.075, y=0.975, ha="left", fontsize=13, fontweight="bold")
+    fig.text(0.075, 0.925, _subtitle(data), ha="left", fontsize=9.5, color="#444444")
+    fig.savefig(path, format="png", dpi=110, facecolor="white")
+    plt.close(fig)
+
+
+def _routing_order(providers: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Provider names in the order routing tries them (group, then priority), so the
+    picture reads the same from a fresh report or one loaded back from JSON."""
+
+    def rank(item: tuple[int, str]) -> tuple[int, int, int]:
+        index, name = item
+        info = providers[name]
+        priority = Priority.__members__.get(str(info.get("priority", "")), Priority.NORMAL)
+        return int(info.get("group", 0)), int(priority), index
+
+    return [name for _, name in sorted(enumerate(providers), key=rank)]
+
+
+def _provider_colors(
+    providers: Mapping[str, Mapping[str, Any]], names: Sequence[str]
+) -> dict[str, str]:
+    seen: dict[int, int] = {}
+    colors = {}
+    for name in names:
+        info = providers[name]
+        group = int(info.get("group", 0))
+        shades = _GROUP_SHADES[group % len(_GROUP_SHADES)]
+        index = seen.get(group, 0)
+        seen[group] = index + 1
+        colors[name] = shades[index % len(shades)]
+    return colors
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+def _span(seconds: float) -> str:
+    if seconds < 120 or seconds % 60:
+        return f"{seconds:g} s"
+    hours, minutes = divmod(int(seconds // 60), 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def _title(data: Mapping[str, Any]) -> str:
+    return (
+        f"{data['scenario']}: availability {_pct(data['availability'])}"
+        f"  vs oracle {_pct(data['oracle_availability'])}"
+    )
+
+
+def _subtitle(data: Mapping[str, Any]) -> str:
+    requests = data["requests"]
+    span = _span(float(data["duration"]))
+    unserved = requests["failed"] + requests["rejected"] + requests["shed"]
+    violations = data["invariants"]["violation_count"]
+    checks = "all invariants held" if not violations else f"{violations} invariant violations"
+    return (
+        f"seed {data['seed']}, {span} of virtual time, mode {data['mode']}:"
+        f" {requests['sent']:,} requests, {requests['succeeded']:,} served,"
+        f" {unserved:,} failed/rejected/shed; {checks}"
+    )
+
+
+def _draw_shares(
+    ax: Any,
+    data: Mapping[str, Any],
+    names: Sequence[str],
+    colors: Mapping[str, str],
+    scale: float,
+) -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    timeline = data["timeline"]
+    buckets = timeline["buckets"]
+    width = float(timeline["bucket_seconds"])
+    edges = [b["start"] / scale for b in buckets] + [(buckets[-1]["start"] + width) / scale]
+    totals = [sum(b["served"].values()) + b["failed"] + b["rejected"] + b["shed"] for b in buckets]
+
+    def share(counts: Sequence[int]) -> list[float]:
+        values = [100.0 * c / t if t else 0.0 for c, t in zip(counts, totals, strict=True)]
+        return [*values, values[-1]]  # step="post" needs the last value twice
+
+    base = [0.0] * len(edges)
+    providers = data["providers"]
+    for name in names:
+        if not providers[name]["served"]:
+            continue
+        top = [
+            b + s
+            for b, s in zip(base, share([bk["served"].get(name, 0) for bk in buckets]), strict=True)
+        ]
+        ax.fill_between(
+            edges,
+            base,
+            top,
+            step="post",
+            facecolor=colors[name],
+            edgecolor="white",
+            linewidth=0.4,
+            label=f"{name}  {providers[name]['share'] * 100:.1f}%",
+        )
+        base = top
+    unserved = [b["failed"] + b["rejected"] + b["shed"] for b in buckets]
+    sent = data["requests"]["sent"]
+    top = [b + s for b, s in zip(base, share(unserved), strict=True)]
+    ax.fill_between(
+        edges,
+        base,
+        top,
+        step="post",
+        facecolor=_UNSERVED,
+        edgecolor="#6e6e6e",
+        hatch="////",
+        linewidth=0.0,
+        label=f"failed/rejected/shed  {100 * sum(unserved) / sent if sent else 0:.2f}%",
+    )
+    ax.set_ylim(0, 100)
+    ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+    ax.set_ylabel(f"share of requests\n(per {width:g} s)")
+    ax.grid(axis="y", color="white", linewidth=0.6, alpha=0.6)
+    ax.set_axisbelow(False)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+        title="served by (share of run)",
+        title_fontproperties={"weight": "bold", "size": 9},
+        fontsize=9,
+        alignment="left",
+    )
+
+
+def _breaker_intervals(
+    transitions: Sequence[Mapping[str, Any]], name: str, duration: float
+) -> list[tuple[float, float, str]]:
+    """The (start, end, state) runs of *name*'s breaker; every breaker starts closed."""
+    runs = []
+    state, since = "closed", 0.0
+    for event in transitions:
+        if event["provider"] != name:
+            continue
+        t = min(float(event["time"]), duration)
+        if t > since:
+            runs.append((since, t, state))
+        state, since = event["new"], t
+    if since < duration:
+        runs.append((since, duration, state))
+    return runs
+
+
+def _draw_states(
+    ax: Any,
+    data: Mapping[str, Any],
+    names: Sequence[str],
+    colors: Mapping[str, str],
+    duration: float,
+    scale: float,
+) -> None:
+    from matplotlib.patches import Patch
+
+    # A few seconds of half-open in an hour-long run is narrower than a pixel; give
+    # every non-closed run a visible minimum width so it cannot disappear.
+    minimum = duration * 0.002
+    down_windows = data["down_windows"]
+    failed = {f["provider"]: float(f["time"]) for f in data["actor_failures"]}
+    for row, name in enumerate(names):
+        y = len(names) - 1 - row
+        for start, end, state in _breaker_intervals(data["breaker_transitions"], name, duration):
+            if state != "closed":
+                end = max(end, min(duration, start + minimum))
+            ax.broken_barh(
+                [(start / scale, (end - start) / scale)],
+                (y - 0.3, 0.6),
+                facecolors=_BREAKER.get(state, "#999999"),
+                edgecolor="none",
+            )
+        for window in data.get("unhealthy_windows", {}).get(name, ()):
+            start = float(window[0])
+            end = max(min(float(window[1]), duration), min(duration, start + minimum))
+            ax.broken_barh(
+                [(start / scale, (end - start) / scale)],
+                (y - 0.3, 0.6),
+                facecolors="none",
+                edgecolor=_UNHEALTHY,
+                hatch="....",
+                linewidth=0.0,
+            )
+        for window in down_windows.get(name, ()):
+            start = float(window[0])
+            end = duration if window[1] is None or math.isinf(window[1]) else float(window[1])
+            end = max(min(end, duration), min(duration, start + minimum))
+            ax.broken_barh(
+                [(start / scale, (end - start) / scale)],
+                (y - 0.3, 0.6),
+                facecolors="white",
+                edgecolor="#333333",
+                hatch="xxxx",
+                linewidth=0.6,
+            )
+        if name in failed:
+            ax.annotate(
+                "FAILED",
+                (failed[name] / scale, y),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+                fontweight="bold",
+                color="#8b1a12",
+                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"},
+            )
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(list(reversed(names)), fontsize=9)
+    for label in ax.get_yticklabels():
+        label.set_color(colors[label.get_text()])
+        label.set_fontweight("bold")
+    ax.set_ylim(-0.6, len(names) - 0.4)
+    ax.tick_params(axis="y", length=0)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    handles = [
+        Patch(facecolor=_BREAKER[state], label=f"breaker {_BREAKER_LABEL[state]}")
+        for state in ("closed", "half_open", "open")
+    ]
+    handles.append(
+        Patch(facecolor="#7cbf7c", edgecolor=_UNHEALTHY, hatch="....", label="health failing")
+    )
+    handles.append(Patch(facecolor="white", edgecolor="#333333", hatch="xxxx", label="actor down"))
+    handles.append(
+        Patch(
+            facecolor="#e6e6e6",
+            edgecolor=_FAULT,
+            hatch="\\\\",
+            linestyle="--",
+            linewidth=0.8,
+            label="fault window\n(bar under the faulted\nprovider)",
+        )
+    )
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+        fontsize=9,
+    )
+
+
+def _draw_faults(
+    share_ax: Any,
+    state_ax: Any,
+    data: Mapping[str, Any],
+    names: Sequence[str],
+    duration: float,
+    scale: float,
+) -> None:
+    # Labels sit above the top panel, on as many rows as overlapping faults need.
+    row_ends: list[float] = []
+    char = duration * 0.0066  # roughly one character of 8-point text, in seconds
+    for fault in sorted(data["faults"], key=lambda f: f["at"]):
+        start = float(fault["at"])
+        if start >= duration:
+            continue
+        end = min(duration, start + float(fault["duration"]))
+        # On the traffic panel a tint would change the providers' colours (and so who
+        # seems to serve); light hatching marks the window and keeps the colours true.
+        share_ax.axvspan(
+            start / scale,
+            end / scale,
+            facecolor="none",
+            edgecolor=(1.0, 1.0, 1.0, 0.45),
+            hatch="\\\\",
+            linewidth=0.0,
+            zorder=3,
+        )
+        state_ax.axvspan(
+            start / scale, end / scale, facecolor=_FAULT, alpha=0.1, edgecolor="none", zorder=3
+        )
+        for ax in (share_ax, state_ax):
+            for x in (start, end):
+                ax.axvline(x / scale, color=_FAULT, linestyle="--", linewidth=0.8, zorder=3)
+        y = len(names) - 1 - names.index(fault["provider"])
+        state_ax.plot(
+            [start / scale, end / scale],
+            [y - 0.42, y - 0.42],
+            color=_FAULT,
+            linewidth=2.2,
+            solid_capstyle="butt",
+            zorder=4,
+        )
+        label = f"{fault['kind'].replace('_', ' ')}: {fault['provider']}"
+        row = next((i for i, e in enumerate(row_ends) if e < start), len(row_ends))
+        label_end = start + (len(label) + 2) * char
+        if row == len(row_ends):
+            row_ends.append(label_end)
+        else:
+            row_ends[row] = label_end
+        share_ax.annotate(
+            label,
+            (start / scale, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(2, 3 + 12 * row),
+            textcoords="offset points",
+            fontsize=8,
+            color="#222222",
+            va="bottom",
+            annotation_clip=False,
+        )
