@@ -9,6 +9,9 @@ test already on a ``MockClock``), and read the :class:`Report`. The registry, it
 from .invariants import InvariantChecker as InvariantChecker
 from .invariants import Violation as Violation
 from .model import (
+    Distribution as Distribution,
+)
+from .model import (
     Fault as Fault,
 )
 from .model import (
@@ -47,6 +50,7 @@ from .scenarios import bundled_scenarios as bundled_scenarios
 from .scenarios import default_scenario as default_scenario
 
 __all__ = [
+    "Distribution",
     "Fault",
     "FaultKind",
     "InvariantChecker",

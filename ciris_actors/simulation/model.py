@@ -20,6 +20,7 @@ from ..breaker import CircuitBreakerConfig
 from ..restart import RestartPolicy
 
 __all__ = [
+    "Distribution",
     "Fault",
     "FaultKind",
     "Latency",
@@ -74,7 +75,9 @@ class Latency:
     median ``median`` and 99th percentile ``p99``.
     """
 
-    distribution: Distribution = Distribution.LOGNORMAL
+    distribution: Distribution = attrs.field(
+        default=Distribution.LOGNORMAL, validator=attrs.validators.instance_of(Distribution)
+    )
     median: float = 0.5
     p99: float = 2.0
     low: float = 0.0
@@ -92,8 +95,13 @@ class ProviderSpec:
     priority: str = "NORMAL"
     strategy: str = "fallback"
     capabilities: tuple[str, ...] = ()
-    breaker: CircuitBreakerConfig | None = None
-    latency: Latency = Latency()
+    breaker: CircuitBreakerConfig | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.instance_of(CircuitBreakerConfig)),
+    )
+    latency: Latency = attrs.field(
+        default=Latency(), validator=attrs.validators.instance_of(Latency)
+    )
     error_rate: float = 0.0
     #: Whether the provider has ``is_healthy`` (its health then follows faults).
     health_check: bool = True
@@ -130,7 +138,7 @@ class Workload:
 class Fault:
     """A fault on one provider from ``at`` for ``duration`` seconds."""
 
-    kind: FaultKind
+    kind: FaultKind = attrs.field(validator=attrs.validators.instance_of(FaultKind))
     provider: str
     at: float
     duration: float
@@ -228,7 +236,10 @@ def parse_scenario(data: Mapping[str, Any], default_name: str = "scenario") -> S
         providers=providers,
         workload=workload,
         faults=faults,
-        health_check_interval=registry.number("health_check_interval", 10.0, optional=True),
+        health_check_interval=(
+            registry.number("health_check_interval", 10.0, strict=False, optional=True)
+            or None  # 0: periodic checks off
+        ),
         restart_policy=_restart(registry.get("restart_policy", {}), "registry.restart_policy"),
         default_breaker=default_breaker,
     )

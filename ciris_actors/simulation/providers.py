@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import zlib
 from collections.abc import Sequence
 
 import trio
@@ -21,6 +22,15 @@ __all__ = ["SimulatedError", "SimulatedProvider"]
 
 class SimulatedError(RuntimeError):
     """A simulated provider failed a call."""
+
+
+def error_draw(seed: int, provider: str, request: object) -> float:
+    """A uniform draw in [0, 1) fixed by (seed, provider, request).
+
+    Whether a call fails is decided by this draw, not by a stream consumed in call
+    order, so the oracle can know exactly which calls would have failed.
+    """
+    return zlib.crc32(f"{seed}:{provider}:{request}".encode()) / 4294967296.0
 
 
 def sample_latency(latency: Latency, rng: random.Random) -> float:
@@ -52,6 +62,7 @@ class SimulatedProvider:
         self.spec = spec
         self.name = spec.name
         self.faults = tuple(sorted(faults, key=lambda f: f.at))
+        self.seed = seed
         self.rng = random.Random(f"{seed}:{spec.name}")
         #: Virtual time the scenario's t=0 corresponds to (set by the runner).
         self.origin = 0.0
@@ -152,7 +163,7 @@ class SimulatedProvider:
         name. Whether it fails is decided when the call starts."""
         at = self.now()
         latency = sample_latency(self.spec.latency, self.rng) + self.added_latency(at)
-        fails = self.down(at) or self.rng.random() < self.error_rate(at)
+        fails = self.down(at) or error_draw(self.seed, self.name, request) < self.error_rate(at)
         await trio.sleep(latency)
         if fails:
             raise SimulatedError(f"{self.name}: simulated failure")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -24,7 +23,7 @@ from ..events import (
 )
 from .invariants import Violation
 from .model import Fault, FaultKind, Scenario
-from .providers import SimulatedProvider
+from .providers import SimulatedProvider, error_draw
 
 __all__ = ["OUTCOMES", "Report", "RequestLog", "build_report"]
 
@@ -302,23 +301,22 @@ def _oracle_successes(
 ) -> int:
     """How many requests a router with perfect knowledge of every provider's state (and
     of which calls would fail) would have served: a request succeeds when at least one
-    eligible provider is up and would answer it. Error draws come from a stream of their
-    own, so the oracle never perturbs the real run."""
-    rng = random.Random(f"{seed}:oracle")
+    eligible provider is up, answers within its timeout (judged on its median latency),
+    and would not fail this very request (the same per-request draw the provider uses)."""
     down = _restart_windows(events, origin, providers, scenario.workload.duration)
     eligible = [_eligible(scenario, i) for i in range(len(scenario.workload.mix))]
     timeouts = {
         p.name: (p.breaker or scenario.default_breaker).timeout_duration for p in scenario.providers
     }
     served = 0
-    for t, mix_index in zip(log.arrival, log.mix, strict=True):
+    for request, (t, mix_index) in enumerate(zip(log.arrival, log.mix, strict=True)):
         for name in eligible[mix_index]:
             provider = providers[name]
             if provider.down(t) or any(a <= t < b for a, b in down[name]):
                 continue
             if provider.spec.latency.median + provider.added_latency(t) > timeouts[name]:
                 continue
-            if rng.random() < provider.error_rate(t):
+            if error_draw(seed, name, request) < provider.error_rate(t):
                 continue
             served += 1
             break
@@ -356,6 +354,8 @@ def _fault_report(
         t = event.time - origin
         if event.name != name or t < fault.at:
             continue
+        if t >= fault.end:
+            break  # not detected while it lasted
         if (
             (isinstance(event, BreakerTransition) and event.new.value == "open")
             or (isinstance(event, HealthChanged) and not event.healthy)
@@ -364,7 +364,10 @@ def _fault_report(
             detect = t - fault.at
             break
     failover: float | None = None
-    if detect is not None:
+    was_first_choice = any(
+        log.first[i] == name for i in _window(log, max(0.0, fault.at - fault.duration), fault.at)
+    )
+    if detect is not None and was_first_choice:
         for i in _window(log, fault.at + detect, duration):
             if name in _eligible(scenario, log.mix[i]) and log.first[i] not in (None, name):
                 failover = log.arrival[i] - fault.at
