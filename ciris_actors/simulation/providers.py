@@ -8,9 +8,9 @@ does not depend on the order the scheduler runs tasks in.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
-import zlib
 from collections.abc import Sequence
 
 import trio
@@ -28,9 +28,12 @@ def error_draw(seed: int, provider: str, request: object) -> float:
     """A uniform draw in [0, 1) fixed by (seed, provider, request).
 
     Whether a call fails is decided by this draw, not by a stream consumed in call
-    order, so the oracle can know exactly which calls would have failed.
+    order, so the oracle can know exactly which calls would have failed. A cryptographic
+    hash keeps draws independent across providers and requests (a CRC, being linear,
+    ties them together).
     """
-    return zlib.crc32(f"{seed}:{provider}:{request}".encode()) / 4294967296.0
+    digest = hashlib.blake2b(f"{seed}:{provider}:{request}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 18446744073709551616.0
 
 
 def sample_latency(latency: Latency, rng: random.Random) -> float:
@@ -64,6 +67,8 @@ class SimulatedProvider:
         self.faults = tuple(sorted(faults, key=lambda f: f.at))
         self.seed = seed
         self.rng = random.Random(f"{seed}:{spec.name}")
+        #: Calls served so far (numbers the calls made without a request key).
+        self.calls = 0
         #: Virtual time the scenario's t=0 corresponds to (set by the runner).
         self.origin = 0.0
         if not spec.health_check:
@@ -160,7 +165,11 @@ class SimulatedProvider:
 
     async def handle(self, request: object = None) -> str:
         """Serve one request: take a latency, then fail or answer with this provider's
-        name. Whether it fails is decided when the call starts."""
+        name. Whether it fails is decided when the call starts, by the draw for
+        *request* (by default, for this provider's call count)."""
+        self.calls += 1
+        if request is None:
+            request = f"call-{self.calls}"
         at = self.now()
         latency = sample_latency(self.spec.latency, self.rng) + self.added_latency(at)
         fails = self.down(at) or error_draw(self.seed, self.name, request) < self.error_rate(at)
