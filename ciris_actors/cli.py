@@ -24,9 +24,7 @@ from . import (
     BreakerTransition,
     CircuitBreakerConfig,
     NoServiceAvailable,
-    Priority,
     Registry,
-    SelectionStrategy,
     open_registry,
 )
 from .simulation import (
@@ -38,7 +36,7 @@ from .simulation import (
     load_scenario,
     run_scenario,
 )
-from .testing import FakeProvider
+from .testing import FakeProvider, register_seed_llm_setup
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -65,27 +63,9 @@ async def _demo(requests: int, fail_at: int, both_at: int, recover_at: int) -> N
     breaker = CircuitBreakerConfig(
         failure_threshold=3, recovery_timeout=10.0, success_threshold=2, timeout_duration=5.0
     )
-    openai, anthropic = FakeProvider("OpenAI"), FakeProvider("Anthropic")
-    local1, local2 = FakeProvider("LocalLLM1"), FakeProvider("LocalLLM2")
-    mock = FakeProvider("MockLLM")
     async with open_registry(required_services=["llm"], default_breaker=breaker) as registry:
-        for provider, priority, group, strategy in [
-            (openai, Priority.CRITICAL, 0, SelectionStrategy.FALLBACK),
-            (anthropic, Priority.HIGH, 0, SelectionStrategy.FALLBACK),
-            (local1, Priority.NORMAL, 1, SelectionStrategy.ROUND_ROBIN),
-            (local2, Priority.NORMAL, 1, SelectionStrategy.ROUND_ROBIN),
-            (mock, Priority.FALLBACK, 2, SelectionStrategy.FALLBACK),
-        ]:
-            registry.register(
-                "ActionSelectionPDMA",
-                "llm",
-                provider,
-                priority,
-                capabilities=["structured_output"],
-                priority_group=group,
-                strategy=strategy,
-                name=provider.name,
-            )
+        providers = register_seed_llm_setup(registry, capabilities=["structured_output"])
+        openai, anthropic = providers["openai"], providers["anthropic"]
         if not await registry.wait_ready(timeout=5.0):
             raise SystemExit("providers did not become ready")
         start = trio.current_time()
@@ -93,20 +73,20 @@ async def _demo(requests: int, fail_at: int, both_at: int, recover_at: int) -> N
         def say(text: str) -> None:
             print(f"  t={trio.current_time() - start:5.1f}s  {text}")
 
-        print("Seed set-up: group 0 OpenAI > Anthropic (fallback), group 1 LocalLLM1/2")
-        print("(round robin), group 2 MockLLM. One request a second, on virtual time.\n")
+        print("Seed set-up: group 0 openai > anthropic (fallback), group 1 local1/local2")
+        print("(round robin), group 2 mock. One request a second, on virtual time.\n")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_log_transitions, registry, start)
             for i in range(requests):
                 if i == fail_at:
                     openai.failing = True
-                    say("** OpenAI goes down **")
+                    say("** openai goes down **")
                 if i == both_at:
                     anthropic.failing = True
-                    say("** Anthropic goes down too **")
+                    say("** anthropic goes down too **")
                 if i == recover_at:
                     openai.failing = anthropic.failing = False
-                    say("** OpenAI and Anthropic recover **")
+                    say("** openai and anthropic recover **")
                 tried: list[str] = []
                 try:
                     answer = await registry.call(
@@ -601,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo", help="fail the primary LLM of the seed set-up and watch requests fail over"
     )
     demo.add_argument("--requests", type=int, default=40, help="requests to send (default 40)")
-    demo.add_argument("--fail-at", type=int, default=5, help="request at which OpenAI fails")
+    demo.add_argument("--fail-at", type=int, default=5, help="request at which openai fails")
     demo.add_argument(
         "--both-at", type=int, default=15, help="request at which Anthropic fails too"
     )

@@ -193,7 +193,9 @@ def select(
       exclude: members not to choose (for failover inside one call).
     """
     # The clock is read at most once per resolve, and only if a breaker is not CLOSED:
-    # reading trio's clock costs about as much as the rest of a skip.
+    # reading trio's clock costs about as much as the rest of a skip. The candidate check
+    # is written out in both loops below on purpose: a helper call per candidate would
+    # cost more than the check itself.
     at: float | None = None
     for group in plan:
         members = group.members

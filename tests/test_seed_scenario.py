@@ -6,8 +6,8 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from ciris_actors import CircuitBreakerConfig, Priority, SelectionStrategy, open_registry
-from ciris_actors.testing import FakeProvider
+from ciris_actors import CircuitBreakerConfig, open_registry
+from ciris_actors.testing import FakeProvider, register_seed_llm_setup
 
 BREAKER = CircuitBreakerConfig(
     failure_threshold=2, recovery_timeout=30.0, success_threshold=1, timeout_duration=5.0
@@ -26,28 +26,12 @@ async def ask(registry: object, n: int) -> list[str]:
 async def test_failover_order_as_each_tier_fails_and_recovers(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    openai, anthropic = FakeProvider("openai"), FakeProvider("anthropic")
-    local1, local2 = FakeProvider("local1"), FakeProvider("local2")
-    mock = FakeProvider("mock")
     async with open_registry(
         required_services=["llm"], default_breaker=BREAKER, health_check_interval=10.0
     ) as registry:
-        for provider, prio, group, strategy in [
-            (openai, Priority.CRITICAL, 0, SelectionStrategy.FALLBACK),
-            (anthropic, Priority.HIGH, 0, SelectionStrategy.FALLBACK),
-            (local1, Priority.NORMAL, 1, SelectionStrategy.ROUND_ROBIN),
-            (local2, Priority.NORMAL, 1, SelectionStrategy.ROUND_ROBIN),
-            (mock, Priority.FALLBACK, 2, SelectionStrategy.FALLBACK),
-        ]:
-            registry.register(
-                "ActionSelectionPDMA",
-                "llm",
-                provider,
-                prio,
-                priority_group=group,
-                strategy=strategy,
-                name=provider.name,
-            )
+        providers = register_seed_llm_setup(registry)
+        openai, anthropic = providers["openai"], providers["anthropic"]
+        local1, local2 = providers["local1"], providers["local2"]
         assert await registry.wait_ready(5.0)
 
         # All healthy: group 0, OpenAI first.
