@@ -154,6 +154,8 @@ class _Run:
                 nursery.start_soon(self._record_events, events)
                 async with trio.open_nursery() as requests:
                     await self._drive(registry, checker, requests)
+                # Let the recorder take every event still buffered before it is cancelled.
+                await trio.testing.wait_all_tasks_blocked()
                 nursery.cancel_scope.cancel()
         return build_report(
             scenario=scenario,
