@@ -100,6 +100,9 @@ class RegistrySupervisor:
         self._changed = trio.Event()
         #: Set when a provider exceeded its intensity under ``escalate=True``.
         self.escalation: RegistryError | None = None
+        #: Incremented whenever the routing table changes (register, unregister, move),
+        #: so observers can cache what they derive from it.
+        self.version = 0
 
     # -- routing table --------------------------------------------------------------------
 
@@ -111,6 +114,7 @@ class RegistrySupervisor:
         """Insert *record* into its plan, publish, and start its actor."""
         self.providers[record.name] = record
         self._place(record)
+        self.version += 1
         self.publish(
             ProviderRegistered(
                 name=record.name,
@@ -129,6 +133,7 @@ class RegistrySupervisor:
         record = self.get(name)
         del self.providers[name]
         self._unplace(record)
+        self.version += 1
         record.routable = record.ready = False
         record.tell(BreakerMessage.STOP)
         record.scope.cancel()
@@ -165,6 +170,7 @@ class RegistrySupervisor:
         self._unplace(record)
         record.priority, record.priority_group, record.strategy = priority, priority_group, strategy
         self._place(record)
+        self.version += 1
 
     def _plans_of(self, record: ProviderRecord) -> dict[tuple[str, str], Plan]:
         return self.mock_plans if record.mock else self.plans

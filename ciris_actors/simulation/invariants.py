@@ -44,6 +44,11 @@ class InvariantChecker:
     origin: float = 0.0
     violations: list[Violation] = attrs.field(factory=list)
     checks: int = 0
+    #: (handler, service type) -> (routing-table version, candidates in walk order with
+    #: the strategy of their group), rebuilt only when registrations change.
+    _orders: dict[tuple[str, str], tuple[int, list[tuple[ProviderRecord, SelectionStrategy]]]] = (
+        attrs.field(factory=dict)
+    )
 
     def record(self, rule: str, detail: str) -> None:
         """Add a violation at the current time."""
@@ -105,14 +110,33 @@ class InvariantChecker:
     ) -> list[ProviderRecord]:
         """Providers a resolve must prefer over *chosen*: every one in an earlier scope or
         group, and earlier ones of its own group when that group is FALLBACK."""
+        better: list[ProviderRecord] = []
+        for record, strategy in self._walk_order(handler, service_type):
+            if record is chosen:
+                break
+            same_group = (
+                record.handler == chosen.handler and record.priority_group == chosen.priority_group
+            )
+            if not same_group or strategy is SelectionStrategy.FALLBACK:
+                better.append(record)
+        return better
+
+    def _walk_order(
+        self, handler: str, service_type: str
+    ) -> list[tuple[ProviderRecord, SelectionStrategy]]:
+        """Every candidate of (handler, service type) in walk order, with its group's
+        strategy: computed here from the records, not taken from the router's plans."""
+        supervisor = self.registry._sup
+        cached = self._orders.get((handler, service_type))
+        if cached is not None and cached[0] == supervisor.version:
+            return cached[1]
         records = [
             r
-            for r in self.registry._sup.providers.values()
+            for r in supervisor.providers.values()
             if r.service_type == service_type and not r.mock
         ]
-        scopes = [handler, GLOBAL] if handler != GLOBAL else [GLOBAL]
-        better: list[ProviderRecord] = []
-        for scope in scopes:
+        order: list[tuple[ProviderRecord, SelectionStrategy]] = []
+        for scope in [handler, GLOBAL] if handler != GLOBAL else [GLOBAL]:
             in_scope = sorted(
                 (r for r in records if r.handler == scope),
                 key=lambda r: (r.priority_group, int(r.priority), r.seq),
@@ -120,16 +144,9 @@ class InvariantChecker:
             first_of_group: dict[int, ProviderRecord] = {}
             for record in in_scope:
                 first_of_group.setdefault(record.priority_group, record)
-            for record in in_scope:
-                if record is chosen:
-                    return better
-                same_group = record.handler == chosen.handler and (
-                    record.priority_group == chosen.priority_group
-                )
-                group_strategy = first_of_group[record.priority_group].strategy
-                if not same_group or group_strategy is SelectionStrategy.FALLBACK:
-                    better.append(record)
-        return better
+            order += [(r, first_of_group[r.priority_group].strategy) for r in in_scope]
+        self._orders[(handler, service_type)] = (supervisor.version, order)
+        return order
 
 
 def _routable(record: ProviderRecord) -> bool:
