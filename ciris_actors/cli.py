@@ -583,7 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--requests", type=int, default=40, help="requests to send (default 40)")
     demo.add_argument("--fail-at", type=int, default=5, help="request at which openai fails")
     demo.add_argument(
-        "--both-at", type=int, default=15, help="request at which Anthropic fails too"
+        "--both-at", type=int, default=15, help="request at which anthropic fails too"
     )
     demo.add_argument("--recover-at", type=int, default=25, help="request at which both recover")
     try:
