@@ -119,7 +119,6 @@ def test_json_to_stdout_moves_the_summary_to_stderr(scenario: Path) -> None:
 
 
 def test_plot_writes_a_png(scenario: Path, tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     target = tmp_path / "timeline.png"
     result = simulate(str(scenario), "--plot", str(target))
     assert result.returncode == 0, result.stderr
