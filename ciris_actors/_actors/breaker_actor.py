@@ -1,8 +1,8 @@
 """The breaker actor: owns the time-driven side of one provider's circuit breaker.
 
 It sleeps until the earliest of: the OPEN deadline (then moves the breaker to HALF_OPEN
-and the transition is published), the oldest ``get_service`` probe permit's deadline
-(an unreturned permit counts as a failure), and the next health check (run with
+and the transition is published), the earliest deadline of a ``get_service`` probe
+permit (an unreturned permit counts as a failure), and the next health check (run with
 ``timeout_duration`` as its deadline). Its mailbox only ever says "look again".
 """
 
