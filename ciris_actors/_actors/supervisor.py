@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -334,7 +334,3 @@ class RegistrySupervisor:
     def make_tracker(self) -> RestartTracker:
         """A fresh restart history under the registry's policy."""
         return RestartTracker(self.restart_policy)
-
-    def now(self) -> Callable[[], float]:
-        """The clock resolves use (trio's, so MockClock works)."""
-        return trio.current_time
