@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -23,6 +24,7 @@ from ._actors.messages import BreakerMessage
 from ._actors.provider_actor import has_lifecycle, lifecycle_method
 from ._actors.supervisor import GLOBAL, ProviderRecord, RegistrySupervisor
 from ._errors import Attempt, DuplicateProviderError, NoServiceAvailable, RegistryError, Skip
+from ._nursery import unwrap_single_exception
 from ._types import (
     CircuitState,
     Priority,
@@ -198,6 +200,7 @@ class Registry:
         self._allow_mock = allow_mock_services
         self._closed = False
         self._caps_cache: dict[object, frozenset[str]] = {}
+        self._stats = supervisor.resolve_stats
 
     # -- registration -------------------------------------------------------------------
 
@@ -428,6 +431,13 @@ class Registry:
         fallback_to_global: bool,
         exclude: Iterable[Member],
     ) -> Member | None:
+        stats = self._stats
+        if stats.countdown:  # 0 unless a metrics observer asked for resolve timing
+            stats.countdown -= 1
+            if not stats.countdown:
+                return self._timed_resolve(
+                    handler, service_type, required, fallback_to_global, exclude
+                )
         plans = self._plans
         now = trio.current_time
         plan = plans.get((handler, service_type))
@@ -436,7 +446,11 @@ class Registry:
             plan = plans.get((GLOBAL, service_type))
             if plan is not None:
                 member = select(plan, required, now, exclude)  # type: ignore[arg-type]
-        if member is None and self._sup.bus.has_subscribers:
+        if member is not None:
+            member.selected += 1
+            return member
+        stats.count_miss(service_type)
+        if self._sup.bus.has_subscribers:
             self._sup.publish(
                 ResolveMiss(
                     name=None,
@@ -446,7 +460,25 @@ class Registry:
                     required_capabilities=tuple(sorted(required)),
                 )
             )
-        return member
+        return None
+
+    def _timed_resolve(
+        self,
+        handler: str,
+        service_type: str,
+        required: frozenset[str],
+        fallback_to_global: bool,
+        exclude: Iterable[Member],
+    ) -> Member | None:
+        """:meth:`_resolve`, timed into the resolve-duration histogram (one in
+        ``ResolveStats.every``)."""
+        stats = self._stats
+        start = time.perf_counter()
+        try:
+            return self._resolve(handler, service_type, required, fallback_to_global, exclude)
+        finally:
+            stats.observe(time.perf_counter() - start)
+            stats.countdown = stats.every
 
     @asynccontextmanager
     async def lease(
@@ -675,6 +707,18 @@ class Registry:
             bucket.setdefault(record.service_type, []).append(_describe(record, now))
             info["circuit_breaker_stats"][record.name] = record.breaker.get_stats(now)
         return info
+
+    def _describe_provider(self, name: str) -> dict[str, Any]:
+        """One provider as :meth:`get_provider_info` lists it, with its breaker stats
+        under ``"circuit_breaker"`` (for the control plane).
+
+        Raises:
+          UnknownProviderError: no provider has that name.
+        """
+        self._check_open()
+        record = self._sup.get(name)
+        now = trio.current_time()
+        return {**_describe(record, now), "circuit_breaker": record.breaker.get_stats(now)}
 
     def health_status(self) -> dict[str, Any]:
         """Summarise health (JSON-ready).
@@ -983,7 +1027,9 @@ async def open_registry(
         raise ValueError("close_timeout: must be finite")
 
     supervisor: RegistrySupervisor | None = None
-    try:
+    # Actors never raise into this nursery, so a group from it holds the block's own
+    # exception (or Cancelled): it is given back unwrapped.
+    with unwrap_single_exception():
         async with trio.open_nursery() as nursery:
             supervisor = RegistrySupervisor(
                 nursery,
@@ -1003,19 +1049,5 @@ async def open_registry(
             finally:
                 registry._closed = True
                 await supervisor.stop_all()
-    except BaseExceptionGroup as group:
-        # Actors never raise into this nursery, so a group here holds the block's own
-        # exception (or Cancelled): give it back unwrapped, as a plain context manager
-        # would, with the context it had (re-raising it here would replace that with
-        # the group).
-        if len(group.exceptions) != 1:
-            raise
-        error = group.exceptions[0]
-        context, suppress = error.__context__, error.__suppress_context__
-        try:
-            raise error
-        finally:
-            error.__context__, error.__suppress_context__ = context, suppress
-            del error
     if supervisor is not None and supervisor.escalation is not None:
         raise supervisor.escalation

@@ -71,6 +71,8 @@ class Member:
     healthy: bool | None = None
     routable: bool = False
     ready: bool = False
+    #: How many resolves chose this member (for metrics; never read by routing).
+    selected: int = 0
 
     @property
     def sort_key(self) -> tuple[int, int]:

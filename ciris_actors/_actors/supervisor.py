@@ -17,6 +17,7 @@ import attrs
 import trio
 
 from .._errors import RegistryError, UnknownProviderError
+from .._stats import ResolveStats
 from .._types import CircuitState, Priority, SelectionStrategy
 from ..breaker import NO_PERMIT, CircuitBreaker
 from ..events import (
@@ -62,6 +63,11 @@ class ProviderRecord(Member):
     #: Incremented at every (re)start, so a health check that began in an earlier life
     #: of the provider cannot vouch for this one.
     incarnation: int = 0
+    #: Breaker transitions so far, by (old state, new state) value (for metrics).
+    transitions: dict[tuple[str, str], int] = attrs.field(factory=dict)
+    #: Health-check results recorded so far (for metrics).
+    health_passed: int = 0
+    health_failed: int = 0
 
     @property
     def scope_name(self) -> str:
@@ -103,6 +109,8 @@ class RegistrySupervisor:
         #: Incremented whenever the routing table changes (register, unregister, move),
         #: so observers can cache what they derive from it.
         self.version = 0
+        #: Resolve outcomes and sampled durations (read by metrics observers).
+        self.resolve_stats = ResolveStats()
 
     # -- routing table --------------------------------------------------------------------
 
@@ -133,6 +141,8 @@ class RegistrySupervisor:
         record = self.get(name)
         del self.providers[name]
         self._unplace(record)
+        if not record.mock:
+            self.resolve_stats.retire(record.service_type, record.selected)
         self.version += 1
         record.routable = record.ready = False
         record.tell(BreakerMessage.STOP)
@@ -230,6 +240,10 @@ class RegistrySupervisor:
         record.health_reason = reason
         if not self.is_current(record):
             return
+        if healthy:
+            record.health_passed += 1
+        else:
+            record.health_failed += 1
         if old != healthy:
             self.publish(
                 HealthChanged(
@@ -252,6 +266,8 @@ class RegistrySupervisor:
         record = self.providers.get(breaker.name)
         if record is not None and record.breaker is breaker:
             record.refresh()
+            key = (old.value, new.value)
+            record.transitions[key] = record.transitions.get(key, 0) + 1
             # Every permit belongs to the state period that just ended: void them all, so
             # a report can only ever return a permit of the current period.
             record.permits.clear()

@@ -1,0 +1,99 @@
+"""Cumulative counters the registry keeps for observers (the control plane's metrics).
+
+Everything here is plain integers and floats updated synchronously, so keeping them costs
+the resolve path an attribute increment; they are read only when someone asks (a metrics
+scrape), never pushed anywhere.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+__all__ = ["RESOLVE_BUCKETS", "ResolveStats"]
+
+#: Upper bounds (seconds) of the resolve-duration histogram's buckets. A resolve on a
+#: warm plan takes well under a microsecond; a long walk over thousands of unavailable
+#: providers takes tens of microseconds.
+RESOLVE_BUCKETS: tuple[float, ...] = (
+    1e-6,
+    2.5e-6,
+    5e-6,
+    1e-5,
+    2.5e-5,
+    5e-5,
+    1e-4,
+    2.5e-4,
+    1e-3,
+)
+
+
+class ResolveStats:
+    """Resolve outcomes per service type, and a sampled histogram of resolve durations.
+
+    Hits are counted on the chosen provider itself (``Member.selected``) while it is
+    registered, and folded into :attr:`retired_hits` when it is unregistered, so the
+    per-type totals never go backwards. Misses are counted here.
+
+    Timing is off until an observer calls :meth:`start_timing`; then one resolve in
+    ``every`` is timed with ``time.perf_counter``. Timing every resolve would cost about as
+    much as the resolve itself.
+    """
+
+    __slots__ = (
+        "bucket_counts",
+        "countdown",
+        "every",
+        "misses",
+        "retired_hits",
+        "timed_count",
+        "timed_sum",
+        "timers",
+    )
+
+    def __init__(self) -> None:
+        self.misses: dict[str, int] = {}
+        self.retired_hits: dict[str, int] = {}
+        #: Resolves left until the next timed one; 0 while timing is off (the resolve
+        #: path tests only this).
+        self.countdown = 0
+        self.every = 0
+        #: How many observers asked for timing.
+        self.timers = 0
+        #: Per bucket of :data:`RESOLVE_BUCKETS`, plus one for +Inf (not cumulative).
+        self.bucket_counts = [0] * (len(RESOLVE_BUCKETS) + 1)
+        self.timed_count = 0
+        self.timed_sum = 0.0
+
+    def count_miss(self, service_type: str) -> None:
+        """Count a resolve of *service_type* that found nothing."""
+        self.misses[service_type] = self.misses.get(service_type, 0) + 1
+
+    def retire(self, service_type: str, hits: int) -> None:
+        """Keep the hits of a provider being unregistered in its type's total."""
+        if hits:
+            self.retired_hits[service_type] = self.retired_hits.get(service_type, 0) + hits
+
+    def start_timing(self, every: int) -> None:
+        """Time one resolve in *every* from now on (until :meth:`stop_timing`).
+
+        Several observers may ask; the smallest *every* asked for wins.
+        """
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every: must be an int >= 1, got {every!r}")
+        self.timers += 1
+        self.every = every if self.every == 0 else min(self.every, every)
+        self.countdown = self.every
+
+    def stop_timing(self) -> None:
+        """Undo one :meth:`start_timing`; timing stops when no observer is left."""
+        if self.timers == 0:
+            return
+        self.timers -= 1
+        if self.timers == 0:
+            self.every = self.countdown = 0
+
+    def observe(self, seconds: float) -> None:
+        """Record one timed resolve."""
+        self.bucket_counts[bisect.bisect_left(RESOLVE_BUCKETS, seconds)] += 1
+        self.timed_count += 1
+        self.timed_sum += seconds
