@@ -49,6 +49,25 @@ committed, plus a hash of those modules. Method:
 * Breakers: each library's minimal guarded no-op call, synchronous API, beside
   ``if cb.acquire(now): cb.record_success(now)``; the async APIs are measured under
   asyncio as extra rows. A library that cannot be imported gets a row saying so.
+* Control plane (needs the ``control`` extra and ``httpx``): per provider count, three
+  identical registries with the same plain FALLBACK providers. The third gets a live
+  ``serve_control_api(registry, port=0, token=...)`` (so a ``RegistryCollector`` that
+  times one resolve in 16) and one real SSE client, an ``httpx.AsyncClient`` streaming
+  ``GET /v1/runtime/events`` over loopback, read up to its ``: subscribed`` line (so
+  its ``registry.events()`` subscription exists). Checked before timing: the collector
+  is timing (``ResolveStats.every > 0``) and the bus has a subscriber, and the two bare
+  registries have neither; checked after: resolves were timed, and the client received
+  a full subscription buffer (1000) of the ResolveMiss events the rounds published.
+  ``get_service_nowait`` hits (first available) on the bare registry, the observed one
+  and the second bare one (an A/A check of the noise between two identical
+  registries), and misses (a service type with no provider) on the bare and the
+  observed one, are measured in interleaved rounds; the cases compared share one batch
+  size. The timed loops never yield to trio, so the server and the client do not run
+  during a batch: the overhead measured is what the attached observers cost the
+  resolve itself. A miss with a subscriber publishes a ResolveMiss into the
+  subscriber's buffer (1000 events; when full, the oldest is dropped). The cost of one
+  ``/metrics`` scrape is ``generate_latest`` on the app's ``app.state.metrics``, one
+  scrape per sample.
 """
 
 from __future__ import annotations
@@ -142,6 +161,12 @@ class Config:
     open_counts: tuple[int, ...]
     memory_providers: int
     per_key: int
+    #: Provider counts of the control-plane overhead groups, and of the scrape rows.
+    control_counts: tuple[int, ...]
+    scrape_counts: tuple[int, ...]
+    #: Scrapes timed (one per sample) at each scrape count, after the warm-up ones.
+    scrape_samples: int
+    scrape_warmup: int
 
 
 FULL = Config(
@@ -154,6 +179,10 @@ FULL = Config(
     open_counts=(1, 10, 100),
     memory_providers=10_000,
     per_key=100,
+    control_counts=(1, 10, 100, 1000),
+    scrape_counts=(10, 1000),
+    scrape_samples=50,
+    scrape_warmup=3,
 )
 
 QUICK = Config(
@@ -166,6 +195,10 @@ QUICK = Config(
     open_counts=(1, 10, 100),
     memory_providers=1000,
     per_key=100,
+    control_counts=(1, 10, 1000),
+    scrape_counts=(10, 1000),
+    scrape_samples=10,
+    scrape_warmup=2,
 )
 
 
@@ -274,9 +307,25 @@ async def _calibrate(fn: SampleFn, cfg: Config) -> int:
     return int(min(cfg.max_batch, max(cfg.min_batch, cfg.sample_target_ns / per_call)))
 
 
-async def measure(specs: Sequence[Spec], cfg: Config, results: Results) -> list[Row]:
-    """Measure *specs* in interleaved rounds; add one row per spec to *results*."""
+async def measure(
+    specs: Sequence[Spec],
+    cfg: Config,
+    results: Results,
+    *,
+    batch_groups: Sequence[str] | None = None,
+) -> list[Row]:
+    """Measure *specs* in interleaved rounds; add one row per spec to *results*.
+
+    With *batch_groups* (one label per spec), the specs of a label share the smallest of
+    their calibrated batch sizes, so that cases compared as a ratio also share the loop's
+    amortisation.
+    """
     batches = [await _calibrate(spec.fn, cfg) for spec in specs]
+    if batch_groups is not None:
+        shared: dict[str, int] = {}
+        for label, batch in zip(batch_groups, batches, strict=True):
+            shared[label] = min(shared.get(label, batch), batch)
+        batches = [shared[label] for label in batch_groups]
     for _ in range(cfg.warmup):
         for spec, batch in zip(specs, batches, strict=True):
             await _timed(spec.fn, batch)
@@ -527,6 +576,262 @@ async def bench_providers(n: int, cfg: Config, results: Results) -> None:
                     baseline_samples_ns=base.samples_ns,
                     per_skip_ns=per_skip,
                 )
+
+
+# -- control plane overhead ---------------------------------------------------------------
+
+#: The bearer token of the benchmark's own control plane (loopback only, never exposed).
+CONTROL_TOKEN = "bench-token"
+CONTROL_LABEL = "metrics + 1 SSE subscriber"
+BARE_LABEL = "nothing attached"
+AA_LABEL = "nothing attached, 2nd registry (A/A check)"
+
+
+def control_missing_row(error: Exception) -> Row:
+    return Row(
+        key="control/missing",
+        case="control: get_service_nowait hit",
+        variant="not importable",
+        n=NO_N,
+        runtime="-",
+        cells=("-", "-"),
+        note=f"{type(error).__name__}: {error} (pip install 'ciris-actors[control]' httpx)",
+    )
+
+
+@dataclass
+class _SeenEvents:
+    """What the benchmark's SSE client has received, by event type."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    #: ``reached`` is set once this many ResolveMiss events have arrived.
+    want_misses: int = 1 << 62
+    reached: trio.Event = field(default_factory=trio.Event)
+
+    def expect_misses(self, count: int) -> None:
+        self.want_misses = count
+        self._check()
+
+    def _check(self) -> None:
+        if self.counts.get("ResolveMiss", 0) >= self.want_misses:
+            self.reached.set()
+
+    async def read(self, lines: Any) -> None:
+        """Consume an SSE stream's lines, counting the events by type."""
+        async for line in lines:
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+                self.counts[kind] = self.counts.get(kind, 0) + 1
+                self._check()
+
+
+def _paired_ratio(num: Row, den: Row) -> float:
+    """The median over rounds of (this round's sample of *num*) / (that of *den*)."""
+    return statistics.median(a / b for a, b in zip(num.samples_ns, den.samples_ns, strict=True))
+
+
+async def bench_control(cfg: Config, results: Results) -> None:
+    """The hot path with the control plane attached, beside the same without; and scrapes."""
+    try:
+        import httpx
+        from prometheus_client import generate_latest
+
+        from ciris_actors.control import serve_control_api
+    except ImportError as exc:
+        results.add(control_missing_row(exc))
+        return
+    for n in cfg.control_counts:
+        await bench_control_n(n, cfg, results, httpx, generate_latest, serve_control_api)
+
+
+async def bench_control_n(
+    n: int,
+    cfg: Config,
+    results: Results,
+    httpx: Any,
+    generate_latest: Callable[[Any], bytes],
+    serve_control_api: Any,
+) -> None:
+    """One provider count: three identical registries, ``n`` plain FALLBACK providers each;
+    the third gets a live control plane and one SSE client. Interleaved rounds of a hit
+    and a miss on each."""
+    handler, st, absent = "h_fallback", "llm", "absent"
+    async with (
+        open_registry(health_check_interval=None) as bare,
+        open_registry(health_check_interval=None) as bare2,
+        open_registry(health_check_interval=None) as observed,
+    ):
+        firsts = []
+        for registry in (bare, bare2, observed):
+            providers, _ = register_many(registry, handler, n)
+            firsts.append(providers[0])
+        await trio.testing.wait_all_tasks_blocked()
+        async with serve_control_api(
+            observed, port=0, token=CONTROL_TOKEN, graceful_timeout=1.0
+        ) as server:
+            headers = {"Authorization": f"Bearer {CONTROL_TOKEN}"}
+            async with (
+                httpx.AsyncClient(base_url=server.url, headers=headers, timeout=10) as client,
+                client.stream("GET", "/v1/runtime/events") as response,
+            ):
+                if response.status_code != 200:
+                    raise RuntimeError(f"event stream: HTTP {response.status_code}")
+                lines = response.aiter_lines()
+                first_line = await anext(lines)
+                if not first_line.startswith(": subscribed"):
+                    raise RuntimeError(f"event stream: unexpected first line {first_line!r}")
+                seen = _SeenEvents()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(seen.read, lines)
+                    await _control_rounds(
+                        n, cfg, results, (bare, bare2, observed), firsts, (handler, st, absent)
+                    )
+                    group = results.by_key[f"control/nowait/observed/{n}"]
+                    # The SSE client really receives the misses published during the
+                    # rounds: a full buffer of them (the stream's subscription holds 1000).
+                    published = observed._sup.resolve_stats.misses[absent]
+                    seen.expect_misses(min(published, 1000))
+                    with trio.fail_after(30):
+                        await seen.reached.wait()
+                    group.extra["misses_published"] = published
+                    group.extra["sse_events_seen_by_client"] = dict(seen.counts)
+                    if n in cfg.scrape_counts:
+                        scrape_row(n, cfg, results, server.app, generate_latest)
+                    nursery.cancel_scope.cancel()
+
+
+async def _control_rounds(
+    n: int,
+    cfg: Config,
+    results: Results,
+    registries: tuple[Registry, Registry, Registry],
+    firsts: list[Any],
+    names: tuple[str, str, str],
+) -> None:
+    bare, bare2, observed = registries
+    handler, st, absent = names
+    # Sanity: what each case claims to measure.
+    for registry, first in zip(registries, firsts, strict=True):
+        assert registry.get_service_nowait(handler, st) is first
+        assert registry.get_service_nowait(handler, absent) is None
+    stats = observed._sup.resolve_stats
+    if not (stats.every > 0 and observed._sup.bus.has_subscribers):
+        raise RuntimeError("control plane not attached: no resolve timing or no subscriber")
+    for registry in (bare, bare2):
+        if registry._sup.resolve_stats.every or registry._sup.bus.has_subscribers:
+            raise RuntimeError("a bare registry has an observer")
+    timed_before = stats.timed_count
+    hit = "FALLBACK, first available"
+    miss = "miss (no provider of the type)"
+    specs = [
+        Spec(
+            f"control/nowait/bare/{n}",
+            "control: get_service_nowait hit",
+            f"{hit}; {BARE_LABEL}",
+            n,
+            "trio",
+            nowait_sample(bare, handler, st, None),
+        ),
+        Spec(
+            f"control/nowait/observed/{n}",
+            "control: get_service_nowait hit",
+            f"{hit}; {CONTROL_LABEL}",
+            n,
+            "trio",
+            nowait_sample(observed, handler, st, None),
+        ),
+        Spec(
+            f"control/nowait/bare2/{n}",
+            "control: get_service_nowait hit",
+            f"{hit}; {AA_LABEL}",
+            n,
+            "trio",
+            nowait_sample(bare2, handler, st, None),
+        ),
+        Spec(
+            f"control/miss/bare/{n}",
+            "control: get_service_nowait miss",
+            f"{miss}; {BARE_LABEL}",
+            n,
+            "trio",
+            nowait_sample(bare, handler, absent, None),
+        ),
+        Spec(
+            f"control/miss/observed/{n}",
+            "control: get_service_nowait miss",
+            f"{miss}; {CONTROL_LABEL}",
+            n,
+            "trio",
+            nowait_sample(observed, handler, absent, None),
+        ),
+    ]
+    progress(f"{n} provider(s): control plane attached vs not, {len(specs)} cases")
+    await measure(specs, cfg, results, batch_groups=[spec.key.split("/")[1] for spec in specs])
+    timed = stats.timed_count - timed_before
+    if timed <= 0:
+        raise RuntimeError("the collector timed no resolve during the rounds")
+    by_key = results.by_key
+    by_key[f"control/nowait/observed/{n}"].extra["resolves_timed_in_group"] = timed
+    for kind in ("nowait", "miss"):
+        base = by_key[f"control/{kind}/bare/{n}"]
+        row = by_key[f"control/{kind}/observed/{n}"]
+        assert base.p50_ns is not None
+        assert row.p50_ns is not None
+        ratio = row.p50_ns / base.p50_ns
+        paired = _paired_ratio(row, base)
+        row.note = f"{ratio:.2f}x {BARE_LABEL} (median of per-round ratios {paired:.2f}x)"
+        row.extra.update(
+            ratio_to_bare=ratio,
+            paired_ratio_to_bare=paired,
+            timing_every=stats.every,
+            subscribers=1,
+            server="serve_control_api on loopback, one httpx client on /v1/runtime/events",
+        )
+    aa = by_key[f"control/nowait/bare2/{n}"]
+    base = by_key[f"control/nowait/bare/{n}"]
+    assert aa.p50_ns is not None
+    assert base.p50_ns is not None
+    aa_ratio = aa.p50_ns / base.p50_ns
+    aa.note = f"{aa_ratio:.2f}x {BARE_LABEL} (noise between two identical registries)"
+    aa.extra["ratio_to_bare"] = aa_ratio
+    aa.extra["paired_ratio_to_bare"] = _paired_ratio(aa, base)
+
+
+def scrape_row(
+    n: int, cfg: Config, results: Results, app: Any, generate_latest: Callable[[Any], bytes]
+) -> None:
+    """Time ``generate_latest`` on the app's metrics registry, one scrape per sample."""
+    metrics = app.state.metrics
+    body = generate_latest(metrics)
+    if b"ciris_resolve_duration_seconds_bucket" not in body:
+        raise RuntimeError("the scrape has no resolve-duration histogram")
+    for _ in range(cfg.scrape_warmup):
+        generate_latest(metrics)
+    samples: list[float] = []
+    for _ in range(cfg.scrape_samples):
+        gc.disable()
+        try:
+            t0 = perf_ns()
+            generate_latest(metrics)
+            samples.append(float(perf_ns() - t0))
+        finally:
+            gc.enable()
+    lines = body.count(b"\n")
+    results.add(
+        Row(
+            key=f"control/scrape/{n}",
+            case="control: /metrics scrape",
+            variant="generate_latest(app.state.metrics)",
+            n=n,
+            runtime="trio",
+            p50_ns=percentile(samples, 50),
+            p99_ns=percentile(samples, 99),
+            batch=1,
+            samples_ns=samples,
+            note=f"{cfg.scrape_samples} scrapes; {len(body) / 1024:.1f} KiB, {lines} lines",
+            extra={"bytes": len(body), "lines": lines},
+        )
+    )
 
 
 # -- registration and memory --------------------------------------------------------------
@@ -1095,6 +1400,9 @@ SECTION_ORDER = (
     "breaker",
     "memory per provider + actors",
     "register() one call",
+    "control: get_service_nowait hit",
+    "control: get_service_nowait miss",
+    "control: /metrics scrape",
 )
 
 
@@ -1296,7 +1604,33 @@ def evaluate_targets(results: Results, cfg: Config) -> list[Target]:
                 reg_s <= 1.0,
             )
         )
+    targets.append(control_target(results))
     return targets
+
+
+def control_target(results: Results) -> Target:
+    """get_service_nowait with the control plane attached <= 1.2x without, judged on the
+    worst provider count measured."""
+    name = (
+        f"get_service_nowait with {CONTROL_LABEL} <= 1.2x without"
+        " (FALLBACK, first available; worst n)"
+    )
+    rows = [
+        row
+        for row in results.rows
+        if row.key.startswith("control/nowait/observed/") and "ratio_to_bare" in row.extra
+    ]
+    if not rows:
+        return Target(name, "control plane not importable", None)
+    worst = max(rows, key=lambda row: row.extra["ratio_to_bare"])
+    spread = ", ".join(f"n={row.n}: {row.extra['ratio_to_bare']:.2f}x" for row in rows)
+    aa = [results.by_key[f"control/nowait/bare2/{row.n}"].extra["ratio_to_bare"] for row in rows]
+    return Target(
+        name,
+        f"{worst.extra['ratio_to_bare']:.2f}x at n={worst.n} (all: {spread};"
+        f" A/A check {min(aa):.2f}x to {max(aa):.2f}x)",
+        worst.extra["ratio_to_bare"] <= 1.2,
+    )
 
 
 def render_targets(targets: list[Target], quick: bool) -> str:
@@ -1429,6 +1763,7 @@ async def trio_main(cfg: Config, results: Results) -> None:
     for n in cfg.provider_counts:
         await bench_providers(n, cfg, results)
     await bench_breakers_trio(cfg, results)
+    await bench_control(cfg, results)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
