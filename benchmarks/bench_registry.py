@@ -74,9 +74,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import gc
 import hashlib
+import importlib
 import json
 import os
 import pathlib
@@ -1714,7 +1716,15 @@ def load_average() -> tuple[float, float, float] | None:
         return None
 
 
+def import_optional_modules() -> None:
+    """Import the control plane now (when its extra is installed), so that the source hash
+    taken before the run covers every package module the run will use."""
+    with contextlib.suppress(ImportError):
+        importlib.import_module("ciris_actors.control")
+
+
 def environment() -> dict[str, Any]:
+    import_optional_modules()
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
