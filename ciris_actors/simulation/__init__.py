@@ -4,10 +4,13 @@ Describe providers, traffic and faults in a :class:`Scenario` (or a TOML file, s
 ``docs/simulation.md``), run it with :func:`run_scenario` (or :func:`simulate` inside a
 test already on a ``MockClock``), and read the :class:`Report`. The registry, its actors,
 ``call`` and ``lease`` are the real ones; only the providers are simulated.
+:func:`run_live` runs a scenario on the real clock instead, for ``ciris-actors serve``.
 """
 
 from .invariants import InvariantChecker as InvariantChecker
 from .invariants import Violation as Violation
+from .live import LiveRun as LiveRun
+from .live import run_live as run_live
 from .model import (
     Distribution as Distribution,
 )
@@ -55,6 +58,7 @@ __all__ = [
     "FaultKind",
     "InvariantChecker",
     "Latency",
+    "LiveRun",
     "ProviderSpec",
     "Report",
     "RequestMix",
@@ -68,6 +72,7 @@ __all__ = [
     "default_scenario",
     "load_scenario",
     "parse_scenario",
+    "run_live",
     "run_scenario",
     "simulate",
 ]

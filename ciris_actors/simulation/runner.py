@@ -11,7 +11,8 @@ import bisect
 import itertools
 import math
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 
 import attrs
 import trio
@@ -24,12 +25,13 @@ from ..events import (
     ActorRestarted,
     BreakerTransition,
     EventsDropped,
+    EventSubscription,
     HealthChanged,
     RegistryEvent,
 )
 from ..registry import Registry, open_registry
 from .invariants import InvariantChecker
-from .model import RequestMix, Scenario
+from .model import Fault, ProviderSpec, RequestMix, Scenario, Workload
 from .providers import SimulatedProvider
 from .report import Report, RequestLog, build_report
 
@@ -102,6 +104,147 @@ async def simulate(
     return await _Run(scenario, effective, progress).run()
 
 
+# -- pieces the simulation and the live engine (live.py) share ----------------------------
+
+#: Builds one provider from its spec, its faults and the run's seed.
+ProviderFactory = Callable[[ProviderSpec, Sequence[Fault], int], SimulatedProvider]
+
+
+@attrs.frozen
+class ScenarioSetup:
+    """A registry with a scenario's providers registered, from :func:`open_scenario`.
+
+    Attributes:
+      registry: the open registry.
+      providers: the simulated providers by name, in the scenario's order.
+      events: a subscription to the registry's events, opened before any registration.
+    """
+
+    registry: Registry
+    providers: dict[str, SimulatedProvider]
+    events: EventSubscription
+
+
+@asynccontextmanager
+async def open_scenario(
+    scenario: Scenario,
+    seed: int,
+    *,
+    max_events: int,
+    ready_timeout: float = _READY_TIMEOUT,
+    factory: ProviderFactory = SimulatedProvider,
+) -> AsyncIterator[ScenarioSetup]:
+    """Open a registry configured as *scenario* says, with its providers registered.
+
+    The block starts once every service type has a ready provider (or *ready_timeout*
+    seconds have passed); leaving it closes the registry and every provider.
+
+    Args:
+      scenario: the registry settings and the providers to register.
+      seed: seeds the providers' random streams and the restart back-off jitter.
+      max_events: the buffer of the event subscription (see :meth:`Registry.events`).
+      ready_timeout: how long to wait for the providers to become ready.
+      factory: builds each provider (default :class:`SimulatedProvider`).
+
+    Yields:
+      The registry, the providers and the event subscription.
+    """
+    providers = {
+        spec.name: factory(spec, [f for f in scenario.faults if f.provider == spec.name], seed)
+        for spec in scenario.providers
+    }
+    async with (
+        open_registry(
+            health_check_interval=scenario.health_check_interval,
+            restart_policy=scenario.restart_policy,
+            default_breaker=scenario.default_breaker,
+            seed=seed,
+        ) as registry,
+        registry.events(max_buffer=max_events) as events,
+    ):
+        for spec in scenario.providers:
+            registry.register(
+                spec.handler,
+                spec.service_type,
+                providers[spec.name],
+                spec.priority,
+                capabilities=spec.capabilities,
+                circuit_breaker_config=spec.breaker,
+                priority_group=spec.group,
+                strategy=spec.strategy,
+                name=spec.name,
+            )
+        types = sorted({spec.service_type for spec in scenario.providers})
+        await registry.wait_ready(ready_timeout, types)
+        yield ScenarioSetup(registry=registry, providers=providers, events=events)
+
+
+def arrivals(workload: Workload, rng: random.Random) -> Iterator[tuple[float, int]]:
+    """The workload's arrivals before its duration: ``(scenario time, mix index)``.
+
+    Each arrival draws its time, then its kind of request, from *rng*.
+    """
+    weights = list(itertools.accumulate(m.weight for m in workload.mix))
+    t = 0.0
+    for index in itertools.count():
+        if workload.arrival == "poisson":
+            t += rng.expovariate(workload.rate)
+        else:
+            t = index / workload.rate
+        if t >= workload.duration:
+            return
+        choice = rng.random() * weights[-1]
+        yield t, bisect.bisect_right(weights, choice)
+
+
+async def send_request(
+    registry: Registry,
+    mix: RequestMix,
+    mode: str,
+    request: object,
+    tried: list[str],
+    checker: InvariantChecker | None = None,
+) -> tuple[str, str | None]:
+    """Send one request of kind *mix* through *registry*, as the workload's *mode* says.
+
+    Args:
+      registry: the registry to route through.
+      mix: the handler, service type and capabilities of the request.
+      mode: ``call`` (failover across providers) or ``lease`` (one provider).
+      request: the request's key: the providers' error draws depend on it.
+      tried: each provider the request reached is appended to it, in order.
+      checker: checks every routing decision, if given.
+
+    Returns:
+      The outcome (``succeeded``, ``failed`` or ``rejected``) and the provider that
+      served the request (``None`` unless it succeeded).
+    """
+    required = frozenset(mix.required_capabilities)
+
+    async def serve(provider: SimulatedProvider, request: object) -> str:
+        if checker is not None:
+            checker.on_route(provider.name, mix.handler, mix.service_type, required, tried)
+        tried.append(provider.name)
+        return await provider.handle(request)
+
+    try:
+        if mode == "call":
+            served = await registry.call(
+                mix.handler, mix.service_type, serve, request, required_capabilities=required
+            )
+        else:
+            async with registry.lease(mix.handler, mix.service_type, required) as provider:
+                served = await serve(provider, request)
+    except NoServiceAvailable as error:
+        return ("failed" if error.attempts else "rejected"), None
+    except Exception:
+        return "failed", None  # lease mode: the provider's error or the deadline
+    return "succeeded", served
+
+
+# -- the simulation -----------------------------------------------------------------------
+
+
 @attrs.define
 class _Run:
     scenario: Scenario
@@ -115,43 +258,14 @@ class _Run:
 
     async def run(self) -> Report:
         scenario = self.scenario
-        faults_by_provider = {
-            spec.name: [f for f in scenario.faults if f.provider == spec.name]
-            for spec in scenario.providers
-        }
-        providers = {
-            spec.name: SimulatedProvider(spec, faults_by_provider[spec.name], self.seed)
-            for spec in scenario.providers
-        }
-        async with (
-            open_registry(
-                health_check_interval=scenario.health_check_interval,
-                restart_policy=scenario.restart_policy,
-                default_breaker=scenario.default_breaker,
-                seed=self.seed,
-            ) as registry,
-            registry.events(max_buffer=10_000_000) as events,
-        ):
-            for spec in scenario.providers:
-                registry.register(
-                    spec.handler,
-                    spec.service_type,
-                    providers[spec.name],
-                    spec.priority,
-                    capabilities=spec.capabilities,
-                    circuit_breaker_config=spec.breaker,
-                    priority_group=spec.group,
-                    strategy=spec.strategy,
-                    name=spec.name,
-                )
-            types = sorted({spec.service_type for spec in scenario.providers})
-            await registry.wait_ready(_READY_TIMEOUT, types)
+        async with open_scenario(scenario, self.seed, max_events=10_000_000) as setup:
+            registry, providers = setup.registry, setup.providers
             self.origin = trio.current_time()
             for provider in providers.values():
                 provider.origin = self.origin
             checker = InvariantChecker(registry, origin=self.origin)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._record_events, events)
+                nursery.start_soon(self._record_events, setup.events)
                 async with trio.open_nursery() as requests:
                     await self._drive(registry, checker, requests)
                 # Let the recorder take every event still buffered before it is cancelled.
@@ -184,23 +298,13 @@ class _Run:
     ) -> None:
         workload = self.scenario.workload
         rng = random.Random(f"{self.seed}:workload")
-        weights = list(itertools.accumulate(m.weight for m in workload.mix))
         next_report = 0.0
         step = workload.duration / 100
-        t = 0.0
-        for index in itertools.count():
-            if workload.arrival == "poisson":
-                t += rng.expovariate(workload.rate)
-            else:
-                t = index / workload.rate
-            if t >= workload.duration:
-                break
+        for t, mix_index in arrivals(workload, rng):
             await trio.sleep_until(self.origin + t)
             if self.progress is not None and t >= next_report:
                 self.progress(t, workload.duration)
                 next_report = t + step
-            choice = rng.random() * weights[-1]
-            mix_index = bisect.bisect_right(weights, choice)
             slot = self.log.add(t, mix_index)
             if self.in_flight >= workload.concurrency:
                 self.log.finish(slot, "shed", 0.0, None, ())
@@ -215,27 +319,10 @@ class _Run:
     ) -> None:
         start = trio.current_time()
         tried: list[str] = []
-        required = frozenset(mix.required_capabilities)
-
-        async def serve(provider: SimulatedProvider, request: int) -> str:
-            checker.on_route(provider.name, mix.handler, mix.service_type, required, tried)
-            tried.append(provider.name)
-            return await provider.handle(request)
-
-        served: str | None = None
         try:
-            if self.scenario.workload.mode == "call":
-                served = await registry.call(
-                    mix.handler, mix.service_type, serve, slot, required_capabilities=required
-                )
-            else:
-                async with registry.lease(mix.handler, mix.service_type, required) as provider:
-                    served = await serve(provider, slot)
-            outcome = "succeeded"
-        except NoServiceAvailable as error:
-            outcome = "failed" if error.attempts else "rejected"
-        except Exception:
-            outcome = "failed"  # lease mode: the provider's error or the deadline
+            outcome, served = await send_request(
+                registry, mix, self.scenario.workload.mode, slot, tried, checker
+            )
         finally:
             self.in_flight -= 1
         self.log.finish(slot, outcome, trio.current_time() - start, served, tuple(tried))
