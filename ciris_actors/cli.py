@@ -2,17 +2,22 @@
 
 ``ciris-actors simulate`` runs a fault-injection scenario (an hour of the seed's LLM
 set-up by default) on trio's virtual clock and prints a summary; ``--json`` and
-``--plot`` write the full report and a timeline picture. ``ciris-actors demo`` fails the
-primary of the seed set-up and prints which provider each request went to.
+``--plot`` write the full report and a timeline picture. ``ciris-actors serve`` runs a
+scenario live, on the real clock, behind the HTTP control plane, and prints what happens
+until Ctrl-C. ``ciris-actors demo`` fails the primary of the seed set-up and prints which
+provider each request went to.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import secrets
+import shlex
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
@@ -21,12 +26,19 @@ import trio
 import trio.testing
 
 from . import (
+    ActorCrashed,
+    ActorFailed,
+    ActorRestarted,
     BreakerTransition,
     CircuitBreakerConfig,
+    EventsDropped,
+    HealthChanged,
     NoServiceAvailable,
     Registry,
+    RegistryError,
     open_registry,
 )
+from ._nursery import unwrap_single_exception
 from .simulation import (
     Report,
     Scenario,
@@ -36,6 +48,7 @@ from .simulation import (
     load_scenario,
     run_scenario,
 )
+from .simulation.live import CycleNotice, FaultNotice, LiveRun, Notice, Traffic, run_live
 from .testing import FakeProvider, register_seed_llm_setup
 
 if TYPE_CHECKING:
@@ -464,7 +477,7 @@ def _run_with_bar(scenario: Scenario, seed: int | None, console: Console) -> Rep
         return run_scenario(scenario, seed=seed, progress=advance)
 
 
-def _list_scenarios(out: TextIO) -> None:
+def _list_scenarios(prog: str, out: TextIO) -> None:
     rows = [("(default)", default_scenario().description)]
     for name, path in bundled_scenarios().items():
         try:
@@ -473,14 +486,14 @@ def _list_scenarios(out: TextIO) -> None:
             description = f"(invalid: {exc})"
         rows.append((name, description))
     width = max(len(name) for name, _ in rows)
-    print(f"Bundled scenarios ({_SIMULATE} NAME, or a path to your own .toml):", file=out)
+    print(f"Bundled scenarios ({prog} NAME, or a path to your own .toml):", file=out)
     for name, description in rows:
         print(f"  {name.ljust(width)}  {description}", file=out)
 
 
 def _simulate(args: argparse.Namespace) -> int:
     if args.list:
-        _list_scenarios(sys.stdout)
+        _list_scenarios(_SIMULATE, sys.stdout)
         return 0
     if args.plot is not None and not _available("matplotlib"):
         raise _UsageError(_SIMULATE, _PLOT_HINT)
@@ -537,6 +550,309 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# -- serve --------------------------------------------------------------------------------
+
+_SERVE = "ciris-actors serve"
+_CONTROL_HINT = "serve needs the control extra: pip install 'ciris-actors[control]'"
+#: Seconds between the one-line traffic summaries.
+_SUMMARY_EVERY = 10.0
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0..65535 (0: any free port), got {value}")
+    return value
+
+
+def _read_token(path: str) -> str:
+    """The bearer token in the file at *path*, without one trailing newline.
+
+    Raises:
+      _UsageError: the file cannot be read, is empty, or holds no valid token.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _UsageError(
+            _SERVE, f"--token-file {path}: cannot read: {exc.strerror or exc}"
+        ) from None
+    except UnicodeDecodeError:
+        raise _UsageError(_SERVE, f"--token-file {path}: not UTF-8 text") from None
+    token = text.removesuffix("\n").removesuffix("\r")
+    if not token:
+        raise _UsageError(_SERVE, f"--token-file {path}: the file is empty")
+    if token != token.strip() or not token.isascii() or not token.isprintable():
+        raise _UsageError(
+            _SERVE,
+            f"--token-file {path}: the token must be one line of printable ASCII without"
+            " spaces around it",
+        )
+    return token
+
+
+@attrs.frozen
+class _ServeOptions:
+    scenario: Scenario
+    seed: int | None
+    host: str
+    port: int
+    token: str
+    #: How the banner tells where the token came from.
+    token_note: str
+    #: How the banner's curl line passes the token.
+    token_shell: str
+
+
+class _BindError(Exception):
+    """The control plane could not listen on the address asked for."""
+
+
+def _stamp() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+def _say(text: str) -> None:
+    print(f"{_stamp()}  {text}", flush=True)
+
+
+def _share_text(traffic: Traffic, names: Sequence[str]) -> str:
+    served = traffic.served.total()
+    if not served:
+        return "none served"
+    shares = []
+    for name in names:
+        share = traffic.served[name] / served
+        if share:
+            shares.append(f"{name} {'<1%' if share < 0.005 else f'{share:.0%}'}")
+    return "served by " + ", ".join(shares)
+
+
+def _count(number: int, noun: str, plural: str = "") -> str:
+    """``1 fault``, ``2 faults``; *plural* where adding ``s`` is wrong."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
+
+
+def _traffic_text(traffic: Traffic, names: Sequence[str]) -> str:
+    outcomes = traffic.outcomes
+    return (
+        f"{traffic.total} requests: {outcomes['succeeded']} ok, {outcomes['failed']} failed,"
+        f" {outcomes['rejected']} rejected, {outcomes['shed']} shed;"
+        f" {_share_text(traffic, names)}"
+    )
+
+
+def _notice_text(notice: Notice, scenario: Scenario) -> str | None:
+    """One line for something that happened, or None for what is not worth a line."""
+    if isinstance(notice, BreakerTransition):
+        return f"breaker {notice.name}: {notice.old.value} -> {notice.new.value} ({notice.reason})"
+    if isinstance(notice, HealthChanged):
+        word = "healthy" if notice.healthy else "unhealthy"
+        return f"health {notice.name}: {word} ({notice.reason})"
+    if isinstance(notice, ActorCrashed):
+        return f"crash {notice.name}: {notice.error}"
+    if isinstance(notice, ActorRestarted):
+        return f"restart {notice.name}: restart {notice.restarts}, after {notice.delay:.1f} s"
+    if isinstance(notice, ActorFailed):
+        return (
+            f"FAILED {notice.name}: crashed again after {notice.restarts} restarts"
+            f" ({notice.error}); routed around from now on"
+        )
+    if isinstance(notice, EventsDropped):
+        return f"({notice.count} registry events were dropped: the output fell behind)"
+    if isinstance(notice, FaultNotice):
+        fault = notice.fault
+        if not notice.began:
+            return f"fault #{notice.index} ends: {fault.kind.value} on {fault.provider}"
+        return (
+            f"fault #{notice.index} begins: {fault.kind.value} on {fault.provider}"
+            f" for {_span(fault.duration)} (scenario t={_num(fault.at)} s)"
+        )
+    if isinstance(notice, CycleNotice):
+        return (
+            f"the scenario's {_span(scenario.workload.duration)} are over: the fault schedule"
+            f" starts over (cycle {notice.cycle})"
+        )
+    return None  # registrations, resolve misses (counted as rejected requests)
+
+
+def _banner(options: _ServeOptions, live: LiveRun, url: str) -> list[str]:
+    scenario = options.scenario
+    workload = scenario.workload
+    names = ", ".join(live.providers)
+    lines = [
+        f"{_SERVE}: scenario {scenario.name} (seed {live.seed}),"
+        f" {_count(len(live.providers), 'provider')}: {names}",
+    ]
+    if scenario.description:
+        lines.append(f"  {scenario.description}")
+    faults = scenario.faults
+    if faults:
+        first = min(f.at for f in faults)
+        schedule = (
+            f"{_count(len(faults), 'fault')}, the first at t={_num(first)} s;"
+            f" the schedule repeats every {_span(workload.duration)}"
+        )
+    else:
+        schedule = "no faults"
+    lines += [
+        f"traffic: {workload.rate:g} requests/s, mode {workload.mode}; {schedule}",
+        f"control plane: {url}",
+        f"token: {options.token_note}",
+        f'try: curl -H "Authorization: Bearer {options.token_shell}"'
+        f" {url}/v1/runtime/services/health",
+        "Ctrl-C stops it.",
+    ]
+    return lines
+
+
+async def _summaries(live: LiveRun, every: float) -> None:
+    """Print a line about the last *every* seconds of traffic, every *every* seconds."""
+    names = list(live.providers)
+    previous = live.traffic.copy()
+    while True:
+        await trio.sleep(every)
+        current = live.traffic.copy()
+        window = _traffic_text(current.since(previous), names)
+        _say(f"traffic, last {every:g} s: {window}; {live.in_flight} in flight")
+        previous = current
+
+
+@attrs.define
+class _Serve:
+    """One ``serve`` run: the live scenario, the control plane, and the signals."""
+
+    options: _ServeOptions
+    live: LiveRun | None = None
+    #: The first signal received, by name.
+    signal: str | None = None
+    #: Everything; cancelled by a signal during start-up, or by a second signal.
+    everything: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    #: The wait while serving; cancelled by the first signal, for an orderly stop.
+    waiting: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    serving: bool = False
+    #: Seconds of traffic when the stop began.
+    elapsed: float = 0.0
+
+    async def run(self) -> None:
+        with (
+            trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+            unwrap_single_exception(),
+        ):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_signals, signals)
+                with self.everything:
+                    await self._serve()
+                nursery.cancel_scope.cancel()
+
+    async def _watch_signals(self, signals: AsyncIterator[int]) -> None:
+        async for number in signals:
+            if self.signal is None:
+                self.signal = signal.Signals(number).name
+            if self.serving and not self.waiting.cancel_called:
+                self.waiting.cancel()
+            else:
+                self.everything.cancel()
+
+    def _notify(self, notice: Notice) -> None:
+        text = _notice_text(notice, self.options.scenario)
+        if text is not None:
+            _say(text)
+
+    async def _serve(self) -> None:
+        from .control import serve_control_api
+
+        options = self.options
+        async with run_live(options.scenario, seed=options.seed, notify=self._notify) as live:
+            self.live = live
+            bound = False
+            try:
+                async with serve_control_api(
+                    live.registry, options.host, options.port, token=options.token
+                ) as server:
+                    bound = True
+                    print("\n".join(_banner(options, live, server.url)), flush=True)
+                    self.serving = True
+                    with self.waiting:
+                        async with trio.open_nursery() as nursery:
+                            nursery.start_soon(_summaries, live, _SUMMARY_EVERY)
+                            await trio.sleep_forever()
+                    _say(f"{self.signal}: stopping: closing the control plane and the providers")
+            except OSError as exc:
+                if bound:
+                    raise
+                raise _BindError(exc.strerror or str(exc)) from None
+            finally:
+                self.elapsed = live.elapsed()
+
+
+def _serve_options(args: argparse.Namespace) -> _ServeOptions:
+    """Check everything ``serve`` was given before anything starts.
+
+    Raises:
+      _UsageError: the control extra is missing, or an argument is bad.
+    """
+    if not all(_available(m) for m in ("starlette", "hypercorn", "prometheus_client")):
+        raise _UsageError(_SERVE, _CONTROL_HINT)
+    if not args.host:
+        raise _UsageError(_SERVE, "--host: must not be empty")
+    try:
+        scenario = _resolve(args.scenario)
+    except ScenarioError as exc:
+        raise _UsageError(_SERVE, str(exc)) from None
+    if args.token_file is not None:
+        token = _read_token(args.token_file)
+        note = f"read from {args.token_file}"
+        shell = f"$(cat {shlex.quote(args.token_file)})"
+    else:
+        token = secrets.token_urlsafe(24)
+        note = f"{token} (generated for this run; --token-file PATH to choose one)"
+        shell = token
+    return _ServeOptions(
+        scenario=scenario,
+        seed=args.seed,
+        host=args.host,
+        port=args.port,
+        token=token,
+        token_note=note,
+        token_shell=shell,
+    )
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    if args.list:
+        _list_scenarios(_SERVE, sys.stdout)
+        return 0
+    run = _Serve(_serve_options(args))
+    status = 0
+    try:
+        trio.run(run.run)
+    except _BindError as exc:
+        print(f"{_SERVE}: error: {exc}", file=sys.stderr)
+        return 1
+    except RegistryError as exc:  # a provider failed under a restart policy that escalates
+        print(f"{_SERVE}: error: {exc}", file=sys.stderr)
+        status = 1
+    live = run.live
+    how = f" ({run.signal})" if run.signal else ""
+    if live is None:
+        print(f"stopped{how} before the providers were ready", flush=True)
+        return status
+    cancelled = live.arrivals - live.traffic.total
+    opens = _count(live.breaker_opens, "breaker open")
+    crashes = _count(live.crashes, "crash", "crashes")
+    print(
+        f"stopped after {_clock(run.elapsed)}{how}:"
+        f" {_traffic_text(live.traffic, list(live.providers))};"
+        f" {opens}, {crashes}, cycle {live.cycle}; {cancelled} in flight cancelled",
+        flush=True,
+    )
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ciris-actors`` command.
 
@@ -544,8 +860,10 @@ def main(argv: Sequence[str] | None = None) -> int:
       argv: the arguments after the program name (default: ``sys.argv[1:]``).
 
     Returns:
-      The exit status: 0 on success; for ``simulate``, 1 when an invariant was violated
-      and 2 on bad input (reported as one line on stderr, without a traceback).
+      The exit status: 0 on success (for ``serve``, stopped by Ctrl-C or SIGTERM); 1 when
+      ``simulate`` found an invariant violated, or ``serve`` could not bind its address
+      or stopped on a provider failure its restart policy escalates; 2 on bad input
+      (reported as one line on stderr, without a traceback).
     """
     parser = _Parser(
         prog="ciris-actors", description="Trio-native provider supervision and routing."
@@ -577,6 +895,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--plot", metavar="FILE.png", help="write a timeline picture (needs the plot extra)"
     )
     simulate.add_argument("--list", action="store_true", help="list the bundled scenarios and exit")
+    serve = commands.add_parser(
+        "serve",
+        help="run a scenario live, on the real clock, behind the HTTP control plane",
+        description=(
+            "Run a scenario live: the real registry on the real clock, the scenario's"
+            " simulated providers, traffic and faults (the fault schedule starts over when"
+            " the scenario's duration is over), and the HTTP control plane to watch and"
+            " poke it with curl. Prints breaker, health and crash events and a traffic"
+            " summary every 10 s. Ctrl-C or SIGTERM stops it. Needs the control extra."
+            " Exit status: 0 stopped, 1 the address could not be bound or a provider failure"
+            " escalated, 2 bad input."
+        ),
+    )
+    serve.add_argument(
+        "scenario",
+        nargs="?",
+        metavar="SCENARIO",
+        help="a scenario .toml file or the name of a bundled scenario (see --list)",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port",
+        type=_port,
+        default=8080,
+        help="the port to listen on (default 8080; 0 picks a free one)",
+    )
+    serve.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="read the bearer token from PATH (default: generate one and print it)",
+    )
+    serve.add_argument("--seed", type=_seed, metavar="N", help="override the scenario's seed")
+    serve.add_argument("--list", action="store_true", help="list the bundled scenarios and exit")
     demo = commands.add_parser(
         "demo", help="fail the primary LLM of the seed set-up and watch requests fail over"
     )
@@ -590,6 +943,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "serve":
+            return _serve_command(args)
         if args.requests < 1:
             demo.error("--requests must be >= 1")
     except _UsageError as error:

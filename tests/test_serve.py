@@ -1,0 +1,497 @@
+"""``ciris-actors serve`` and the live engine behind it.
+
+The command runs as a user runs it: in a subprocess, on a three-second scenario, with real
+HTTP requests against its control plane and a real signal to stop it. Its output lines
+are the synchronisation points: a test waits for the line saying something happened (with
+a deadline, in case it never comes), never for a fixed time. The live engine's cycles and
+the traffic summary are tested in-process on virtual time.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import pytest
+import trio
+import trio.testing
+
+from ciris_actors import CircuitState, cli
+from ciris_actors.events import ActorCrashed, BreakerTransition
+from ciris_actors.simulation import Scenario, parse_scenario
+from ciris_actors.simulation.live import CycleNotice, FaultNotice, Notice, run_live
+
+#: Three seconds a cycle: the primary is down from 0.6 s to 1.6 s, the secondary crashes
+#: at 2 s. Fast breaker and health checks, so the output shows it within the cycle.
+SCENARIO = """\
+name = "quick"
+description = "Primary down for a second of every three; the secondary crashes once."
+seed = 3
+
+[registry]
+health_check_interval = 0.5
+
+[registry.breaker]
+failure_threshold = 2
+recovery_timeout = 0.5
+success_threshold = 1
+timeout_duration = 2.0
+
+[[providers]]
+name = "primary"
+priority = "CRITICAL"
+latency = 0.02
+
+[[providers]]
+name = "secondary"
+latency = 0.02
+
+[workload]
+duration = 3.0
+rate = 40.0
+
+[[faults]]
+kind = "outage"
+provider = "primary"
+at = 0.6
+duration = 1.0
+
+[[faults]]
+kind = "crash"
+provider = "secondary"
+at = 2.0
+duration = 0.5
+"""
+
+TOKEN = "test-token-0123456789"
+#: Seconds to wait for a line that should come within a cycle or two, or for an exit.
+DEADLINE = 30.0
+
+
+@pytest.fixture
+def scenario(tmp_path: Path) -> Path:
+    path = tmp_path / "quick.toml"
+    path.write_text(SCENARIO, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def token_file(tmp_path: Path) -> Path:
+    path = tmp_path / "token.txt"
+    path.write_text(TOKEN + "\n", encoding="utf-8")  # the one trailing newline is dropped
+    return path
+
+
+class Serve:
+    """``ciris-actors serve ARGS`` in a subprocess, its stdout read line by line.
+
+    A thread moves stdout lines into a queue, so a test can wait for a line with a
+    deadline; every line read so far is in :attr:`lines`.
+    """
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ciris_actors.cli", "serve", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def expect(self, pattern: str, timeout: float = DEADLINE) -> re.Match[str]:
+        """Read lines until one matches *pattern* (``re.search``), and return the match."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                line = self._queue.get(timeout=max(remaining, 0.0))
+            except queue.Empty:
+                pytest.fail(f"no line matching {pattern!r} in {timeout} s:\n" + self.output)
+            if line is None:
+                pytest.fail(f"the command exited before printing {pattern!r}:\n" + self.output)
+            self.lines.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def stop(self, signum: int) -> tuple[int, str]:
+        """Send *signum*; return the exit status and stderr once the command exits."""
+        self.process.send_signal(signum)
+        returncode = self.process.wait(timeout=DEADLINE)
+        self._drain()
+        assert self.process.stderr is not None
+        return returncode, self.process.stderr.read()
+
+    def _drain(self) -> None:
+        self._reader.join(timeout=DEADLINE)
+        while not self._queue.empty():
+            line = self._queue.get_nowait()
+            if line is not None:
+                self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def __enter__(self) -> Serve:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=DEADLINE)
+        self._reader.join(timeout=DEADLINE)
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def banner(serve: Serve) -> dict[str, str]:
+    """Read the start-up banner; return its ``label: value`` lines by label."""
+    serve.expect(r"^Ctrl-C stops it\.$")
+    fields = {}
+    for line in serve.lines:
+        label, _, value = line.partition(": ")
+        fields[label] = value
+    return fields
+
+
+def resolves(client: httpx.Client) -> float:
+    """The ``ciris_resolves_total`` of resolves that chose a provider."""
+    response = client.get("/metrics")
+    assert response.status_code == 200, response.text
+    match = re.search(r'^ciris_resolves_total\{outcome="hit",service_type="llm"\} (\S+)$',
+                      response.text, re.MULTILINE)  # fmt: skip
+    assert match, response.text
+    return float(match.group(1))
+
+
+def test_serve_runs_the_scenario_live_and_stops_on_sigint(scenario: Path, token_file: Path) -> None:
+    with Serve(str(scenario), "--port", "0", "--token-file", str(token_file)) as serve:
+        fields = banner(serve)
+        assert fields["ciris-actors serve"].startswith(
+            "scenario quick (seed 3), 2 providers: primary, secondary"
+        )
+        assert fields["token"] == f"read from {token_file}"
+        url = fields["control plane"]
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url), url
+        assert fields["try"] == (
+            f'curl -H "Authorization: Bearer $(cat {token_file})" {url}/v1/runtime/services/health'
+        )
+        assert TOKEN not in serve.output
+
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=DEADLINE) as client:
+            assert httpx.get(f"{url}/v1/runtime/services", timeout=DEADLINE).status_code == 401
+            services = client.get("/v1/runtime/services")
+            assert services.status_code == 200, services.text
+            assert sorted(services.json()["circuit_breaker_stats"]) == ["primary", "secondary"]
+            before = resolves(client)
+
+            # The fault schedule plays out, and starts over when the scenario ends.
+            serve.expect(r"fault #0 begins: outage on primary for 1 s \(scenario t=0\.6 s\)$")
+            serve.expect(r"breaker primary: closed -> open \(")
+            serve.expect(r"fault #0 ends: outage on primary$")
+            serve.expect(r"crash secondary: SimulatedError: secondary: simulated crash$")
+            serve.expect(
+                r"the scenario's 3 s are over: the fault schedule starts over \(cycle 2\)$"
+            )
+            serve.expect(r"fault #0 begins: outage on primary")
+            assert resolves(client) > before
+
+            forced = client.post(
+                "/v1/runtime/services/secondary/circuit-breaker/force-open",
+                json={"duration": 60},
+            )
+            assert forced.status_code == 200, forced.text
+            assert forced.json()["circuit_breaker_state"] == "open"
+            serve.expect(r"breaker secondary: \w+ -> open \(forced open\)$")
+
+        returncode, stderr = serve.stop(signal.SIGINT)
+        assert returncode == 0, stderr
+        assert stderr == ""
+        assert re.search(r"  SIGINT: stopping", serve.output), serve.output
+        final = serve.lines[-1]
+        match = re.match(r"stopped after \d+:\d\d \(SIGINT\): (\d+) requests: (\d+) ok, ", final)
+        assert match, final
+        assert int(match.group(1)) >= int(match.group(2)) > 0
+        assert "served by primary" in final
+        assert re.search(r"[1-9]\d* breaker opens?, [1-9]\d* crash(es)?, cycle [2-9]", final)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/v1/runtime/services/health", headers=headers, timeout=DEADLINE)
+
+
+def test_serve_generates_a_token_and_stops_on_sigterm() -> None:
+    with Serve("primary-outage", "--port", "0") as serve:  # a bundled scenario, by name
+        fields = banner(serve)
+        assert fields["ciris-actors serve"].startswith("scenario primary-outage ")
+        match = re.fullmatch(r"(\S+) \(generated for this run; .*\)", fields["token"])
+        assert match, fields["token"]
+        token = match.group(1)
+        url = fields["control plane"]
+        assert fields["try"] == (
+            f'curl -H "Authorization: Bearer {token}" {url}/v1/runtime/services/health'
+        )
+        health = httpx.get(
+            f"{url}/v1/runtime/services/health",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=DEADLINE,
+        )
+        assert health.status_code == 200, health.text
+        assert health.json()["total_services"] == 2
+        refused = httpx.get(
+            f"{url}/v1/runtime/services/health",
+            headers={"Authorization": "Bearer not-the-token"},
+            timeout=DEADLINE,
+        )
+        assert refused.status_code == 401
+
+        returncode, stderr = serve.stop(signal.SIGTERM)
+        assert returncode == 0, stderr
+        assert re.match(r"stopped after \d+:\d\d \(SIGTERM\): ", serve.lines[-1]), serve.output
+
+
+def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``ciris-actors serve ARGS`` to completion (for the commands that fail at once)."""
+    return subprocess.run(
+        [sys.executable, "-m", "ciris_actors.cli", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("ciris-actors serve: error: "), lines[0]
+    assert message in lines[0]
+    assert "control plane:" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "token.txt: cannot read: No such file or directory"),
+        ("", "token.txt: the file is empty"),
+        ("\n", "token.txt: the file is empty"),
+        (" padded\n", "token.txt: the token must be one line of printable ASCII"),
+        ("t\u00f6ken\n", "token.txt: the token must be one line of printable ASCII"),
+        ("one\nline too many\n", "token.txt: the token must be one line of printable ASCII"),
+    ],
+)
+def test_a_bad_token_file_exits_2(
+    scenario: Path, tmp_path: Path, content: str | None, message: str
+) -> None:
+    path = tmp_path / "token.txt"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    result = run_serve(str(scenario), "--port", "0", "--token-file", str(path))
+    assert result.returncode == 2
+    assert_one_error_line(result, f"--token-file {path.parent}/{message}")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["no-such-scenario"], "no-such-scenario: no such file and no bundled scenario"),
+        (["missing.toml"], "missing.toml: cannot read"),
+        (["--port", "70000"], "argument --port: must be 0..65535"),
+        (["--port", "http"], "argument --port: expected a port number, got 'http'"),
+        (["--seed", "-1"], "argument --seed: must be >= 0"),
+    ],
+)
+def test_bad_arguments_exit_2(args: list[str], message: str) -> None:
+    result = run_serve(*args)
+    assert result.returncode == 2
+    assert_one_error_line(result, message)
+
+
+def test_a_port_in_use_exits_1(scenario: Path, token_file: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_serve(str(scenario), "--port", str(port), "--token-file", str(token_file))
+    assert result.returncode == 1
+    assert_one_error_line(result, f"could not bind 127.0.0.1:{port}: ")
+
+
+def test_a_provider_failure_the_restart_policy_escalates_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "escalate.toml"
+    path.write_text(
+        SCENARIO.replace(
+            "[registry]",
+            "[registry.restart_policy]\nmax_restarts = 0\nescalate = true\n\n[registry]",
+        ),
+        encoding="utf-8",
+    )
+    result = run_serve(str(path), "--port", "0")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr == (
+        "ciris-actors serve: error: provider 'secondary' exceeded its restart intensity"
+        " (0 restarts within 5s); last error: SimulatedError: secondary: simulated crash\n"
+    )
+    last = result.stdout.splitlines()[-1]
+    assert re.match(r"stopped after 0:0\d: \d+ requests: .*, 1 crash, cycle 1;", last), last
+
+
+def test_without_the_control_extra_says_how_to_get_it(scenario: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['hypercorn'] = None\n"
+            "from ciris_actors.cli import main\n"
+            f"sys.exit(main(['serve', {str(scenario)!r}]))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "ciris-actors serve: error: serve needs the control extra:"
+        " pip install 'ciris-actors[control]'\n"
+    )
+
+
+def test_list_shows_the_bundled_scenarios() -> None:
+    result = run_serve("--list")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Bundled scenarios (ciris-actors serve NAME,")
+    assert "primary-outage" in result.stdout
+
+
+# -- the live engine, on virtual time -----------------------------------------------------
+
+
+def quick_scenario() -> Scenario:
+    return parse_scenario(
+        {
+            "name": "quick",
+            "seed": 3,
+            "registry": {
+                "health_check_interval": 0.5,
+                "breaker": {
+                    "failure_threshold": 2,
+                    "recovery_timeout": 0.5,
+                    "success_threshold": 1,
+                    "timeout_duration": 2.0,
+                },
+            },
+            "providers": [
+                {"name": "primary", "priority": "CRITICAL", "latency": 0.02},
+                {"name": "secondary", "latency": 0.02},
+            ],
+            "workload": {"duration": 3.0, "rate": 40.0, "arrival": "uniform"},
+            "faults": [
+                {"kind": "outage", "provider": "primary", "at": 0.6, "duration": 1.0},
+                {"kind": "crash", "provider": "secondary", "at": 2.0, "duration": 0.5},
+                {"kind": "outage", "provider": "secondary", "at": 2.8, "duration": 5.0},
+                {"kind": "errors", "provider": "secondary", "at": 4.0, "duration": 1.0},
+            ],
+        }
+    )
+
+
+async def test_the_fault_schedule_and_the_crashes_repeat_every_cycle(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    received: list[tuple[float, Notice]] = []
+
+    def notify(notice: Notice) -> None:
+        received.append((trio.current_time(), notice))
+
+    async with run_live(quick_scenario(), notify=notify) as live:
+        await trio.sleep(7.5)  # two cycles and a half
+        assert live.cycle == 3
+        assert live.scenario_time() == pytest.approx(1.5)
+        assert live.elapsed() == pytest.approx(7.5)
+    notices = [(when - live.started, notice) for when, notice in received]
+    schedule = [
+        (round(t, 6), n.index, n.began, n.cycle) for t, n in notices if isinstance(n, FaultNotice)
+    ]
+    # Fault 2 outlasts the cycle: it ends with it. Fault 3 starts after the scenario
+    # ends, so it never happens.
+    one_cycle = [(0.6, 0, True), (1.6, 0, False), (2.0, 1, True), (2.5, 1, False),
+                 (2.8, 2, True), (3.0, 2, False)]  # fmt: skip
+    expected = [
+        (round(t + 3.0 * cycle, 6), index, began, cycle + 1)
+        for cycle in range(3)
+        for t, index, began in one_cycle
+        if t + 3.0 * cycle <= 7.5
+    ]
+    assert schedule == expected
+    cycles = [(round(t, 6), n.cycle) for t, n in notices if isinstance(n, CycleNotice)]
+    assert cycles == [(3.0, 2), (6.0, 3)]
+    crashes = [round(t, 6) for t, n in notices if isinstance(n, ActorCrashed)]
+    assert crashes == [2.0, 5.0]
+    assert live.crashes == 2
+    opened = [
+        n.name
+        for _, n in notices
+        if isinstance(n, BreakerTransition) and n.new is CircuitState.OPEN
+    ]
+    assert "primary" in opened
+    assert live.breaker_opens == len(opened)
+
+
+async def test_every_arrival_is_counted_once(autojump_clock: trio.testing.MockClock) -> None:
+    async with run_live(quick_scenario()) as live:
+        await trio.sleep(3.51)
+        in_flight = live.in_flight
+    # Uniform arrivals at 40/s from t = 0: 120 a cycle, then 21 in the second cycle's
+    # first half second.
+    assert live.arrivals == 141
+    assert live.traffic.total + in_flight == live.arrivals
+    assert live.in_flight == 0  # cancelled at exit, and not counted as finished
+    outcomes = live.traffic.outcomes
+    assert outcomes["succeeded"] == sum(live.traffic.served.values())
+    assert set(live.traffic.served) == {"primary", "secondary"}
+
+
+async def test_a_summary_line_every_interval(
+    autojump_clock: trio.testing.MockClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with run_live(quick_scenario()) as live, trio.open_nursery() as nursery:
+        nursery.start_soon(cli._summaries, live, 1.0)
+        await trio.sleep(2.5)
+        nursery.cancel_scope.cancel()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        match = re.fullmatch(
+            r"\d\d:\d\d:\d\d  traffic, last 1 s: (\d+) requests: (\d+) ok, \d+ failed,"
+            r" \d+ rejected, \d+ shed; (served by .*|none served); \d+ in flight",
+            line,
+        )
+        assert match, line
+        assert 30 <= int(match.group(1)) <= 50
