@@ -492,6 +492,8 @@ async def _force_open(request: Request, settings: _Settings) -> Response:
         settings.registry.force_open(name, duration)
     except (TypeError, ValueError) as exc:
         raise _Refused(422, str(exc)) from None
+    except OverflowError:  # an integer too large for a float
+        raise _Refused(422, "duration: must be a finite number > 0") from None
     return _JSON(_provider(request, settings))
 
 
