@@ -239,11 +239,16 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 class _BodyLimit:
-    """Refuse request bodies over *limit* bytes with a JSON 413.
+    """Read the whole request body before the app runs; refuse one over *limit* bytes with
+    a JSON 413.
 
-    A declared ``Content-Length`` over the limit is refused before the app runs; a body
-    sent without one is counted as it is read, and refused as soon as it passes the limit
-    (nothing past it is read). Starlette's own limit answers in plain text.
+    A declared ``Content-Length`` over the limit is refused before anything is read; a
+    body sent without one is counted as it is read, and refused as soon as it passes the
+    limit (nothing past it is read). Starlette's own limit answers in plain text.
+
+    Reading the body first keeps keep-alive connections usable: when a response (a 401, a
+    404) ends before the request body was read, hypercorn closes the connection without
+    saying so, and the client's next request on it fails. A 413 says ``Connection: close``.
     """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
@@ -254,22 +259,38 @@ class _BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        if declared is None and "chunked" not in headers.get("transfer-encoding", "").lower():
+            await self.app(scope, receive, send)  # no body
+            return
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await _too_large(self.limit)(scope, receive, send)
             return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise HTTPException(413, _too_large_message(self.limit))
+            if message["type"] != "http.request":  # the client left
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await _too_large(self.limit)(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body: Message | None = {"type": "http.request", "body": b"".join(chunks)}
+
+        async def replay() -> Message:
+            nonlocal body
+            if body is None:
+                return await receive()
+            message, body = body, None
             return message
 
-        await self.app(scope, limited, send)
+        await self.app(scope, replay, send)
 
 
 def _too_large_message(limit: int) -> str:
@@ -277,7 +298,8 @@ def _too_large_message(limit: int) -> str:
 
 
 def _too_large(limit: int) -> Response:
-    return _error(413, _too_large_message(limit))
+    # The rest of the body is left unread, so the connection cannot serve another request.
+    return _error(413, _too_large_message(limit), {"Connection": "close"})
 
 
 class _Refused(Exception):
