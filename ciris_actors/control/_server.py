@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -89,22 +90,19 @@ async def serve_control_api(
         raise ValueError(f"graceful_timeout: must be 0 < seconds < 3600, got {graceful_timeout!r}")
     app = create_app(registry, token=token, max_body_bytes=max_body_bytes)
     config = Config()
-    config.bind = [f"[{host.strip('[]')}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
     config.errorlog = logger
     config.graceful_timeout = float(graceful_timeout)
     shutdown = trio.Event()
     try:
+        # Bound here rather than by hypercorn, whose bind failure arrives wrapped in nested
+        # exception groups and leaks the socket (a ResourceWarning when it is collected).
+        config.bind = [f"fd://{_bind(host, port)}"]
         with unwrap_single_exception():
             async with trio.open_nursery() as nursery:
-                try:
-                    binds: list[str] = await nursery.start(
-                        partial(serve, app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
-                    )
-                except OSError as exc:
-                    raise OSError(
-                        exc.errno, f"could not bind {host}:{port}: {exc.strerror}"
-                    ) from exc
+                binds: list[str] = await nursery.start(
+                    partial(serve, app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
+                )
                 url = binds[0]
                 bound_port = int(url.rsplit(":", 1)[1])
                 try:
@@ -120,3 +118,22 @@ async def serve_control_api(
                     shutdown.set()
     finally:
         app.state.close()
+
+
+def _bind(host: str, port: int) -> int:
+    """Bind a TCP socket to *host*:*port* as hypercorn would, and return its descriptor
+    (hypercorn owns it from then on).
+
+    Raises:
+      OSError: the address could not be bound (the socket is closed).
+    """
+    address = host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"could not bind {host}:{port}: {exc.strerror}") from None
+    return sock.detach()
