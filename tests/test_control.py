@@ -399,6 +399,23 @@ async def test_a_tokenless_app_refuses_reads_from_a_non_loopback_client() -> Non
             app.state.close()
 
 
+async def test_an_app_that_outlives_its_registry_answers_503() -> None:
+    # An app mounted in a server of the user's own can outlive the registry's block.
+    async with open_registry(health_check_interval=None) as registry:
+        registry.register("H", "llm", FakeProvider("a"), name="a")
+        app = create_app(registry, token="t0ken")
+    try:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+            headers = {"Authorization": "Bearer t0ken"}
+            read = await client.get(BASE, headers=headers)
+            write = await client.post(f"{BASE}/a/circuit-breaker/force-open", headers=headers)
+        assert_error(read, 503, "closed")
+        assert_error(write, 503, "closed")
+    finally:
+        app.state.close()
+
+
 # -- 404 and 405 ------------------------------------------------------------------------------
 
 

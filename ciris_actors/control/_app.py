@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import events as events_mod
-from .._errors import UnknownProviderError
+from .._errors import RegistryError, UnknownProviderError
 from .._types import coerce_group, coerce_priority, coerce_strategy
 from ..registry import Registry
 from ._metrics import RegistryCollector
@@ -359,6 +359,8 @@ def _guard(
             return _error(refused.status, refused.message, refused.headers)
         except UnknownProviderError as exc:
             return _error(404, str(exc))
+        except RegistryError as exc:  # the registry closed while this request ran
+            return _error(503, str(exc))
 
     endpoint.__name__ = handler.__name__.lstrip("_")
     endpoint.__doc__ = handler.__doc__

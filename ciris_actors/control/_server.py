@@ -86,7 +86,11 @@ async def serve_control_api(
             f"host: refusing to serve on {host!r}, which is not a loopback address, without"
             " a token; pass token=... (and use TLS in front of it) or bind to 127.0.0.1"
         )
-    if not isinstance(graceful_timeout, (int, float)) or not 0 < graceful_timeout < 3600:
+    if (
+        isinstance(graceful_timeout, bool)
+        or not isinstance(graceful_timeout, (int, float))
+        or not 0 < graceful_timeout < 3600
+    ):
         raise ValueError(f"graceful_timeout: must be 0 < seconds < 3600, got {graceful_timeout!r}")
     app = create_app(registry, token=token, max_body_bytes=max_body_bytes)
     config = Config()
