@@ -30,20 +30,22 @@ RESOLVE_BUCKETS: tuple[float, ...] = (
 class ResolveStats:
     """Resolve outcomes per service type, and a sampled histogram of resolve durations.
 
-    Hits are counted on the chosen provider itself (``Member.selected``) while it is
-    registered, and folded into :attr:`retired_hits` when it is unregistered, so the
-    per-type totals never go backwards. Misses are counted here.
+    Kept only while a metrics collector observes the registry (``Registry._observe``):
+    a registry nobody observes pays nothing for them. Hits are counted on the chosen
+    provider itself (``Member.selected``) while it is registered, and folded into
+    :attr:`retired_hits` when it is unregistered, so the per-type totals never go
+    backwards. Misses are counted here.
 
-    Timing is off until an observer calls :meth:`start_timing`; then one resolve in
-    ``every`` is timed with ``time.perf_counter``. Timing every resolve would cost about as
-    much as the resolve itself.
+    Timing: after every ``every``-th hit on a provider, the next resolve is timed with
+    ``time.perf_counter``, so about one resolve in ``every`` is. Timing every resolve
+    would cost about as much as the resolve itself.
     """
 
     __slots__ = (
         "bucket_counts",
-        "countdown",
         "every",
         "misses",
+        "requests",
         "retired_hits",
         "timed_count",
         "timed_sum",
@@ -53,12 +55,11 @@ class ResolveStats:
     def __init__(self) -> None:
         self.misses: dict[str, int] = {}
         self.retired_hits: dict[str, int] = {}
-        #: Resolves left until the next timed one; 0 while timing is off (the resolve
-        #: path tests only this).
-        self.countdown = 0
+        #: Time about one resolve in this many; 0 while nobody observes.
         self.every = 0
-        #: How many observers asked for timing.
+        #: How many observers are attached, and how many asked for each ``every``.
         self.timers = 0
+        self.requests: dict[int, int] = {}
         #: Per bucket of :data:`RESOLVE_BUCKETS`, plus one for +Inf (not cumulative).
         self.bucket_counts = [0] * (len(RESOLVE_BUCKETS) + 1)
         self.timed_count = 0
@@ -74,23 +75,31 @@ class ResolveStats:
             self.retired_hits[service_type] = self.retired_hits.get(service_type, 0) + hits
 
     def start_timing(self, every: int) -> None:
-        """Time one resolve in *every* from now on (until :meth:`stop_timing`).
+        """Time about one resolve in *every* from now on (until :meth:`stop_timing`).
 
-        Several observers may ask; the smallest *every* asked for wins.
+        Several observers may ask; the smallest *every* of those attached wins.
+
+        Raises:
+          ValueError: *every* is not an int >= 1.
         """
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every: must be an int >= 1, got {every!r}")
+        self.requests[every] = self.requests.get(every, 0) + 1
         self.timers += 1
-        self.every = every if self.every == 0 else min(self.every, every)
-        self.countdown = self.every
+        self.every = min(self.requests)
 
-    def stop_timing(self) -> None:
-        """Undo one :meth:`start_timing`; timing stops when no observer is left."""
-        if self.timers == 0:
+    def stop_timing(self, every: int) -> None:
+        """Undo one :meth:`start_timing` of *every*; timing stops when no observer is
+        left, and otherwise follows the smallest *every* still asked for."""
+        count = self.requests.get(every, 0)
+        if count == 0:
             return
+        if count == 1:
+            del self.requests[every]
+        else:
+            self.requests[every] = count - 1
         self.timers -= 1
-        if self.timers == 0:
-            self.every = self.countdown = 0
+        self.every = min(self.requests, default=0)
 
     def observe(self, seconds: float) -> None:
         """Record one timed resolve."""

@@ -200,7 +200,11 @@ class Registry:
         self._allow_mock = allow_mock_services
         self._closed = False
         self._caps_cache: dict[object, frozenset[str]] = {}
+        #: Outcome counters and timing, kept only while observed (:meth:`_observe`).
         self._stats = supervisor.resolve_stats
+        #: With metrics observed, the resolve after a member's count passes a multiple
+        #: of ``_sample_mask + 1`` is timed.
+        self._sample_mask = 0
 
     # -- registration -------------------------------------------------------------------
 
@@ -431,13 +435,39 @@ class Registry:
         fallback_to_global: bool,
         exclude: Iterable[Member],
     ) -> Member | None:
-        stats = self._stats
-        if stats.countdown:  # 0 unless a metrics observer asked for resolve timing
-            stats.countdown -= 1
-            if not stats.countdown:
-                return self._timed_resolve(
-                    handler, service_type, required, fallback_to_global, exclude
-                )
+        """Choose a member: the handler's plan, then (if allowed) the global plan.
+
+        While a metrics collector observes the registry, the instance attribute
+        ``_resolve`` shadows this method with :meth:`_resolve_counted` (see
+        :meth:`_observe`), so a registry nobody observes pays nothing for metrics.
+        """
+        plans = self._plans
+        now = trio.current_time
+        plan = plans.get((handler, service_type))
+        member = None if plan is None else select(plan, required, now, exclude)  # type: ignore[arg-type]
+        if member is None and fallback_to_global and handler != GLOBAL:
+            plan = plans.get((GLOBAL, service_type))
+            if plan is not None:
+                member = select(plan, required, now, exclude)  # type: ignore[arg-type]
+        if member is None:
+            self._missed(handler, service_type, required)
+        return member
+
+    def _resolve_counted(
+        self,
+        handler: str,
+        service_type: str,
+        required: frozenset[str],
+        fallback_to_global: bool,
+        exclude: Iterable[Member],
+    ) -> Member | None:
+        """:meth:`_resolve`, counting the outcome. When a member's count reaches a
+        multiple of ``_sample_mask + 1`` (``every`` rounded up to a power of two), the next
+        resolve is timed.
+
+        The walk is written out again rather than calling :meth:`_resolve`: the extra
+        call would cost the observed hot path more than the counting does.
+        """
         plans = self._plans
         now = trio.current_time
         plan = plans.get((handler, service_type))
@@ -448,21 +478,14 @@ class Registry:
                 member = select(plan, required, now, exclude)  # type: ignore[arg-type]
         if member is not None:
             member.selected += 1
+            if not member.selected & self._sample_mask:
+                self._resolve = self._resolve_timed  # type: ignore[method-assign]
             return member
-        stats.count_miss(service_type)
-        if self._sup.bus.has_subscribers:
-            self._sup.publish(
-                ResolveMiss(
-                    name=None,
-                    time=now(),
-                    handler=handler,
-                    service_type=service_type,
-                    required_capabilities=tuple(sorted(required)),
-                )
-            )
+        self._stats.count_miss(service_type)
+        self._missed(handler, service_type, required)
         return None
 
-    def _timed_resolve(
+    def _resolve_timed(
         self,
         handler: str,
         service_type: str,
@@ -470,15 +493,51 @@ class Registry:
         fallback_to_global: bool,
         exclude: Iterable[Member],
     ) -> Member | None:
-        """:meth:`_resolve`, timed into the resolve-duration histogram (one in
-        ``ResolveStats.every``)."""
-        stats = self._stats
+        """:meth:`_resolve_counted`, timed into the resolve-duration histogram. The next
+        resolve is untimed again, unless this one makes a member's count a multiple of
+        ``every`` once more."""
+        self._resolve = self._resolve_counted  # type: ignore[method-assign]
         start = time.perf_counter()
         try:
-            return self._resolve(handler, service_type, required, fallback_to_global, exclude)
+            return self._resolve_counted(
+                handler, service_type, required, fallback_to_global, exclude
+            )
         finally:
-            stats.observe(time.perf_counter() - start)
-            stats.countdown = stats.every
+            self._stats.observe(time.perf_counter() - start)
+
+    def _missed(self, handler: str, service_type: str, required: frozenset[str]) -> None:
+        if self._sup.bus.has_subscribers:
+            self._sup.publish(
+                ResolveMiss(
+                    name=None,
+                    time=trio.current_time(),
+                    handler=handler,
+                    service_type=service_type,
+                    required_capabilities=tuple(sorted(required)),
+                )
+            )
+
+    def _observe(self, every: int) -> None:
+        """Start counting resolve outcomes and timing about one resolve in *every*
+        (rounded up to a power of two) when a metrics collector attaches; undone by
+        :meth:`_unobserve`."""
+        self._stats.start_timing(every)
+        self._set_sample_mask()
+        if not self._closed:
+            self._resolve = self._resolve_counted  # type: ignore[method-assign]
+
+    def _unobserve(self, every: int) -> None:
+        """Undo one :meth:`_observe` of *every*; the plain resolve returns when nobody
+        observes."""
+        self._stats.stop_timing(every)
+        if self._stats.timers == 0:
+            self.__dict__.pop("_resolve", None)
+        else:
+            self._set_sample_mask()
+
+    def _set_sample_mask(self) -> None:
+        # A mask, not a modulo: the test runs on every observed resolve.
+        self._sample_mask = (1 << (self._stats.every - 1).bit_length()) - 1
 
     @asynccontextmanager
     async def lease(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+import socket
+from collections.abc import AsyncGenerator, AsyncIterator, MutableMapping
 from contextlib import aclosing, asynccontextmanager
 from typing import Any, cast
 
@@ -33,6 +34,7 @@ from ciris_actors import (
 from ciris_actors.control import (
     METRIC_NAMES,
     ControlServer,
+    RegistryCollector,
     create_app,
     openapi_document,
     serve_control_api,
@@ -377,7 +379,8 @@ async def test_a_tokenless_server_answers_loopback_reads_and_refuses_every_chang
         for auth in auths:
             for method, url, kwargs in MUTATIONS:
                 response = await plane.client.request(method, url, headers=auth, **kwargs)
-                assert_error(response, 401, "no token configured")
+                assert_error(response, 403, "no token configured")
+                assert "www-authenticate" not in response.headers  # no credential helps
         assert snapshot(plane.registry) == before
 
 
@@ -388,32 +391,48 @@ async def test_a_tokenless_app_refuses_reads_from_a_non_loopback_client() -> Non
         registry.register("H", "llm", FakeProvider("a"), name="a")
         app = create_app(registry)
         try:
-            for client_host, status in (("192.0.2.7", 401), ("127.0.0.1", 200), ("::1", 200)):
+            for client_host, status in (("192.0.2.7", 403), ("127.0.0.1", 200), ("::1", 200)):
                 transport = httpx.ASGITransport(app=app, client=(client_host, 40000))
-                async with httpx.AsyncClient(transport=transport, base_url="http://x") as c:
+                async with httpx.AsyncClient(
+                    transport=transport, base_url="http://127.0.0.1:8080"
+                ) as c:
                     response = await c.get(BASE)
                 assert response.status_code == status, (client_host, response.text)
-                if status == 401:
-                    assert_error(response, 401, "only loopback clients")
+                if status == 403:
+                    assert_error(response, 403, "only loopback clients")
         finally:
             app.state.close()
 
 
-async def test_an_app_that_outlives_its_registry_answers_503() -> None:
-    # An app mounted in a server of the user's own can outlive the registry's block.
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("attacker.example", 403),
+        ("attacker.example:8080", 403),
+        ("10.0.0.1", 403),
+        ("", 403),
+        ("localhost:8080", 200),
+        ("127.0.0.1", 200),
+        ("[::1]:8080", 200),
+    ],
+)
+async def test_a_tokenless_app_answers_only_requests_to_a_loopback_host_name(
+    host: str, status: int
+) -> None:
+    # DNS rebinding: a web page whose name now points at 127.0.0.1 reaches the server
+    # from a loopback client, but its browser still sends the page's own Host header.
     async with open_registry(health_check_interval=None) as registry:
         registry.register("H", "llm", FakeProvider("a"), name="a")
-        app = create_app(registry, token="t0ken")
-    try:
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
-            headers = {"Authorization": "Bearer t0ken"}
-            read = await client.get(BASE, headers=headers)
-            write = await client.post(f"{BASE}/a/circuit-breaker/force-open", headers=headers)
-        assert_error(read, 503, "closed")
-        assert_error(write, 503, "closed")
-    finally:
-        app.state.close()
+        app = create_app(registry)
+        try:
+            transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+                response = await client.get(BASE, headers={"Host": host})
+            assert response.status_code == status, response.text
+            if status == 403:
+                assert_error(response, 403, "loopback host name")
+        finally:
+            app.state.close()
 
 
 # -- 404 and 405 ------------------------------------------------------------------------------
@@ -510,6 +529,10 @@ BAD_MUTATIONS: dict[str, tuple[str, str, dict[str, Any], str]] = {
     "empty name": ("POST", RESET, {"json": {"name": ""}}, "non-empty string"),
     "numeric name": ("POST", RESET, {"json": {"name": 5}}, "non-empty string"),
     "reset query": ("POST", RESET, {"params": {"all": "1"}}, "unknown query parameter"),
+    "null name": ("POST", RESET, {"json": {"name": None}}, "must not be null"),
+    "null service_type": ("POST", RESET, {"json": {"service_type": None}}, "must not be null"),
+    "empty priority body": ("PUT", PRIORITY, {"content": b""}, "nothing to change"),
+    "empty priority object": ("PUT", PRIORITY, {"json": {}}, "nothing to change"),
 }
 
 
@@ -862,7 +885,9 @@ async def test_metrics_parse_and_match_the_registry(plane: Plane) -> None:
     assert available[provider_labels(info, "backup")] == 1.0
 
 
-async def test_the_resolve_histogram_counts_one_resolve_in_sixteen(plane: Plane) -> None:
+async def test_the_resolve_histogram_times_the_resolve_after_every_64th_hit(
+    plane: Plane,
+) -> None:
     def histogram(
         samples: dict[str, dict[tuple[tuple[str, str], ...], float]],
     ) -> tuple[float, float, list[float]]:
@@ -872,11 +897,22 @@ async def test_the_resolve_histogram_counts_one_resolve_in_sixteen(plane: Plane)
         assert dict(ordered[-1][0])["le"] == "+Inf"
         return samples[f"{name}_count"][()], samples[f"{name}_sum"][()], [v for _, v in ordered]
 
-    count0, sum0, _ = histogram(await scrape(plane))
-    for _ in range(32):  # any 32 consecutive resolves hold exactly two sampled ones
-        plane.registry.get_service_nowait("H", "llm")
+    first = await scrape(plane)
+    count0, sum0, _ = histogram(first)
+    chosen = plane.registry.get_service_nowait("H", "llm")
+    selected = int(
+        first["ciris_provider_selections_total"][
+            provider_labels(plane.registry.get_provider_info(), chosen.name)
+        ]
+    )
+    resolves = 200
+    for _ in range(resolves - 1):
+        assert plane.registry.get_service_nowait("H", "llm") is chosen
+    # The i-th resolve is timed when the count before it is a positive multiple of 64.
+    timed = sum(1 for i in range(resolves) if (selected + i) % 64 == 0 and selected + i > 0)
     count1, sum1, buckets = histogram(await scrape(plane))
-    assert count1 == count0 + 2
+    assert timed >= 3
+    assert count1 == count0 + timed
     assert sum1 > sum0
     assert buckets == sorted(buckets)  # cumulative
     assert buckets[-1] == count1
@@ -913,7 +949,159 @@ async def test_a_port_in_use_is_a_clear_oserror(plane: Plane) -> None:
     assert (await plane.client.get(BASE, headers=AUTH)).status_code == 200
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def _port_is_free(port: int) -> bool:
+    # No SO_REUSEADDR: a socket still bound to the port makes this bind fail.
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+async def test_a_server_cancelled_while_starting_releases_its_port() -> None:
+    port = _free_port()
+    async with open_registry(health_check_interval=None) as registry:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            async with serve_control_api(registry, port=port, token=TOKEN):
+                raise AssertionError("started in a cancelled scope")  # pragma: no cover
+        assert scope.cancelled_caught
+        assert _port_is_free(port)
+        # And a server started afterwards on that port works.
+        async with (
+            serve_control_api(registry, port=port, token=TOKEN) as server,
+            httpx.AsyncClient(base_url=server.url, headers=AUTH) as client,
+        ):
+            assert (await client.get(BASE)).status_code == 200
+        assert _port_is_free(port)
+
+
+async def test_timing_follows_the_collectors_still_attached() -> None:
+    async with open_registry(health_check_interval=None) as registry:
+        registry.register("H", "llm", FakeProvider("a"), name="a")
+        assert await registry.wait_ready(timeout=HANG_GUARD, service_types=["llm"])
+        stats = registry._sup.resolve_stats
+        every_call = RegistryCollector(registry, timing_every=1)
+        sampled = RegistryCollector(registry, timing_every=64)
+        every_call.close()
+        for _ in range(192):
+            assert registry.get_service_nowait("H", "llm") is not None
+        # The resolves after the 64th and the 128th hit, not every resolve.
+        assert stats.timed_count == 2
+        sampled.close()
+        for _ in range(128):
+            registry.get_service_nowait("H", "llm")
+        assert stats.timed_count == 2  # nobody observes: nothing is timed...
+        assert registry._sup.providers["a"].selected == 192  # ...nor counted
+
+
 async def test_the_server_reports_the_port_it_bound(plane: Plane) -> None:
     assert plane.server.port != 0
     assert plane.server.url == f"http://127.0.0.1:{plane.server.port}"
     assert plane.server.token_required is True
+
+
+# -- the event stream on virtual time (the ASGI app called directly) ------------------------
+
+
+@attrs.define
+class _AsgiCall:
+    """One request to the app, called directly: what it sent, chunk by chunk."""
+
+    start: MutableMapping[str, Any] | None = None
+    chunks: list[bytes] = attrs.field(factory=list)
+    finished: bool = False
+    changed: trio.Event = attrs.field(factory=trio.Event)
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.start = message
+        elif message["type"] == "http.response.body":
+            self.chunks.append(message.get("body", b""))
+            self.finished = not message.get("more_body", False)
+        self.changed.set()
+        self.changed = trio.Event()
+
+    async def wait_for(self, fragment: bytes) -> None:
+        while fragment not in b"".join(self.chunks):
+            assert not self.finished, b"".join(self.chunks)
+            await self.changed.wait()
+
+
+def _scope(method: str, path: str, query: bytes = b"") -> MutableMapping[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.1"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8080"), (b"authorization", f"Bearer {TOKEN}".encode())],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8080),
+    }
+
+
+async def _never_disconnect() -> MutableMapping[str, Any]:
+    await trio.sleep_forever()
+    raise AssertionError("unreachable")
+
+
+async def test_an_event_arriving_as_the_keepalive_fires_is_still_delivered(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    keepalive = 1.0
+    async with open_registry(health_check_interval=None) as registry:
+        registry.register("H", "llm", FakeProvider("a"), name="a")
+        app = create_app(registry, token=TOKEN, sse_keepalive=keepalive)
+        call = _AsgiCall()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                app,
+                _scope("GET", "/v1/runtime/events", b"types=BreakerTransition"),
+                _never_disconnect,
+                call.send,
+            )
+            await call.wait_for(b": subscribed")
+            for step in range(3):
+                await trio.testing.wait_all_tasks_blocked()  # the stream waits for an event
+                mock_clock.jump(keepalive * 0.999)
+                # An event, then the keep-alive deadline passes before the stream runs.
+                registry.force_open("a") if step % 2 == 0 else registry.reset_circuit_breaker("a")
+                mock_clock.jump(keepalive * 0.01)
+                await trio.testing.wait_all_tasks_blocked()  # the stream has run
+                assert f"id: {step + 1}\n".encode() in b"".join(call.chunks), call.chunks
+            app.state.close()
+            await call.wait_for(b"")
+            nursery.cancel_scope.cancel()
+        body = b"".join(call.chunks).decode()
+        frames = [f for f in body.split("\n\n") if f.startswith("id:")]
+        assert [f.split("\n")[1] for f in frames] == ["event: BreakerTransition"] * 3
+
+
+async def test_head_on_the_event_stream_answers_headers_and_opens_no_subscription(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_registry(health_check_interval=None) as registry:
+        app = create_app(registry, token=TOKEN)
+        call = _AsgiCall()
+        try:
+            await app(_scope("HEAD", "/v1/runtime/events"), _never_disconnect, call.send)
+        finally:
+            app.state.close()
+        assert call.start is not None
+        assert call.start["status"] == 200
+        assert (b"content-type", b"text/event-stream; charset=utf-8") in call.start["headers"]
+        assert call.finished
+        assert not registry._sup.bus.has_subscribers

@@ -91,13 +91,14 @@ def sendable(name: str, value: str) -> bool:
     return bool(_HEADER_NAME.match(name) and _HEADER_VALUE.match(value))
 
 
-def refused(response: httpx.Response, auth: Mapping[str, str]) -> None:
-    """A request without a valid token must get 401, or 404 if no route matched (a path
-    parameter with a newline: Starlette's ``path`` convertor does not match one)."""
+def refused(response: httpx.Response, auth: Mapping[str, str], *, status: int = 401) -> None:
+    """A request without a valid token must get *status* (401 from a server with a token;
+    403 for a change sent to one without), or 404 if no route matched (a path parameter
+    with a newline: Starlette's ``path`` convertor does not match one)."""
     if response.status_code == 404:
         assert response.json()["message"].startswith("no endpoint at "), response.text
     else:
-        assert response.status_code == 401, (auth, response.text)
+        assert response.status_code == status, (auth, response.text)
 
 
 def _query_value(value: Any) -> Any:
@@ -216,7 +217,7 @@ def fuzz(registry: Registry, guarded_url: str, open_url: str) -> dict[str, Any]:
                 response = request.send(open_reads, auth)
                 assert response.status_code < 500, response.text
                 if request.method != "GET":
-                    refused(response, auth)
+                    refused(response, auth, status=403)
             assert state() == before, "a request without a valid token changed the registry"
 
             response = request.send(guarded, VALID)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ciris_actors import CircuitBreakerConfig, Registry, SelectionStrategy, open_registry
 from ciris_actors._actors.supervisor import ProviderRecord
+from ciris_actors.control import RegistryCollector
 from ciris_actors.selection import ActorStatus
 
 from .conftest import run_on_virtual_time
@@ -87,20 +88,27 @@ def oracle(
     required=capability_sets,
     fallback=st.booleans(),
     steps=st.lists(commands, min_size=1, max_size=15),
+    timing_every=st.sampled_from([None, 1, 2, 64]),
 )
 def test_get_service_matches_the_oracle_and_never_returns_an_unavailable_provider(
     specs: list[ProviderSpec],
     required: frozenset[str],
     fallback: bool,
     steps: list[tuple[Any, ...]],
+    timing_every: int | None,
 ) -> None:
-    """For random provider sets, states and interleaved unregister/priority changes:
+    """For random provider sets, states and interleaved unregister/priority changes, with
+    or without a metrics collector attached (which swaps in the counting resolve):
     FALLBACK groups return exactly the oracle's first available provider, ROUND_ROBIN
     groups one of the oracle's group's available providers, handler-specific always
-    before global, and None exactly when the oracle finds nothing. Never raises."""
+    before global, and None exactly when the oracle finds nothing. Never raises. An
+    attached collector counts every hit and miss; without one nothing is counted."""
 
     async def scenario() -> None:
         async with open_registry(default_breaker=CONFIG, health_check_interval=None) as registry:
+            if timing_every is not None:
+                RegistryCollector(registry, timing_every=timing_every)
+            hits = misses = 0
             names = []
             for index, spec in enumerate(specs):
                 name = registry.register(
@@ -124,6 +132,8 @@ def test_get_service_matches_the_oracle_and_never_returns_an_unavailable_provide
                     registry.update_priority(live[step[1] % len(live)], priority_group=step[2])
                 expected = oracle(registry, required, fallback)
                 chosen = registry.get_service_nowait("H", "llm", required, fallback)
+                hits += chosen is not None
+                misses += chosen is None
                 if expected is None:
                     assert chosen is None
                     continue
@@ -133,6 +143,12 @@ def test_get_service_matches_the_oracle_and_never_returns_an_unavailable_provide
                     assert chosen is instances[0]
                 else:
                     assert chosen in instances
+            stats = registry._sup.resolve_stats
+            counted = sum(r.selected for r in registry._sup.providers.values())
+            counted += sum(stats.retired_hits.values())
+            observed = timing_every is not None
+            assert counted == (hits if observed else 0)
+            assert sum(stats.misses.values()) == (misses if observed else 0)
 
     run_on_virtual_time(scenario)
 

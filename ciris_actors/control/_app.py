@@ -58,6 +58,15 @@ class _Settings:
     sse_keepalive: float
     #: Set when the server shuts down: open event streams end.
     closing: trio.Event = attrs.field(factory=trio.Event)
+    #: The cancel scopes event streams are waiting in; :meth:`close` cancels them.
+    waits: set[trio.CancelScope] = attrs.field(factory=set)
+
+    def close(self) -> None:
+        """End every open event stream and stop counting resolves (idempotent)."""
+        self.closing.set()
+        for wait in list(self.waits):
+            wait.cancel()
+        self.collector.close()
 
 
 def create_app(
@@ -66,7 +75,7 @@ def create_app(
     token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     sse_keepalive: float = DEFAULT_SSE_KEEPALIVE,
-    resolve_timing_every: int = 16,
+    resolve_timing_every: int = 64,
 ) -> Starlette:
     """Build the control plane's ASGI app for *registry*.
 
@@ -80,12 +89,13 @@ def create_app(
         address.
       max_body_bytes: request bodies larger than this are refused with 413.
       sse_keepalive: seconds between keep-alive comments on an idle event stream.
-      resolve_timing_every: time one resolve in this many for the resolve-duration
-        histogram (timing every resolve would cost as much as the resolve).
+      resolve_timing_every: time about one resolve in this many for the
+        resolve-duration histogram (timing every resolve would cost as much as the
+        resolve).
 
     Returns:
       A Starlette app. ``app.state.metrics`` is its prometheus ``CollectorRegistry``;
-      ``app.state.close()`` ends its open event streams and stops resolve timing (its
+      ``app.state.close()`` ends its open event streams and stops resolve counting (its
       lifespan shutdown does the same).
 
     Raises:
@@ -140,16 +150,12 @@ def create_app(
         Route("/openapi.json", read(_openapi), methods=["GET"]),
     ]
 
-    def close() -> None:
-        settings.closing.set()
-        collector.close()
-
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            close()
+            settings.close()
 
     app = Starlette(
         routes=routes,
@@ -158,7 +164,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.metrics = metrics
-    app.state.close = close
+    app.state.close = settings.close
     return app
 
 
@@ -198,7 +204,7 @@ class _JSON(JSONResponse):
     def render(self, content: Any) -> bytes:
         try:
             text = json.dumps(content, ensure_ascii=False, allow_nan=False, default=str)
-        except ValueError:  # NaN or an infinity somewhere
+        except (ValueError, TypeError):  # NaN or an infinity, or a key JSON cannot hold
             text = json.dumps(_finite(content), ensure_ascii=False, default=str)
         return text.encode("utf-8")
 
@@ -318,17 +324,24 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ciris_actors"'}
 def _authorize(request: Request, settings: _Settings, *, mutating: bool) -> None:
     header = request.headers.get("authorization")
     if settings.token is None:
+        # No credential could make these succeed: 403, not 401.
         if mutating:
             raise _Refused(
-                401,
+                403,
                 "this server has no token configured, so it accepts no changes;"
                 " restart it with a token",
-                _CHALLENGE,
             )
         client = request.client
         if client is None or not is_loopback(client.host):
+            raise _Refused(403, "without a token configured, only loopback clients may read")
+        # A page in a local browser can rebind its own host name to 127.0.0.1; it cannot
+        # make the browser send a loopback Host header.
+        host = _host_name(request.headers.get("host", ""))
+        if not is_loopback(host):
             raise _Refused(
-                401, "without a token configured, only loopback clients may read", _CHALLENGE
+                403,
+                f"without a token configured, only requests to a loopback host name are"
+                f" answered (Host: {host!r})",
             )
         return
     if header is None:
@@ -339,6 +352,14 @@ def _authorize(request: Request, settings: _Settings, *, mutating: bool) -> None
     matches = hmac.compare_digest(given, settings.token)
     if scheme.lower() != "bearer" or not matches:
         raise _Refused(401, "invalid bearer token", _CHALLENGE)
+
+
+def _host_name(header: str) -> str:
+    """The host of a ``Host`` header, without its port (``[::1]:80`` -> ``::1``)."""
+    header = header.strip()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
 def _guard(
@@ -414,6 +435,8 @@ def _field(value: object, name: str, check: Callable[[object, str], Any]) -> Any
 
 
 def _optional_str(body: Mapping[str, Any], name: str) -> str | None:
+    if name in body and body[name] is None:
+        raise _Refused(422, f"{name}: must not be null (leave it out to mean every provider)")
     value = body.get(name)
     if value is not None and (not isinstance(value, str) or not value):
         raise _Refused(422, f"{name}: expected a non-empty string, got {_json_type(value)}")
@@ -471,6 +494,8 @@ async def _priority(request: Request, settings: _Settings) -> Response:
     body = await _json_body(request, frozenset({"priority", "priority_group", "strategy"}))
     name = request.path_params["name"]
     _provider(request, settings)  # 404 before anything else
+    if not body:
+        raise _Refused(422, "nothing to change: give priority, priority_group or strategy")
     changes: dict[str, Any] = {}
     if body.get("priority") is not None:
         changes["priority"] = _field(body["priority"], "priority", coerce_priority)
@@ -566,6 +591,9 @@ def _parse_types(request: Request) -> frozenset[type[events_mod.RegistryEvent]] 
     return frozenset(EVENT_TYPES[n] for n in names) | {events_mod.EventsDropped}
 
 
+_SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
 async def _events(request: Request, settings: _Settings) -> Response:
     """The registry's events as server-sent events."""
     _check_query(request, frozenset({"types", "max_buffer"}))
@@ -577,10 +605,12 @@ async def _events(request: Request, settings: _Settings) -> Response:
         max_buffer = 0
     if not 1 <= max_buffer <= 100_000:
         raise _Refused(422, f"max_buffer: expected an integer 1..100000, got {raw_buffer!r}")
+    if request.method == "HEAD":  # the headers of a stream, without opening one
+        return Response(headers=_SSE_HEADERS, media_type="text/event-stream")
     return StreamingResponse(
         _event_stream(settings, wanted, max_buffer),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        headers=_SSE_HEADERS,
     )
 
 
@@ -602,25 +632,22 @@ async def _event_stream(
         yield ": subscribed to ciris_actors registry events\n\n"
         while not settings.closing.is_set():
             event: events_mod.RegistryEvent | None = None
-            with trio.move_on_after(settings.sse_keepalive) as idle:
-                async with trio.open_nursery() as nursery:
-
-                    async def stop_on_close(scope: trio.CancelScope = nursery.cancel_scope) -> None:
-                        await settings.closing.wait()
-                        scope.cancel()
-
-                    nursery.start_soon(stop_on_close)
-                    try:
-                        event = await subscription.receive()
-                    except (trio.EndOfChannel, trio.ClosedResourceError):
-                        return
-                    finally:
-                        nursery.cancel_scope.cancel()
-            if idle.cancelled_caught:
+            # A fresh scope per wait, cancelled by the keep-alive deadline or by close().
+            # receive() returns an event it took or raises, never both, so an event is
+            # never lost to a deadline that fires as it arrives.
+            with trio.CancelScope(deadline=trio.current_time() + settings.sse_keepalive) as wait:
+                settings.waits.add(wait)
+                try:
+                    event = await subscription.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    return
+                finally:
+                    settings.waits.discard(wait)
+            if event is None:
+                if settings.closing.is_set():
+                    return
                 yield ": keep-alive\n\n"
                 continue
-            if event is None:  # the server is closing
-                return
             if wanted is not None and type(event) not in wanted:
                 continue
             sequence += 1

@@ -2,8 +2,9 @@
 
 Nothing here runs on the resolve path: the registry keeps plain counters (on each
 provider, and in its resolve statistics) and this collector turns them into metric
-families only when scraped. The one cost it adds while attached is the sampled resolve
-timing (one resolve in ``timing_every``).
+families only when scraped. While a collector is attached the registry counts resolve
+outcomes and times about one resolve in ``timing_every``; a registry nobody observes pays
+nothing for metrics.
 """
 
 from __future__ import annotations
@@ -53,25 +54,29 @@ class RegistryCollector(Collector):
     """A prometheus-client collector of one registry's state and counters.
 
     Register it in your own ``CollectorRegistry`` (never the global one, which a process
-    shares with everything else). While it is open it asks the registry to time one
+    shares with everything else). While it is open the registry counts resolve outcomes
+    (``ciris_resolves_total``, ``ciris_provider_selections_total``) and times about one
     resolve in *timing_every*; :meth:`close` stops that.
 
     Args:
       registry: the registry to describe.
-      timing_every: time one resolve in this many for ``ciris_resolve_duration_seconds``.
+      timing_every: time about one resolve in this many for
+        ``ciris_resolve_duration_seconds``.
     """
 
-    def __init__(self, registry: Registry, *, timing_every: int = 16) -> None:
+    def __init__(self, registry: Registry, *, timing_every: int = 64) -> None:
         self._registry = registry
         self._stats = registry._sup.resolve_stats
-        self._stats.start_timing(timing_every)
+        registry._observe(timing_every)
+        self._every = timing_every
         self._open = True
 
     def close(self) -> None:
-        """Stop timing resolves (idempotent); scrapes still work."""
+        """Stop counting and timing resolves for this collector (idempotent); scrapes
+        still work, and the counters keep their values."""
         if self._open:
             self._open = False
-            self._stats.stop_timing()
+            self._registry._unobserve(self._every)
 
     def describe(self) -> list[Metric]:
         """Nothing: the families depend on what is registered at scrape time."""
@@ -203,7 +208,7 @@ class RegistryCollector(Collector):
         every = stats.every or "?"
         family = HistogramMetricFamily(
             "ciris_resolve_duration_seconds",
-            f"Time to choose a provider, sampled: one resolve in {every} is timed.",
+            f"Time to choose a provider, sampled: about one resolve in {every} is timed.",
         )
         cumulative = 0
         buckets: list[tuple[str, float]] = []

@@ -39,15 +39,16 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {
-        401: "Missing or wrong bearer token (or, with no token configured, a change or a"
-        " client off loopback).",
+        401: "Missing or wrong bearer token.",
+        403: "The server has no token: changes are refused, and reads are answered only"
+        " for loopback clients that name a loopback host.",
         404: "No provider has that name.",
         413: "The request body is too large.",
         422: "A bad value or an unknown field; nothing was changed.",
         503: "The registry is closed.",
     }
     ref = {"$ref": "#/components/schemas/Error"}
-    return {str(code): _json(ref, text[code]) for code in (401, *codes, 503)}
+    return {str(code): _json(ref, text[code]) for code in (401, 403, *codes, 503)}
 
 
 _PROVIDER = {
@@ -224,6 +225,7 @@ _DOCUMENT: dict[str, Any] = {
                             "schema": {
                                 "type": "object",
                                 "additionalProperties": False,
+                                "minProperties": 1,
                                 "properties": {
                                     "priority": {
                                         "type": "string",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,7 +11,7 @@ from functools import partial
 
 import attrs
 import trio
-from hypercorn.config import Config
+from hypercorn.config import Config, Sockets
 from hypercorn.trio import serve
 from starlette.applications import Starlette
 
@@ -93,7 +94,7 @@ async def serve_control_api(
     ):
         raise ValueError(f"graceful_timeout: must be 0 < seconds < 3600, got {graceful_timeout!r}")
     app = create_app(registry, token=token, max_body_bytes=max_body_bytes)
-    config = Config()
+    config = _Config()
     config.accesslog = None
     config.errorlog = logger
     config.graceful_timeout = float(graceful_timeout)
@@ -101,12 +102,18 @@ async def serve_control_api(
     try:
         # Bound here rather than by hypercorn, whose bind failure arrives wrapped in nested
         # exception groups and leaks the socket (a ResourceWarning when it is collected).
-        config.bind = [f"fd://{_bind(host, port)}"]
+        fd = _bind(host, port)
+        config.bind = [f"fd://{fd}"]
         with unwrap_single_exception():
             async with trio.open_nursery() as nursery:
-                binds: list[str] = await nursery.start(
-                    partial(serve, app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
-                )
+                try:
+                    binds: list[str] = await nursery.start(
+                        partial(serve, app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
+                    )
+                except BaseException:
+                    if not config.sockets_taken:  # cancelled before hypercorn took it
+                        os.close(fd)
+                    raise
                 url = binds[0]
                 bound_port = int(url.rsplit(":", 1)[1])
                 try:
@@ -122,6 +129,16 @@ async def serve_control_api(
                     shutdown.set()
     finally:
         app.state.close()
+
+
+class _Config(Config):
+    """hypercorn's configuration, noting when hypercorn takes over the bound socket."""
+
+    sockets_taken = False
+
+    def create_sockets(self) -> Sockets:
+        self.sockets_taken = True
+        return super().create_sockets()
 
 
 def _bind(host: str, port: int) -> int:
