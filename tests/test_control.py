@@ -132,6 +132,17 @@ def state_of(registry: Registry, name: str) -> str:
 # -- read endpoints ---------------------------------------------------------------------------
 
 
+async def test_metadata_json_cannot_hold_is_shown_as_text_not_a_500(plane: Plane) -> None:
+    odd = {(1, 2): "tuple key", "when": float("nan"), "obj": object()}
+    plane.registry.register("H", "llm", FakeProvider("odd"), name="odd", metadata=odd)
+    response = await plane.client.get(BASE, headers=AUTH, params={"service_type": "llm"})
+    assert response.status_code == 200, response.text
+    (listed,) = [p for p in response.json()["handlers"]["H"]["llm"] if p["name"] == "odd"]
+    assert listed["metadata"]["(1, 2)"] == "tuple key"
+    assert listed["metadata"]["when"] == "nan"
+    assert listed["metadata"]["obj"].startswith("<object object")
+
+
 async def test_services_lists_what_get_provider_info_returns(plane: Plane) -> None:
     response = await plane.client.get(BASE, headers=AUTH)
     assert response.status_code == 200
