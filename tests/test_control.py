@@ -133,7 +133,8 @@ def state_of(registry: Registry, name: str) -> str:
 
 
 async def test_metadata_json_cannot_hold_is_shown_as_text_not_a_500(plane: Plane) -> None:
-    odd = {(1, 2): "tuple key", "when": float("nan"), "obj": object()}
+    # Metadata is typed as str keys; a caller not type-checking can still pass others.
+    odd = cast(Any, {(1, 2): "tuple key", "when": float("nan"), "obj": object()})
     plane.registry.register("H", "llm", FakeProvider("odd"), name="odd", metadata=odd)
     response = await plane.client.get(BASE, headers=AUTH, params={"service_type": "llm"})
     assert response.status_code == 200, response.text
