@@ -228,6 +228,17 @@ async def test_openapi_document_lists_exactly_the_apps_routes_and_methods(plane:
 # -- mutations that work ----------------------------------------------------------------------
 
 
+async def test_a_provider_name_with_a_slash_is_addressable(plane: Plane) -> None:
+    plane.registry.register("H", "llm", FakeProvider("team/a"), name="team/a")
+    for path in ("team%2Fa", "team/a"):
+        response = await plane.client.put(
+            f"{BASE}/{path}/priority", headers=AUTH, json={"priority_group": 7}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["name"] == "team/a"
+    assert describe(plane.registry.get_provider_info(), "team/a")["priority_group"] == 7
+
+
 async def test_priority_update_changes_which_provider_a_resolve_returns(plane: Plane) -> None:
     registry, providers = plane.registry, plane.providers
     assert registry.get_service_nowait("H", "llm") is providers["primary"]
