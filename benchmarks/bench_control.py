@@ -1,5 +1,11 @@
-"""The cost of the registry's always-on resolve counters: an older package against this one,
-in the same process and the same interleaved rounds.
+"""The unobserved resolve hot path: an older package, from before the metrics counters,
+against this one, in the same process and the same interleaved rounds.
+
+A registry no metrics collector observes should resolve exactly as before the control
+plane existed: the counting resolve is swapped in (an instance attribute shadowing
+``Registry._resolve``) only while a collector is attached. This measures that claim:
+``get_service_nowait`` on registries nothing observes, of this package and of an older
+commit (``6731334``, the last one before the counters), where the ratio should be 1.0x.
 
 Run from the repository root, giving a checkout of the older commit (a ``git worktree``)::
 
@@ -10,39 +16,50 @@ Run from the repository root, giving a checkout of the older commit (a ``git wor
 
 Comparing two processes, one per package, mixes the difference between the packages with
 the difference between the processes (memory layout, hash seeds, what else the machine
-was doing at the time), which on a 2-vCPU VM is as large as the counters' cost. So the
-baseline's ``ciris_actors`` directory is copied to a temporary directory under another
-name (``ciris_actors_baseline``; the package uses only relative imports inside, which is
-checked) and imported beside this one. Method, as in ``bench_registry.py``:
+was doing at the time), which on a 2-vCPU VM can be as large as the differences sought.
+So the baseline's ``ciris_actors`` directory is copied to a temporary directory under
+another name (``ciris_actors_baseline``; the package uses only relative imports inside,
+which is checked) and imported beside this one. Method, as in ``bench_registry.py``:
 
 * ``get_service_nowait``, first available, FALLBACK, plain providers registered with
   ``open_registry(health_check_interval=None)``, at 1, 10, 100 and 1000 providers; no
-  observer is attached (no metrics collector, no event subscriber), so what the newer
-  package adds is the always-on counting only.
-* Per provider count, two registries of each package; one round takes one sample of each,
-  in the order baseline A, current A, current B, baseline B (so neither package always
-  goes first). A sample times a batch of calls (the same batch size for all four) with
-  gc disabled; p50 and p99 are over the per-batch means.
+  observer is attached (no metrics collector, no event subscriber). Checked before
+  timing: no registry has a subscriber or resolve timing, and this package's registries
+  run the class's plain ``_resolve`` (not shadowed by the counting one); checked after:
+  they counted nothing.
+* With the ``control`` extra, two more kinds of registry, of a second copy of this package
+  (``ciris_actors_observed_copy``, so that no registry of the ``current`` kind's class is
+  ever observed in the process): ``detached``, whose ``RegistryCollector`` was attached,
+  used for one resolve and closed before timing (as when a control plane shuts down),
+  and ``beside``, never observed itself but of the same class as the ``detached`` ones.
+  They show what being observed once leaves behind: on CPython 3.11, closing a collector
+  materialises the registry's ``__dict__`` (``_unobserve`` pops ``_resolve`` from it),
+  which slows every later attribute read on that registry, and a class whose instances
+  had ``_resolve`` set may resolve slower in its other instances too.
+* Per provider count, two registries of each kind; one round takes one sample of each, in
+  the order baseline A, current A, beside A, detached A, detached B, beside B, current B,
+  baseline B (so that no kind always goes first). A sample times a batch of calls (the
+  same batch size for all) with gc disabled; p50 and p99 are over the per-batch means.
 * The result per provider count is the mean p50 of the two current registries minus
-  (and divided by) the mean p50 of the two baseline ones; the A/B pairs of one package
-  show the noise between identical registries.
+  (and divided by) the mean p50 of the two baseline ones; the A/B pairs of one kind show
+  the noise between identical registries. ``beside`` and ``detached`` are divided by
+  ``current``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib
 import json
 import pathlib
-import re
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -58,37 +75,55 @@ from bench_registry import (
     environment,
     fmt_time,
     load_average,
+    load_package_copy,
     loaded_modules_check,
     measure,
     nowait_sample,
     progress,
     register_many,
+    resolve_counts,
+    resolve_kind,
 )
 
 import ciris_actors
 
 ALIAS = "ciris_actors_baseline"
-SIDES = (("baseline", "A"), ("current", "A"), ("current", "B"), ("baseline", "B"))
+#: A second copy of this package, for the registries a collector has observed: a
+#: registry class that was ever observed in a process resolves slower ever after (see
+#: the module docstring), so they must not share a class with the never-observed ones.
+OBSERVED_ALIAS = "ciris_actors_observed_copy"
+#: One round's order: each kind's two registries are placed symmetrically about the
+#: middle, so that no kind always goes first.
+SIDES = (
+    ("baseline", "A"),
+    ("current", "A"),
+    ("beside", "A"),
+    ("detached", "A"),
+    ("detached", "B"),
+    ("beside", "B"),
+    ("current", "B"),
+    ("baseline", "B"),
+)
+SIDE_LABEL = {
+    "baseline": "baseline package",
+    "current": "current package, nothing of it ever observed in this process",
+    "beside": "copy of the current package, never observed, beside observed ones",
+    "detached": "copy of the current package, its collector attached and closed",
+}
+#: The sides that run this package's code (a copy or not).
+OURS = ("current", "beside", "detached")
 
 
-def load_baseline(checkout: pathlib.Path, scratch: pathlib.Path) -> ModuleType:
-    """Import the ``ciris_actors`` package of *checkout* as :data:`ALIAS`."""
-    source = checkout / "ciris_actors"
-    if not (source / "__init__.py").is_file():
-        raise SystemExit(f"--baseline: no ciris_actors package in {checkout}")
-    absolute = re.compile(r"^\s*(from|import)\s+ciris_actors\b", re.MULTILINE)
-    for path in source.rglob("*.py"):
-        if absolute.search(path.read_text()):
-            raise SystemExit(
-                f"--baseline: {path.relative_to(checkout)} imports ciris_actors by name,"
-                " so the package cannot be loaded under another name"
-            )
-    shutil.copytree(source, scratch / ALIAS, ignore=shutil.ignore_patterns("__pycache__"))
-    sys.path.insert(0, str(scratch))
+def load_observed_copy(scratch: pathlib.Path) -> tuple[ModuleType, Callable[[Any], Any]] | None:
+    """A copy of this package and its ``RegistryCollector``, or ``None`` without the
+    ``control`` extra (the observed-copy cases are then left out)."""
     try:
-        return importlib.import_module(ALIAS)
-    finally:
-        sys.path.remove(str(scratch))
+        importlib.import_module("ciris_actors.control")
+    except ImportError:
+        return None
+    copy = load_package_copy(pathlib.Path(ciris_actors.__file__).parent, OBSERVED_ALIAS, scratch)
+    control = importlib.import_module(f"{OBSERVED_ALIAS}.control")
+    return copy, control.RegistryCollector
 
 
 def baseline_info(checkout: pathlib.Path) -> dict[str, Any]:
@@ -112,77 +147,131 @@ def baseline_info(checkout: pathlib.Path) -> dict[str, Any]:
     }
 
 
-async def compare(n: int, cfg: Config, results: Results, baseline: ModuleType) -> dict[str, Any]:
+async def compare(
+    n: int,
+    cfg: Config,
+    results: Results,
+    baseline: ModuleType,
+    observed_copy: tuple[ModuleType, Callable[[Any], Any]] | None,
+) -> dict[str, Any]:
     handler, st = "h_fallback", "llm"
     packages = {"baseline": baseline, "current": ciris_actors}
-    async with (
-        packages["baseline"].open_registry(health_check_interval=None) as base_a,
-        ciris_actors.open_registry(health_check_interval=None) as cur_a,
-        ciris_actors.open_registry(health_check_interval=None) as cur_b,
-        packages["baseline"].open_registry(health_check_interval=None) as base_b,
-    ):
-        registries = (base_a, cur_a, cur_b, base_b)
+    if observed_copy is None:
+        sides = tuple(s for s in SIDES if s[0] in ("baseline", "current"))
+        collector = None
+    else:
+        copied, collector = observed_copy
+        packages["beside"] = packages["detached"] = copied
+        sides = SIDES
+    async with contextlib.AsyncExitStack() as stack:
+        registries = [
+            await stack.enter_async_context(
+                packages[side].open_registry(health_check_interval=None)
+            )
+            for side, _ in sides
+        ]
         firsts = [register_many(registry, handler, n)[0][0] for registry in registries]
         await trio.testing.wait_all_tasks_blocked()
-        assert baseline.Registry is not ciris_actors.Registry
-        for (side, _), registry, first in zip(SIDES, registries, firsts, strict=True):
+        assert len({id(package.Registry) for package in packages.values()}) == len(
+            set(map(id, packages.values()))
+        )
+        counted_before: dict[tuple[str, str], tuple[int, int, int]] = {}
+        for (side, label), registry, first in zip(sides, registries, firsts, strict=True):
             assert type(registry) is packages[side].Registry
+            if side == "detached":
+                # A collector that came and went, as when a control plane shuts down.
+                assert collector is not None
+                attached = collector(registry)
+                assert resolve_kind(registry) != "_resolve"
+                assert registry.get_service_nowait(handler, st) is first
+                attached.close()
             assert registry.get_service_nowait(handler, st) is first
-            # No observer: the current package pays for its counters only.
+            # Nothing observes any registry now: no subscriber, no timing, and this
+            # package's registries run the class's plain resolve (the counting one
+            # shadows it only while a collector is attached).
             sup = registry._sup
             assert not sup.bus.has_subscribers
             stats = getattr(sup, "resolve_stats", None)
             assert stats is None or stats.every == 0
+            if side in OURS:
+                assert resolve_kind(registry) == "_resolve"
+                counted_before[side, label] = resolve_counts(registry)
         specs = [
             Spec(
-                f"counters/{side}/{copy}/{n}",
+                f"unobserved/{side}/{copy}/{n}",
                 "get_service_nowait",
-                f"FALLBACK, first available; {side} package, registry {copy}",
+                f"FALLBACK, first available; {SIDE_LABEL[side]}, registry {copy}",
                 n,
                 "trio",
                 nowait_sample(registry, handler, st, None),
             )
-            for (side, copy), registry in zip(SIDES, registries, strict=True)
+            for (side, copy), registry in zip(sides, registries, strict=True)
         ]
         progress(f"{n} provider(s): baseline vs current package, {len(specs)} cases")
         rows = await measure(specs, cfg, results, batch_groups=["all"] * len(specs))
-    p50 = {(side, copy): row.p50_ns for (side, copy), row in zip(SIDES, rows, strict=True)}
-    base = statistics.fmean([p50[("baseline", "A")], p50[("baseline", "B")]])
-    cur = statistics.fmean([p50[("current", "A")], p50[("current", "B")]])
-    return {
+        for (side, label), registry in zip(sides, registries, strict=True):
+            if side in OURS:
+                assert resolve_kind(registry) == "_resolve"
+                assert resolve_counts(registry) == counted_before[side, label], (
+                    "unobserved, it counted"
+                )
+    p50: dict[tuple[str, str], float] = {}
+    for key, row in zip(sides, rows, strict=True):
+        assert row.p50_ns is not None
+        p50[key] = row.p50_ns
+    mean = {
+        side: statistics.fmean([p50[side, "A"], p50[side, "B"]])
+        for side in dict.fromkeys(side for side, _ in sides)
+    }
+    base, cur = mean["baseline"], mean["current"]
+    out: dict[str, Any] = {
         "n": n,
         "batch": rows[0].batch,
         "p50_ns": {f"{side}/{copy}": value for (side, copy), value in p50.items()},
         "p99_ns": {
-            f"{side}/{copy}": row.p99_ns for (side, copy), row in zip(SIDES, rows, strict=True)
+            f"{side}/{copy}": row.p99_ns for (side, copy), row in zip(sides, rows, strict=True)
         },
         "baseline_p50_ns": base,
         "current_p50_ns": cur,
         "difference_ns": cur - base,
         "ratio": cur / base,
     }
+    for side in ("beside", "detached"):
+        if side in mean:
+            out[f"{side}_p50_ns"] = mean[side]
+            out[f"{side}_ratio_to_current"] = mean[side] / cur
+    return out
 
 
 def render(comparisons: list[dict[str, Any]]) -> str:
-    header = ("n", "baseline A", "baseline B", "current A", "current B", "difference", "ratio")
-    lines = [header]
+    copies = "detached_p50_ns" in comparisons[0]
+    header = ["n", "baseline A", "baseline B", "current A", "current B", "difference", "ratio"]
+    if copies:
+        header += ["beside A", "beside B", "/ current", "detached A", "detached B", "/ current"]
+    lines: list[tuple[str, ...]] = [tuple(header)]
     for c in comparisons:
         p = c["p50_ns"]
-        lines.append(
-            (
-                str(c["n"]),
-                fmt_time(p["baseline/A"]),
-                fmt_time(p["baseline/B"]),
-                fmt_time(p["current/A"]),
-                fmt_time(p["current/B"]),
-                f"{c['difference_ns']:+.1f} ns",
-                f"{c['ratio']:.3f}x",
-            )
-        )
+        line = [
+            str(c["n"]),
+            fmt_time(p["baseline/A"]),
+            fmt_time(p["baseline/B"]),
+            fmt_time(p["current/A"]),
+            fmt_time(p["current/B"]),
+            f"{c['difference_ns']:+.1f} ns",
+            f"{c['ratio']:.3f}x",
+        ]
+        if copies:
+            for side in ("beside", "detached"):
+                line += [
+                    fmt_time(p[f"{side}/A"]),
+                    fmt_time(p[f"{side}/B"]),
+                    f"{c[f'{side}_ratio_to_current']:.3f}x",
+                ]
+        lines.append(tuple(line))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
-    for index, line in enumerate(lines):
-        out.append("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
+    for index, cells in enumerate(lines):
+        out.append("  ".join(cell.rjust(w) for cell, w in zip(cells, widths, strict=True)))
         if index == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
@@ -207,11 +296,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     comparisons: list[dict[str, Any]] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
-        baseline = load_baseline(args.baseline.resolve(), pathlib.Path(scratch))
+        checkout = args.baseline.resolve()
+        if not (checkout / "ciris_actors").is_dir():
+            raise SystemExit(f"--baseline: no ciris_actors package in {checkout}")
+        baseline = load_package_copy(checkout / "ciris_actors", ALIAS, pathlib.Path(scratch))
+        observed_copy = load_observed_copy(pathlib.Path(scratch))
 
         async def run() -> None:
             for n in cfg.provider_counts:
-                comparisons.append(await compare(n, cfg, results, baseline))
+                comparisons.append(await compare(n, cfg, results, baseline, observed_copy))
 
         trio.run(run)
     elapsed = time.perf_counter() - started
@@ -219,7 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     loaded_modules_check(env["package_source"])
     source = env["package_source"]
     print(
-        f"always-on counter cost, {env['date_utc']} UTC: Python {env['python']},"
+        f"unobserved resolve, older package against this one, {env['date_utc']} UTC:"
+        f" Python {env['python']},"
         f" trio {env['trio']}, {env['cpu_count']} CPUs"
     )
     print(f"current package: {describe_source(source)}")
@@ -233,12 +327,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         before, after = (" ".join(f"{x:.2f}" for x in load) for load in loads)
         print(f"load average (1/5/15 min) before: {before}; after: {after}")
     print(
-        f"get_service_nowait, FALLBACK, first available, no observer attached;"
-        f" {cfg.samples} samples per case after {cfg.warmup} warm-up rounds; p50 of"
-        f" per-batch means; rounds interleave both packages; run took {elapsed:.0f} s"
+        f"get_service_nowait, FALLBACK, first available, no observer attached during the"
+        f" rounds; {cfg.samples} samples per case after {cfg.warmup} warm-up rounds; p50 of"
+        f" per-batch means; rounds interleave every case; run took {elapsed:.0f} s"
     )
     print()
     print(render(comparisons))
+    if comparisons and "detached_p50_ns" in comparisons[0]:
+        print()
+        for side in ("current", "beside", "detached"):
+            print(f"{side}: {SIDE_LABEL[side]}")
+        print(f"(the copy is {OBSERVED_ALIAS}, copied from the current package's directory)")
     if args.json:
         payload = {
             "environment": env,
