@@ -750,7 +750,11 @@ async def bench_control_n(
         ) as server:
             headers = {"Authorization": f"Bearer {CONTROL_TOKEN}"}
             async with (
-                httpx.AsyncClient(base_url=server.url, headers=headers, timeout=10) as client,
+                # No read timeout: the stream may be quiet for longer than its keep-alive
+                # interval while the scrapes below are timed.
+                httpx.AsyncClient(
+                    base_url=server.url, headers=headers, timeout=httpx.Timeout(10, read=None)
+                ) as client,
                 client.stream("GET", "/v1/runtime/events") as response,
             ):
                 if response.status_code != 200:
