@@ -938,6 +938,45 @@ SCRAPE_PARTS = (
 )
 
 
+class _GcWatch:
+    """Record the garbage collector's passes (in any thread) while installed: for each
+    window (from :meth:`window` to the next), their total and longest duration."""
+
+    def __init__(self) -> None:
+        self._started = 0
+        self.total = 0
+        self.longest = 0
+
+    def window(self) -> tuple[int, int]:
+        """The (total, longest) ns of gc passes since the last call; start a new window."""
+        seen = (self.total, self.longest)
+        self.total = self.longest = 0
+        return seen
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = perf_ns()
+        else:
+            took = perf_ns() - self._started
+            self.total += took
+            self.longest = max(self.longest, took)
+
+    def __enter__(self) -> _GcWatch:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+def _gc_note(longest: Sequence[float]) -> str:
+    """How many samples had a gc pass, and the longest."""
+    hit = [x for x in longest if x > 0]
+    if not hit:
+        return "no gc pass"
+    return f"gc ran in {len(hit)} of {len(longest)}, longest pass {fmt_time(max(hit))}"
+
+
 def scrape_rows(
     n: int, cfg: Config, results: Results, app: Any, generate_latest: Callable[[Any], bytes]
 ) -> None:
@@ -950,18 +989,30 @@ def scrape_rows(
     if generate_latest(_Snapshot(list(metrics.collect()))) != generate_latest(metrics):
         raise RuntimeError("formatting the collected families differs from a whole scrape")
     samples: dict[str, list[float]] = {key: [] for key, _ in SCRAPE_PARTS}
-    for round_ in range(cfg.scrape_warmup + cfg.scrape_samples):
-        t0 = perf_ns()
-        families = list(metrics.collect())
-        t1 = perf_ns()
-        generate_latest(_Snapshot(families))
-        t2 = perf_ns()
-        generate_latest(metrics)
-        t3 = perf_ns()
-        if round_ >= cfg.scrape_warmup:
-            samples["collect"].append(float(t1 - t0))
-            samples["format"].append(float(t2 - t1))
-            samples["whole"].append(float(t3 - t2))
+    gc_longest: dict[str, list[float]] = {key: [] for key, _ in SCRAPE_PARTS}
+    with _GcWatch() as watch:
+        for round_ in range(cfg.scrape_warmup + cfg.scrape_samples):
+            watch.window()
+            t0 = perf_ns()
+            families = list(metrics.collect())
+            t1 = perf_ns()
+            gc_collect = watch.window()
+            generate_latest(_Snapshot(families))
+            t2 = perf_ns()
+            gc_format = watch.window()
+            generate_latest(metrics)
+            t3 = perf_ns()
+            gc_whole = watch.window()
+            if round_ >= cfg.scrape_warmup:
+                samples["collect"].append(float(t1 - t0))
+                samples["format"].append(float(t2 - t1))
+                samples["whole"].append(float(t3 - t2))
+                for key, seen in (
+                    ("collect", gc_collect),
+                    ("format", gc_format),
+                    ("whole", gc_whole),
+                ):
+                    gc_longest[key].append(float(seen[1]))
     lines = body.count(b"\n")
     whole_p50 = percentile(samples["whole"], 50)
     for key, variant in SCRAPE_PARTS:
@@ -972,6 +1023,7 @@ def scrape_rows(
             note += f"; {len(body) / 1024:.1f} KiB, {lines} lines"
         else:
             note += f"; {p50 / whole_p50:.0%} of the whole"
+        note += f"; {_gc_note(gc_longest[key])}"
         results.add(
             Row(
                 key=f"control/scrape/{key}/{n}",
@@ -984,7 +1036,12 @@ def scrape_rows(
                 batch=1,
                 samples_ns=values,
                 note=note,
-                extra={"bytes": len(body), "lines": lines, "families": len(families)},
+                extra={
+                    "bytes": len(body),
+                    "lines": lines,
+                    "families": len(families),
+                    "gc_longest_pass_ns": gc_longest[key],
+                },
             )
         )
 
@@ -1030,31 +1087,36 @@ async def scrape_stall_row(n: int, cfg: Config, results: Results, url: str) -> N
     process = await trio.lowlevel.open_process(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
+    gc_longest: list[float] = []
     try:
-        async with trio.open_nursery() as nursery:
-            assert process.stdin is not None
-            assert process.stdout is not None
-            nursery.start_soon(ticker.run)
-            pending = b""
-            for round_ in range(cfg.scrape_warmup + cfg.scrape_samples):
-                ticker.longest = 0
-                t0 = perf_ns()
-                await process.stdin.send_all(b"get\n")
-                while b"\n" not in pending:
-                    chunk = await process.stdout.receive_some()
-                    if not chunk:
-                        raise RuntimeError("the scrape client exited")
-                    pending += chunk
-                wall = perf_ns() - t0
-                line, pending = pending.split(b"\n", 1)
-                status, size = line.split()
-                if status != b"200":
-                    raise RuntimeError(f"GET /metrics: HTTP {status.decode()}")
-                if round_ >= cfg.scrape_warmup:
-                    pauses.append(float(ticker.longest))
-                    walls.append(float(wall))
-                    sizes.add(int(size))
-            nursery.cancel_scope.cancel()
+        with _GcWatch() as watch:
+            async with trio.open_nursery() as nursery:
+                assert process.stdin is not None
+                assert process.stdout is not None
+                nursery.start_soon(ticker.run)
+                pending = b""
+                for round_ in range(cfg.scrape_warmup + cfg.scrape_samples):
+                    ticker.longest = 0
+                    watch.window()
+                    t0 = perf_ns()
+                    await process.stdin.send_all(b"get\n")
+                    while b"\n" not in pending:
+                        chunk = await process.stdout.receive_some()
+                        if not chunk:
+                            raise RuntimeError("the scrape client exited")
+                        pending += chunk
+                    wall = perf_ns() - t0
+                    gc_seen = watch.window()
+                    line, pending = pending.split(b"\n", 1)
+                    status, size = line.split()
+                    if status != b"200":
+                        raise RuntimeError(f"GET /metrics: HTTP {status.decode()}")
+                    if round_ >= cfg.scrape_warmup:
+                        pauses.append(float(ticker.longest))
+                        gc_longest.append(float(gc_seen[1]))
+                        walls.append(float(wall))
+                        sizes.add(int(size))
+                nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             for stream in (process.stdin, process.stdout):
@@ -1079,10 +1141,11 @@ async def scrape_stall_row(n: int, cfg: Config, results: Results, url: str) -> N
             samples_ns=pauses,
             note=(
                 f"{cfg.scrape_samples} requests; request p50 {fmt_time(percentile(walls, 50))}"
-                f" (client in another process; a busy task in the loop)"
+                f" (client in another process; a busy task in the loop); {_gc_note(gc_longest)}"
             ),
             extra={
                 "request_wall_ns": walls,
+                "gc_longest_pass_ns": gc_longest,
                 "bytes": sorted(sizes),
                 "switch_interval_s": sys.getswitchinterval(),
             },
