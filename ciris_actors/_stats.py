@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import bisect
 
-__all__ = ["RESOLVE_BUCKETS", "ResolveStats"]
+__all__ = ["RESOLVE_BUCKETS", "SAMPLE_EVERY", "ResolveStats"]
+
+#: While observed, the resolve after each provider's 64th, 128th, ... selection is timed.
+#: A power of two, so the resolve path tests it with a mask of a constant.
+SAMPLE_EVERY = 64
 
 #: Upper bounds (seconds) of the resolve-duration histogram's buckets. A resolve on a
 #: warm plan takes well under a microsecond; a long walk over thousands of unavailable
@@ -36,34 +40,34 @@ class ResolveStats:
     :attr:`retired_hits` when it is unregistered, so the per-type totals never go
     backwards. Misses are counted here.
 
-    Timing: after every ``every``-th hit on a provider, the next resolve is timed with
-    ``time.perf_counter``, so about one resolve in ``every`` is. Timing every resolve
-    would cost about as much as the resolve itself.
+    Timing: after every :data:`SAMPLE_EVERY`-th hit on a provider, the next resolve is
+    timed with ``time.perf_counter``, so about one resolve in 64 is. Timing every resolve
+    would cost more than the resolve itself.
     """
 
     __slots__ = (
         "bucket_counts",
-        "every",
         "misses",
-        "requests",
+        "observers",
         "retired_hits",
         "timed_count",
         "timed_sum",
-        "timers",
     )
 
     def __init__(self) -> None:
         self.misses: dict[str, int] = {}
         self.retired_hits: dict[str, int] = {}
-        #: Time about one resolve in this many; 0 while nobody observes.
-        self.every = 0
-        #: How many observers are attached, and how many asked for each ``every``.
-        self.timers = 0
-        self.requests: dict[int, int] = {}
+        #: How many metrics collectors are attached.
+        self.observers = 0
         #: Per bucket of :data:`RESOLVE_BUCKETS`, plus one for +Inf (not cumulative).
         self.bucket_counts = [0] * (len(RESOLVE_BUCKETS) + 1)
         self.timed_count = 0
         self.timed_sum = 0.0
+
+    @property
+    def every(self) -> int:
+        """About one resolve in this many is timed; 0 while nobody observes."""
+        return SAMPLE_EVERY if self.observers else 0
 
     def count_miss(self, service_type: str) -> None:
         """Count a resolve of *service_type* that found nothing."""
@@ -73,33 +77,6 @@ class ResolveStats:
         """Keep the hits of a provider being unregistered in its type's total."""
         if hits:
             self.retired_hits[service_type] = self.retired_hits.get(service_type, 0) + hits
-
-    def start_timing(self, every: int) -> None:
-        """Time about one resolve in *every* from now on (until :meth:`stop_timing`).
-
-        Several observers may ask; the smallest *every* of those attached wins.
-
-        Raises:
-          ValueError: *every* is not an int >= 1.
-        """
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every: must be an int >= 1, got {every!r}")
-        self.requests[every] = self.requests.get(every, 0) + 1
-        self.timers += 1
-        self.every = min(self.requests)
-
-    def stop_timing(self, every: int) -> None:
-        """Undo one :meth:`start_timing` of *every*; timing stops when no observer is
-        left, and otherwise follows the smallest *every* still asked for."""
-        count = self.requests.get(every, 0)
-        if count == 0:
-            return
-        if count == 1:
-            del self.requests[every]
-        else:
-            self.requests[every] = count - 1
-        self.timers -= 1
-        self.every = min(self.requests, default=0)
 
     def observe(self, seconds: float) -> None:
         """Record one timed resolve."""

@@ -8,6 +8,7 @@ argument before changing anything.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import random
@@ -25,6 +26,7 @@ from ._actors.provider_actor import has_lifecycle, lifecycle_method
 from ._actors.supervisor import GLOBAL, ProviderRecord, RegistrySupervisor
 from ._errors import Attempt, DuplicateProviderError, NoServiceAvailable, RegistryError, Skip
 from ._nursery import unwrap_single_exception
+from ._stats import SAMPLE_EVERY
 from ._types import (
     CircuitState,
     Priority,
@@ -44,6 +46,7 @@ __all__ = ["Registry", "SelectionExplanation", "open_registry"]
 
 T = TypeVar("T")
 _CLOSED = CircuitState.CLOSED
+_SAMPLE_MASK = SAMPLE_EVERY - 1
 _NO_CAPS: frozenset[str] = frozenset()
 
 
@@ -202,9 +205,6 @@ class Registry:
         self._caps_cache: dict[object, frozenset[str]] = {}
         #: Outcome counters and timing, kept only while observed (:meth:`_observe`).
         self._stats = supervisor.resolve_stats
-        #: With metrics observed, the resolve after a member's count passes a multiple
-        #: of ``_sample_mask + 1`` is timed.
-        self._sample_mask = 0
 
     # -- registration -------------------------------------------------------------------
 
@@ -462,8 +462,7 @@ class Registry:
         exclude: Iterable[Member],
     ) -> Member | None:
         """:meth:`_resolve`, counting the outcome. When a member's count reaches a
-        multiple of ``_sample_mask + 1`` (``every`` rounded up to a power of two), the next
-        resolve is timed.
+        multiple of ``SAMPLE_EVERY``, the next resolve is timed.
 
         The walk is written out again rather than calling :meth:`_resolve`: the extra
         call would cost the observed hot path more than the counting does.
@@ -478,7 +477,7 @@ class Registry:
                 member = select(plan, required, now, exclude)  # type: ignore[arg-type]
         if member is not None:
             member.selected += 1
-            if not member.selected & self._sample_mask:
+            if not member.selected & _SAMPLE_MASK:
                 self._resolve = self._resolve_timed  # type: ignore[method-assign]
             return member
         self._stats.count_miss(service_type)
@@ -517,27 +516,23 @@ class Registry:
                 )
             )
 
-    def _observe(self, every: int) -> None:
-        """Start counting resolve outcomes and timing about one resolve in *every*
-        (rounded up to a power of two) when a metrics collector attaches; undone by
-        :meth:`_unobserve`."""
-        self._stats.start_timing(every)
-        self._set_sample_mask()
+    def _observe(self) -> None:
+        """Start counting resolve outcomes and timing about one resolve in 64 (a metrics
+        collector attaching); undone by :meth:`_unobserve`."""
+        self._stats.observers += 1
         if not self._closed:
             self._resolve = self._resolve_counted  # type: ignore[method-assign]
 
-    def _unobserve(self, every: int) -> None:
-        """Undo one :meth:`_observe` of *every*; the plain resolve returns when nobody
-        observes."""
-        self._stats.stop_timing(every)
-        if self._stats.timers == 0:
-            self.__dict__.pop("_resolve", None)
-        else:
-            self._set_sample_mask()
-
-    def _set_sample_mask(self) -> None:
-        # A mask, not a modulo: the test runs on every observed resolve.
-        self._sample_mask = (1 << (self._stats.every - 1).bit_length()) - 1
+    def _unobserve(self) -> None:
+        """Undo one :meth:`_observe`; the plain resolve returns when nobody observes."""
+        if self._stats.observers == 0:
+            return
+        self._stats.observers -= 1
+        if self._stats.observers == 0:
+            # ``del``, not ``__dict__.pop`` or ``vars()``: touching ``__dict__`` would
+            # materialise it and slow every later attribute read on this object.
+            with contextlib.suppress(AttributeError):  # never swapped in (closed)
+                del self._resolve
 
     @asynccontextmanager
     async def lease(

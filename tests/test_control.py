@@ -1007,19 +1007,20 @@ async def test_a_server_cancelled_while_starting_releases_its_port() -> None:
         assert _port_is_free(port)
 
 
-async def test_timing_follows_the_collectors_still_attached() -> None:
+async def test_counting_stops_when_the_last_collector_closes() -> None:
     async with open_registry(health_check_interval=None) as registry:
         registry.register("H", "llm", FakeProvider("a"), name="a")
         assert await registry.wait_ready(timeout=HANG_GUARD, service_types=["llm"])
         stats = registry._sup.resolve_stats
-        every_call = RegistryCollector(registry, timing_every=1)
-        sampled = RegistryCollector(registry, timing_every=64)
-        every_call.close()
+        first = RegistryCollector(registry)
+        second = RegistryCollector(registry)
+        first.close()
+        first.close()  # idempotent: does not release the second collector's hold
         for _ in range(192):
             assert registry.get_service_nowait("H", "llm") is not None
         # The resolves after the 64th and the 128th hit, not every resolve.
         assert stats.timed_count == 2
-        sampled.close()
+        second.close()
         for _ in range(128):
             registry.get_service_nowait("H", "llm")
         assert stats.timed_count == 2  # nobody observes: nothing is timed...

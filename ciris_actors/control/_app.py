@@ -76,7 +76,6 @@ def create_app(
     token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     sse_keepalive: float = DEFAULT_SSE_KEEPALIVE,
-    resolve_timing_every: int = 64,
 ) -> Starlette:
     """Build the control plane's ASGI app for *registry*.
 
@@ -86,13 +85,10 @@ def create_app(
     Args:
       registry: the live registry to inspect and control.
       token: the bearer token every request must carry. Without one, mutating endpoints
-        refuse every request (401) and read endpoints answer only clients on a loopback
-        address.
+        refuse every request (403) and read endpoints answer only loopback clients that
+        name a loopback host.
       max_body_bytes: request bodies larger than this are refused with 413.
       sse_keepalive: seconds between keep-alive comments on an idle event stream.
-      resolve_timing_every: time about one resolve in this many for the
-        resolve-duration histogram (timing every resolve would cost as much as the
-        resolve).
 
     Returns:
       A Starlette app. ``app.state.metrics`` is its prometheus ``CollectorRegistry``;
@@ -117,7 +113,7 @@ def create_app(
         or sse_keepalive <= 0
     ):
         raise ValueError(f"sse_keepalive: must be a finite number > 0, got {sse_keepalive!r}")
-    collector = RegistryCollector(registry, timing_every=resolve_timing_every)
+    collector = RegistryCollector(registry)
     metrics = CollectorRegistry(auto_describe=False)
     metrics.register(collector)
     settings = _Settings(

@@ -3,8 +3,8 @@
 Nothing here runs on the resolve path: the registry keeps plain counters (on each
 provider, and in its resolve statistics) and this collector turns them into metric
 families only when scraped. While a collector is attached the registry counts resolve
-outcomes and times about one resolve in ``timing_every``; a registry nobody observes pays
-nothing for metrics.
+outcomes and times about one resolve in 64; a registry nobody observes pays nothing for
+metrics.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from .._actors.supervisor import ProviderRecord
-from .._stats import RESOLVE_BUCKETS
+from .._stats import RESOLVE_BUCKETS, SAMPLE_EVERY
 from .._types import CircuitState
 from ..registry import Registry, _health_word
 from ..selection import ActorStatus
@@ -56,19 +56,16 @@ class RegistryCollector(Collector):
     Register it in your own ``CollectorRegistry`` (never the global one, which a process
     shares with everything else). While it is open the registry counts resolve outcomes
     (``ciris_resolves_total``, ``ciris_provider_selections_total``) and times about one
-    resolve in *timing_every*; :meth:`close` stops that.
+    resolve in 64; :meth:`close` stops that.
 
     Args:
       registry: the registry to describe.
-      timing_every: time about one resolve in this many for
-        ``ciris_resolve_duration_seconds``.
     """
 
-    def __init__(self, registry: Registry, *, timing_every: int = 64) -> None:
+    def __init__(self, registry: Registry) -> None:
         self._registry = registry
         self._stats = registry._sup.resolve_stats
-        registry._observe(timing_every)
-        self._every = timing_every
+        registry._observe()
         self._open = True
 
     def close(self) -> None:
@@ -76,7 +73,7 @@ class RegistryCollector(Collector):
         still work, and the counters keep their values."""
         if self._open:
             self._open = False
-            self._registry._unobserve(self._every)
+            self._registry._unobserve()
 
     def describe(self) -> list[Metric]:
         """Nothing: the families depend on what is registered at scrape time."""
@@ -205,7 +202,7 @@ class RegistryCollector(Collector):
 
     def _durations(self) -> Metric:
         stats = self._stats
-        every = stats.every or "?"
+        every = SAMPLE_EVERY
         family = HistogramMetricFamily(
             "ciris_resolve_duration_seconds",
             f"Time to choose a provider, sampled: about one resolve in {every} is timed.",
