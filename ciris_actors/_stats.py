@@ -1,8 +1,8 @@
 """Cumulative counters the registry keeps for observers (the control plane's metrics).
 
-Everything here is plain integers and floats updated synchronously, so keeping them costs
-the resolve path an attribute increment; they are read only when someone asks (a metrics
-scrape), never pushed anywhere.
+Everything here is plain integers and floats updated synchronously while a metrics
+collector observes the registry, so keeping them costs an observed resolve an attribute
+increment; they are read only when someone asks (a metrics scrape), never pushed anywhere.
 """
 
 from __future__ import annotations

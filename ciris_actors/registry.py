@@ -494,7 +494,7 @@ class Registry:
     ) -> Member | None:
         """:meth:`_resolve_counted`, timed into the resolve-duration histogram. The next
         resolve is untimed again, unless this one makes a member's count a multiple of
-        ``every`` once more."""
+        ``SAMPLE_EVERY`` once more."""
         self._resolve = self._resolve_counted  # type: ignore[method-assign]
         start = time.perf_counter()
         try:
