@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import bisect
 
-__all__ = ["RESOLVE_BUCKETS", "SAMPLE_EVERY", "ResolveStats"]
+__all__ = ["RESOLVE_BUCKETS", "SAMPLE_SIZE", "ResolveStats"]
 
-#: While observed, the resolve after each provider's 64th, 128th, ... selection is timed.
-#: A power of two, so the resolve path tests it with a mask of a constant.
-SAMPLE_EVERY = 64
+#: While observed, the resolves timed after each scrape (and when a collector attaches).
+SAMPLE_SIZE = 64
 
 #: Upper bounds (seconds) of the resolve-duration histogram's buckets. A resolve on a
 #: warm plan takes well under a microsecond; a long walk over thousands of unavailable
@@ -40,12 +39,14 @@ class ResolveStats:
     :attr:`retired_hits` when it is unregistered, so the per-type totals never go
     backwards. Misses are counted here.
 
-    Timing: after every :data:`SAMPLE_EVERY`-th hit on a provider, the next resolve is
-    timed with ``time.perf_counter``, so about one resolve in 64 is. Timing every resolve
-    would cost more than the resolve itself.
+    Timing: each scrape (and each collector attaching) arms the next
+    :data:`SAMPLE_SIZE` resolves to be timed with ``time.perf_counter``. Timing every
+    resolve would cost more than the resolve itself, and so would testing on every
+    resolve whether to time it.
     """
 
     __slots__ = (
+        "armed",
         "bucket_counts",
         "misses",
         "observers",
@@ -59,15 +60,12 @@ class ResolveStats:
         self.retired_hits: dict[str, int] = {}
         #: How many metrics collectors are attached.
         self.observers = 0
+        #: Timed resolves still to come.
+        self.armed = 0
         #: Per bucket of :data:`RESOLVE_BUCKETS`, plus one for +Inf (not cumulative).
         self.bucket_counts = [0] * (len(RESOLVE_BUCKETS) + 1)
         self.timed_count = 0
         self.timed_sum = 0.0
-
-    @property
-    def every(self) -> int:
-        """About one resolve in this many is timed; 0 while nobody observes."""
-        return SAMPLE_EVERY if self.observers else 0
 
     def count_miss(self, service_type: str) -> None:
         """Count a resolve of *service_type* that found nothing."""

@@ -26,7 +26,7 @@ from ._actors.provider_actor import has_lifecycle, lifecycle_method
 from ._actors.supervisor import GLOBAL, ProviderRecord, RegistrySupervisor
 from ._errors import Attempt, DuplicateProviderError, NoServiceAvailable, RegistryError, Skip
 from ._nursery import unwrap_single_exception
-from ._stats import SAMPLE_EVERY
+from ._stats import SAMPLE_SIZE
 from ._types import (
     CircuitState,
     Priority,
@@ -46,7 +46,6 @@ __all__ = ["Registry", "SelectionExplanation", "open_registry"]
 
 T = TypeVar("T")
 _CLOSED = CircuitState.CLOSED
-_SAMPLE_MASK = SAMPLE_EVERY - 1
 _NO_CAPS: frozenset[str] = frozenset()
 
 
@@ -461,8 +460,7 @@ class Registry:
         fallback_to_global: bool,
         exclude: Iterable[Member],
     ) -> Member | None:
-        """:meth:`_resolve`, counting the outcome. When a member's count reaches a
-        multiple of ``SAMPLE_EVERY``, the next resolve is timed.
+        """:meth:`_resolve`, counting the outcome.
 
         The walk is written out again rather than calling :meth:`_resolve`: the extra
         call would cost the observed hot path more than the counting does.
@@ -477,8 +475,6 @@ class Registry:
                 member = select(plan, required, now, exclude)  # type: ignore[arg-type]
         if member is not None:
             member.selected += 1
-            if not member.selected & _SAMPLE_MASK:
-                self._resolve = self._resolve_timed  # type: ignore[method-assign]
             return member
         self._stats.count_miss(service_type)
         self._missed(handler, service_type, required)
@@ -492,17 +488,19 @@ class Registry:
         fallback_to_global: bool,
         exclude: Iterable[Member],
     ) -> Member | None:
-        """:meth:`_resolve_counted`, timed into the resolve-duration histogram. The next
-        resolve is untimed again, unless this one makes a member's count a multiple of
-        ``SAMPLE_EVERY`` once more."""
-        self._resolve = self._resolve_counted  # type: ignore[method-assign]
+        """:meth:`_resolve_counted`, timed into the resolve-duration histogram, while
+        timed resolves are armed (:meth:`_arm_timing`)."""
+        stats = self._stats
+        stats.armed -= 1
+        if stats.armed <= 0:
+            self._resolve = self._resolve_counted  # type: ignore[method-assign]
         start = time.perf_counter()
         try:
             return self._resolve_counted(
                 handler, service_type, required, fallback_to_global, exclude
             )
         finally:
-            self._stats.observe(time.perf_counter() - start)
+            stats.observe(time.perf_counter() - start)
 
     def _missed(self, handler: str, service_type: str, required: frozenset[str]) -> None:
         if self._sup.bus.has_subscribers:
@@ -517,11 +515,22 @@ class Registry:
             )
 
     def _observe(self) -> None:
-        """Start counting resolve outcomes and timing about one resolve in 64 (a metrics
-        collector attaching); undone by :meth:`_unobserve`."""
+        """Start counting resolve outcomes (a metrics collector attaching), and time the
+        next ``SAMPLE_SIZE`` resolves; undone by :meth:`_unobserve`."""
         self._stats.observers += 1
         if not self._closed:
             self._resolve = self._resolve_counted  # type: ignore[method-assign]
+            self._arm_timing()
+
+    def _arm_timing(self) -> None:
+        """Time the next ``SAMPLE_SIZE`` resolves (a collector arms this at every scrape).
+
+        Timing is armed in batches rather than tested for on every resolve: a test on the
+        observed resolve path would cost every resolve more than the counting does.
+        """
+        if self._stats.observers and not self._closed:
+            self._stats.armed = SAMPLE_SIZE
+            self._resolve = self._resolve_timed  # type: ignore[method-assign]
 
     def _unobserve(self) -> None:
         """Undo one :meth:`_observe`; the plain resolve returns when nobody observes."""

@@ -3,8 +3,8 @@
 Nothing here runs on the resolve path: the registry keeps plain counters (on each
 provider, and in its resolve statistics) and this collector turns them into metric
 families only when scraped. While a collector is attached the registry counts resolve
-outcomes and times about one resolve in 64; a registry nobody observes pays nothing for
-metrics.
+outcomes, and times the resolves right after each scrape; a registry nobody observes pays
+nothing for metrics.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from .._actors.supervisor import ProviderRecord
-from .._stats import RESOLVE_BUCKETS, SAMPLE_EVERY
+from .._stats import RESOLVE_BUCKETS, SAMPLE_SIZE
 from .._types import CircuitState
 from ..registry import Registry, _health_word
 from ..selection import ActorStatus
@@ -55,8 +55,9 @@ class RegistryCollector(Collector):
 
     Register it in your own ``CollectorRegistry`` (never the global one, which a process
     shares with everything else). While it is open the registry counts resolve outcomes
-    (``ciris_resolves_total``, ``ciris_provider_selections_total``) and times about one
-    resolve in 64; :meth:`close` stops that.
+    (``ciris_resolves_total``, ``ciris_provider_selections_total``), and each scrape
+    arms the next 64 resolves to be timed (``ciris_resolve_duration_seconds``);
+    :meth:`close` stops both.
 
     Args:
       registry: the registry to describe.
@@ -84,6 +85,7 @@ class RegistryCollector(Collector):
         registry = self._registry
         if registry.closed:
             return
+        registry._arm_timing()
         sup = registry._sup
         now = trio.current_time()
         records = sorted(sup.providers.values(), key=lambda r: r.name)
@@ -202,10 +204,10 @@ class RegistryCollector(Collector):
 
     def _durations(self) -> Metric:
         stats = self._stats
-        every = SAMPLE_EVERY
         family = HistogramMetricFamily(
             "ciris_resolve_duration_seconds",
-            f"Time to choose a provider, sampled: about one resolve in {every} is timed.",
+            f"Time to choose a provider, sampled: the {SAMPLE_SIZE} resolves after each"
+            " scrape are timed.",
         )
         cumulative = 0
         buckets: list[tuple[str, float]] = []
