@@ -24,7 +24,7 @@ which is checked) and imported beside this one. Method, as in ``bench_registry.p
 * ``get_service_nowait``, first available, FALLBACK, plain providers registered with
   ``open_registry(health_check_interval=None)``, at 1, 10, 100 and 1000 providers; no
   observer is attached (no metrics collector, no event subscriber). Checked before
-  timing: no registry has a subscriber or resolve timing, and this package's registries
+  timing: no registry has a subscriber or a metrics observer, and this package's registries
   run the class's plain ``_resolve`` (not shadowed by the counting one); checked after:
   they counted nothing.
 * With the ``control`` extra, two more kinds of registry, of a second copy of this package
@@ -189,13 +189,13 @@ async def compare(
                 assert registry.get_service_nowait(handler, st) is first
                 attached.close()
             assert registry.get_service_nowait(handler, st) is first
-            # Nothing observes any registry now: no subscriber, no timing, and this
+            # Nothing observes any registry now: no subscriber, no collector, and this
             # package's registries run the class's plain resolve (the counting one
             # shadows it only while a collector is attached).
             sup = registry._sup
             assert not sup.bus.has_subscribers
             stats = getattr(sup, "resolve_stats", None)
-            assert stats is None or stats.every == 0
+            assert stats is None or stats.observers == 0
             if side in OURS:
                 assert resolve_kind(registry) == "_resolve"
                 counted_before[side, label] = resolve_counts(registry)

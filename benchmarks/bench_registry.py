@@ -49,30 +49,40 @@ committed, plus a hash of those modules. Method:
 * Breakers: each library's minimal guarded no-op call, synchronous API, beside
   ``if cb.acquire(now): cb.record_success(now)``; the async APIs are measured under
   asyncio as extra rows. A library that cannot be imported gets a row saying so.
-* Control plane (needs the ``control`` extra and ``httpx``): per provider count, three
+* Control plane (needs the ``control`` extra and ``httpx``): per provider count,
   identical registries with the same plain FALLBACK providers. The third gets a live
   ``serve_control_api(registry, port=0, token=...)`` (so a ``RegistryCollector`` is
-  attached: the registry's ``_resolve`` is shadowed by the counting resolve, which times
-  about one resolve in 64) and one real SSE client, an ``httpx.AsyncClient`` streaming
-  ``GET /v1/runtime/events`` over loopback, read up to its ``: subscribed`` line (so
-  its ``registry.events()`` subscription exists). Checked before timing: the observed
-  registry counts (``ResolveStats.every > 0`` and ``_resolve`` shadowed by an instance
-  attribute) and its bus has a subscriber, and the two bare registries have none of
-  that (they run the class's plain ``_resolve``); checked after: resolves were counted
-  and timed, and the client received a full subscription buffer (1000) of the
-  ResolveMiss events the rounds published. A fourth registry, "class never observed",
-  is of a copy of this package imported under another name: once any registry of a
-  class has been observed, the others of that class in the process may resolve slower
-  (``bench_control.py`` measures it), so it stands for a process with no control plane.
-  ``get_service_nowait`` hits (first available) on the bare registry, the observed one,
-  the second bare one (an A/A check of the noise between two identical registries) and
-  the never-observed class's, and misses (a service type with no provider) on the bare
-  and the observed one, are measured in interleaved rounds; the cases compared share
-  one batch size. The target is judged against both the never-observed class's
-  registry and the bare one. The timed loops never yield to trio, so the server and the
-  client do not run during a batch: the overhead measured is what the attached
-  observers cost the resolve itself. A miss with a subscriber publishes a ResolveMiss
-  into the subscriber's buffer (1000 events; when full, the oldest is dropped).
+  attached: the registry's ``_resolve`` is shadowed by the counting resolve; attaching,
+  and then each scrape, arms the next 64 resolves to be timed) and one real SSE client,
+  an ``httpx.AsyncClient`` streaming ``GET /v1/runtime/events`` over loopback, read up
+  to its ``: subscribed`` line (so its ``registry.events()`` subscription exists).
+  Checked before timing: the observed registry counts (``ResolveStats.observers > 0``
+  and ``_resolve`` shadowed by an instance attribute) and its bus has a subscriber, and
+  the bare registries have none of that (they run the class's plain ``_resolve``);
+  checked after: resolves were counted, exactly the resolves armed by the collector
+  attaching (and by the "after a scrape" case) were timed, none was left armed, and the
+  client received a full subscription buffer (1000) of the ResolveMiss events the rounds
+  published. The 64 resolves armed when the collector attaches are spent before the
+  rounds (the sanity checks and the batch-size calibration), and nothing scrapes during
+  the rounds (the SSE client does not; the scrape rows run after them), so the observed
+  hit and miss rows measure the counting resolve, untimed. A fourth registry, "class
+  never observed", is of a copy of this package imported under another name: once any
+  registry of a class has been observed, the others of that class in the process may
+  resolve slower (``bench_control.py`` measures it), so it stands for a process with no
+  control plane. ``get_service_nowait`` hits (first available) on the bare registry, the
+  observed one, the second bare one (an A/A check of the noise between two identical
+  registries) and the never-observed class's, and misses (a service type with no
+  provider) on the bare and the observed one, are measured in interleaved rounds; the
+  cases compared share one batch size. One more case in the same rounds, "after a
+  scrape", is a hit on the observed registry with 64 timed resolves armed
+  (``Registry._arm_timing()``, what each scrape does to the resolve path, called before
+  the batch is timed) at the start of each batch: 64 timed resolves then counted ones,
+  in the hits' batch size; it shows what the timing costs and has no target. The target
+  is judged against both the never-observed class's registry and the bare one. The timed
+  loops never yield to trio, so the server and the client do not run during a batch: the
+  overhead measured is what the attached observers cost the resolve itself. A miss with
+  a subscriber publishes a ResolveMiss into the subscriber's buffer (1000 events; when
+  full, the oldest is dropped).
 * A ``/metrics`` scrape is measured in three parts, interleaved one of each per round
   (gc left on, as in a server): the collect step, ``list(app.state.metrics.collect())``,
   which the endpoint runs on the event loop; formatting those collected families
@@ -116,6 +126,7 @@ import trio.testing
 
 import ciris_actors
 from ciris_actors import CircuitBreaker, Registry, open_registry
+from ciris_actors._stats import SAMPLE_SIZE
 
 perf_ns = time.perf_counter_ns
 
@@ -606,6 +617,35 @@ CONTROL_LABEL = "metrics + 1 SSE subscriber"
 BARE_LABEL = "nothing attached"
 AA_LABEL = "nothing attached, 2nd registry (A/A check)"
 PRISTINE_LABEL = "nothing attached, class never observed (package copy)"
+AFTER_SCRAPE_LABEL = f"{CONTROL_LABEL}, right after a scrape ({SAMPLE_SIZE} timed, then counted)"
+
+
+class _AfterScrapeSample:
+    """Hits on an observed registry right after a scrape: before each batch is timed,
+    arm the next ``SAMPLE_SIZE`` resolves to be timed, as a scrape does; the batch then
+    runs those timed resolves and counted ones after them. A batch shorter than
+    ``SAMPLE_SIZE`` is followed (untimed) by the rest of the armed resolves, so no timed
+    resolve is left over for another case."""
+
+    def __init__(self, registry: Registry, handler: str, st: str) -> None:
+        self._registry = registry
+        self._handler = handler
+        self._st = st
+        #: Batches run, each with ``SAMPLE_SIZE`` resolves armed.
+        self.batches = 0
+
+    async def sample(self, batch: int) -> int:
+        registry, handler, st = self._registry, self._handler, self._st
+        stats = registry._sup.resolve_stats
+        registry._arm_timing()
+        self.batches += 1
+        t0 = perf_ns()
+        for _ in range(batch):
+            registry.get_service_nowait(handler, st, None)
+        took = perf_ns() - t0
+        while stats.armed > 0:
+            registry.get_service_nowait(handler, st, None)
+        return took
 
 
 def control_missing_row(error: Exception) -> Row:
@@ -806,18 +846,22 @@ async def _control_rounds(
         assert registry.get_service_nowait(handler, st) is first
         assert registry.get_service_nowait(handler, absent) is None
     stats = observed._sup.resolve_stats
-    if not (stats.every > 0 and observed._sup.bus.has_subscribers):
-        raise RuntimeError("control plane not attached: no resolve timing or no subscriber")
+    if not (stats.observers > 0 and observed._sup.bus.has_subscribers):
+        raise RuntimeError("control plane not attached: no resolve counting or no subscriber")
     # Observed, the counting resolve shadows the class's plain one (an instance attribute);
     # a registry nobody observes runs the plain one.
     if resolve_kind(observed) == "_resolve":
         raise RuntimeError("control plane attached, but the registry's resolve is not counting")
     for registry in (bare, bare2, pristine):
-        if registry._sup.resolve_stats.every or registry._sup.bus.has_subscribers:
+        if registry._sup.resolve_stats.observers or registry._sup.bus.has_subscribers:
             raise RuntimeError("a bare registry has an observer")
         if resolve_kind(registry) != "_resolve":
             raise RuntimeError("a bare registry's resolve is shadowed")
     timed_before = stats.timed_count
+    # Still armed from the collector attaching (less the sanity resolves above): spent in
+    # the first calibration batch of the observed registry, before any timed round.
+    armed_before = stats.armed
+    after_scrape = _AfterScrapeSample(observed, handler, st)
     hit = "FALLBACK, first available"
     miss = "miss (no provider of the type)"
     specs = [
@@ -869,17 +913,35 @@ async def _control_rounds(
             "trio",
             nowait_sample(observed, handler, absent, None),
         ),
+        Spec(
+            f"control/nowait/after_scrape/{n}",
+            "control: get_service_nowait hit",
+            f"{hit}; {AFTER_SCRAPE_LABEL}",
+            n,
+            "trio",
+            after_scrape.sample,
+        ),
     ]
     progress(f"{n} provider(s): control plane attached vs not, {len(specs)} cases")
     await measure(specs, cfg, results, batch_groups=[spec.key.split("/")[1] for spec in specs])
     timed = stats.timed_count - timed_before
-    if timed <= 0:
-        raise RuntimeError("the collector timed no resolve during the rounds")
+    # Exactly what was armed: what the collector's attaching left, and 64 per batch of
+    # the after-scrape case. Anything more would mean a scrape ran during the rounds.
+    expected = armed_before + SAMPLE_SIZE * after_scrape.batches
+    if timed != expected or stats.armed != 0:
+        raise RuntimeError(
+            f"timed {timed} resolves, expected {expected}; {stats.armed} still armed"
+        )
+    if resolve_kind(observed) != "_resolve_counted":
+        raise RuntimeError(f"the observed registry runs {resolve_kind(observed)} after the rounds")
     for registry in (bare, bare2, pristine):
         if resolve_counts(registry) != (0, 0, 0) or resolve_kind(registry) != "_resolve":
             raise RuntimeError("a bare registry counted or timed resolves")
     by_key = results.by_key
-    by_key[f"control/nowait/observed/{n}"].extra["resolves_timed_in_group"] = timed
+    by_key[f"control/nowait/observed/{n}"].extra.update(
+        resolves_timed_in_group=timed,
+        armed_by_attaching_spent_before_rounds=armed_before,
+    )
     for kind in ("nowait", "miss"):
         base = by_key[f"control/{kind}/bare/{n}"]
         row = by_key[f"control/{kind}/observed/{n}"]
@@ -891,10 +953,33 @@ async def _control_rounds(
         row.extra.update(
             ratio_to_bare=ratio,
             paired_ratio_to_bare=paired,
-            timing_every=stats.every,
+            timing=f"the {SAMPLE_SIZE} resolves after each scrape (none in this case's batches)",
+            observers=stats.observers,
             subscribers=1,
             server="serve_control_api on loopback, one httpx client on /v1/runtime/events",
         )
+    # Right after a scrape: against the observed registry's counted hits in the same
+    # rounds (same batch), and what that makes one timed resolve cost on top.
+    scraped = by_key[f"control/nowait/after_scrape/{n}"]
+    counted = by_key[f"control/nowait/observed/{n}"]
+    assert scraped.p50_ns is not None
+    assert counted.p50_ns is not None
+    if scraped.batch != counted.batch:
+        raise RuntimeError("the after-scrape case has another batch size than the hits")
+    timed_share = min(SAMPLE_SIZE, scraped.batch) / scraped.batch
+    per_timed = (scraped.p50_ns - counted.p50_ns) / timed_share
+    scraped.note = (
+        f"{scraped.p50_ns / counted.p50_ns:.2f}x {CONTROL_LABEL} (counted only);"
+        f" {min(SAMPLE_SIZE, scraped.batch)} of {scraped.batch} calls timed,"
+        f" about +{per_timed:.0f} ns per timed resolve"
+    )
+    scraped.extra.update(
+        ratio_to_observed=scraped.p50_ns / counted.p50_ns,
+        paired_ratio_to_observed=_paired_ratio(scraped, counted),
+        timed_per_batch=min(SAMPLE_SIZE, scraped.batch),
+        extra_ns_per_timed_resolve=per_timed,
+        no_target=True,
+    )
     aa = by_key[f"control/nowait/bare2/{n}"]
     base = by_key[f"control/nowait/bare/{n}"]
     assert aa.p50_ns is not None
