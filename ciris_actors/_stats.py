@@ -51,7 +51,6 @@ class ResolveStats:
         "misses",
         "observers",
         "retired_hits",
-        "timed_count",
         "timed_sum",
     )
 
@@ -64,8 +63,12 @@ class ResolveStats:
         self.armed = 0
         #: Per bucket of :data:`RESOLVE_BUCKETS`, plus one for +Inf (not cumulative).
         self.bucket_counts = [0] * (len(RESOLVE_BUCKETS) + 1)
-        self.timed_count = 0
         self.timed_sum = 0.0
+
+    @property
+    def timed_count(self) -> int:
+        """How many resolves were timed."""
+        return sum(self.bucket_counts)
 
     def count_miss(self, service_type: str) -> None:
         """Count a resolve of *service_type* that found nothing."""
@@ -79,5 +82,4 @@ class ResolveStats:
     def observe(self, seconds: float) -> None:
         """Record one timed resolve."""
         self.bucket_counts[bisect.bisect_left(RESOLVE_BUCKETS, seconds)] += 1
-        self.timed_count += 1
         self.timed_sum += seconds

@@ -51,17 +51,54 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(code): _json(ref, text[code]) for code in (401, 403, *codes, 503)}
 
 
-_PROVIDER = {
-    "type": "object",
-    "required": ["name", "handler", "service_type", "priority", "priority_group", "strategy"],
-    "properties": {
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+
+
+def _object(properties: dict[str, Any], *required: str) -> dict[str, Any]:
+    """A JSON object schema; *required* names its required properties, if any."""
+    schema: dict[str, Any] = {"type": "object"}
+    if required:
+        schema["required"] = list(required)
+    schema["properties"] = properties
+    return schema
+
+
+def _query(
+    name: str, schema: dict[str, Any], description: str | None = None, *, required: bool = False
+) -> dict[str, Any]:
+    """A query parameter."""
+    parameter: dict[str, Any] = {"name": name, "in": "query"}
+    if required:
+        parameter["required"] = True
+    if description is not None:
+        parameter["description"] = description
+    parameter["schema"] = schema
+    return parameter
+
+
+def _body(properties: dict[str, Any], *, required: bool, **extra: Any) -> dict[str, Any]:
+    """A JSON request body that refuses unknown fields."""
+    schema = {"type": "object", "additionalProperties": False, **extra, "properties": properties}
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def _provider_changed(*errors: int) -> dict[str, Any]:
+    """The responses of a change to one provider: the provider as it is now, or an error."""
+    return {
+        "200": _json({"$ref": "#/components/schemas/Provider"}, "The provider now."),
+        **_errors(*errors),
+    }
+
+
+_PROVIDER = _object(
+    {
         "name": {"type": "string"},
         "handler": {"type": "string"},
         "service_type": {"type": "string"},
         "priority": {"type": "string"},
         "priority_group": {"type": "integer"},
         "strategy": {"type": "string"},
-        "capabilities": {"type": "array", "items": {"type": "string"}},
+        "capabilities": _STRINGS,
         "metadata": {"type": "object"},
         "mock": {"type": "boolean"},
         "circuit_breaker_state": {"type": "string", "enum": ["closed", "open", "half_open"]},
@@ -76,7 +113,13 @@ _PROVIDER = {
         "last_error": {"type": ["string", "null"]},
         "circuit_breaker": {"type": "object"},
     },
-}
+    "name",
+    "handler",
+    "service_type",
+    "priority",
+    "priority_group",
+    "strategy",
+)
 
 _DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -85,7 +128,8 @@ _DOCUMENT: dict[str, Any] = {
         "version": __version__,
         "description": "Inspect and reconfigure a live ciris_actors registry. Every request"
         " needs `Authorization: Bearer <token>` when the server has a token; without one,"
-        " reads are open to loopback clients and changes are refused.",
+        " reads are answered only for loopback clients that name a loopback host, and"
+        " changes are refused.",
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -98,31 +142,27 @@ _DOCUMENT: dict[str, Any] = {
                 "operationId": "listServices",
                 "summary": "Every provider: per handler, global, and breaker stats.",
                 "parameters": [
-                    {
-                        "name": "handler",
-                        "in": "query",
-                        "schema": {"type": "string"},
-                        "description": "Only this handler's providers (global ones are"
-                        " always listed).",
-                    },
-                    {
-                        "name": "service_type",
-                        "in": "query",
-                        "schema": {"type": "string"},
-                        "description": "Only providers of this service type.",
-                    },
+                    _query(
+                        "handler",
+                        {"type": "string"},
+                        "Only this handler's providers (global ones are always listed).",
+                    ),
+                    _query(
+                        "service_type", {"type": "string"}, "Only providers of this service type."
+                    ),
                 ],
                 "responses": {
                     "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["handlers", "global_services", "circuit_breaker_stats"],
-                            "properties": {
+                        _object(
+                            {
                                 "handlers": {"type": "object"},
                                 "global_services": {"type": "object"},
                                 "circuit_breaker_stats": {"type": "object"},
                             },
-                        },
+                            "handlers",
+                            "global_services",
+                            "circuit_breaker_stats",
+                        ),
                         "get_provider_info()",
                     ),
                     **_errors(422),
@@ -135,10 +175,8 @@ _DOCUMENT: dict[str, Any] = {
                 "summary": "health_status(): overall health and per-type detail.",
                 "responses": {
                     "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["overall_health", "total_services", "service_types"],
-                            "properties": {
+                        _object(
+                            {
                                 "overall_health": {
                                     "type": "string",
                                     "enum": ["healthy", "degraded", "critical"],
@@ -147,13 +185,13 @@ _DOCUMENT: dict[str, Any] = {
                                 "healthy_services": {"type": "integer"},
                                 "unhealthy_services": {"type": "integer"},
                                 "unknown_services": {"type": "integer"},
-                                "required_services": {
-                                    "type": "array",
-                                    "items": {"type": "string"},
-                                },
+                                "required_services": _STRINGS,
                                 "service_types": {"type": "object"},
                             },
-                        },
+                            "overall_health",
+                            "total_services",
+                            "service_types",
+                        ),
                         "health_status()",
                     ),
                     **_errors(422),
@@ -165,48 +203,35 @@ _DOCUMENT: dict[str, Any] = {
                 "operationId": "explainSelection",
                 "summary": "The live selection walk for a request: explain().",
                 "parameters": [
-                    {
-                        "name": "handler",
-                        "in": "query",
-                        "required": True,
-                        "schema": {"type": "string", "minLength": 1},
-                    },
-                    {
-                        "name": "service_type",
-                        "in": "query",
-                        "required": True,
-                        "schema": {"type": "string", "minLength": 1},
-                    },
-                    {
-                        "name": "capabilities",
-                        "in": "query",
-                        "description": "Required capabilities, comma-separated or repeated.",
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "global",
-                        "in": "query",
-                        "description": "Fall back to global providers (default true).",
-                        "schema": {"type": "string", "enum": ["true", "false"]},
-                    },
+                    _query("handler", {"type": "string", "minLength": 1}, required=True),
+                    _query("service_type", {"type": "string", "minLength": 1}, required=True),
+                    _query(
+                        "capabilities",
+                        {"type": "string"},
+                        "Required capabilities, comma-separated or repeated.",
+                    ),
+                    _query(
+                        "global",
+                        {"type": "string", "enum": ["true", "false"]},
+                        "Fall back to global providers (default true).",
+                    ),
                 ],
                 "responses": {
                     "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["handler", "service_type", "candidates", "chosen"],
-                            "properties": {
+                        _object(
+                            {
                                 "handler": {"type": "string"},
                                 "service_type": {"type": "string"},
-                                "required_capabilities": {
-                                    "type": "array",
-                                    "items": {"type": "string"},
-                                },
+                                "required_capabilities": _STRINGS,
                                 "chosen": {"type": ["string", "null"]},
                                 "candidates": {"type": "array", "items": {"type": "object"}},
                                 "table": {"type": "string"},
                             },
-                        },
+                            "handler",
+                            "service_type",
+                            "candidates",
+                            "chosen",
+                        ),
                         "Every candidate in walk order with its verdict and reason.",
                     ),
                     **_errors(422),
@@ -218,33 +243,19 @@ _DOCUMENT: dict[str, Any] = {
                 "operationId": "updatePriority",
                 "summary": "Move a provider: any of priority, priority_group, strategy.",
                 "parameters": [_NAME],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "minProperties": 1,
-                                "properties": {
-                                    "priority": {
-                                        "type": "string",
-                                        "enum": [p.name for p in Priority],
-                                    },
-                                    "priority_group": {"type": "integer", "minimum": 0},
-                                    "strategy": {
-                                        "type": "string",
-                                        "enum": [s.name for s in SelectionStrategy],
-                                    },
-                                },
-                            }
-                        }
+                "requestBody": _body(
+                    {
+                        "priority": {"type": "string", "enum": [p.name for p in Priority]},
+                        "priority_group": {"type": "integer", "minimum": 0},
+                        "strategy": {
+                            "type": "string",
+                            "enum": [s.name for s in SelectionStrategy],
+                        },
                     },
-                },
-                "responses": {
-                    "200": _json({"$ref": "#/components/schemas/Provider"}, "The provider now."),
-                    **_errors(404, 413, 422),
-                },
+                    required=True,
+                    minProperties=1,
+                ),
+                "responses": _provider_changed(404, 413, 422),
             }
         },
         "/v1/runtime/services/circuit-breakers/reset": {
@@ -252,31 +263,18 @@ _DOCUMENT: dict[str, Any] = {
                 "operationId": "resetBreakers",
                 "summary": "Reset breakers to CLOSED: all, one service type's, or one"
                 " provider's (also undoes force-open).",
-                "requestBody": {
-                    "required": False,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "properties": {
-                                    "service_type": {"type": "string", "minLength": 1},
-                                    "name": {"type": "string", "minLength": 1},
-                                },
-                            }
-                        }
+                "requestBody": _body(
+                    {
+                        "service_type": {"type": "string", "minLength": 1},
+                        "name": {"type": "string", "minLength": 1},
                     },
-                },
+                    required=False,
+                ),
                 "responses": {
                     "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["reset", "names"],
-                            "properties": {
-                                "reset": {"type": "integer"},
-                                "names": {"type": "array", "items": {"type": "string"}},
-                            },
-                        },
+                        _object(
+                            {"reset": {"type": "integer"}, "names": _STRINGS}, "reset", "names"
+                        ),
                         "How many breakers were reset, and whose.",
                     ),
                     **_errors(404, 413, 422),
@@ -289,24 +287,10 @@ _DOCUMENT: dict[str, Any] = {
                 "summary": "Hold a provider's breaker OPEN for `duration` seconds (default:"
                 " its recovery timeout).",
                 "parameters": [_NAME],
-                "requestBody": {
-                    "required": False,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "properties": {
-                                    "duration": {"type": "number", "exclusiveMinimum": 0}
-                                },
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    "200": _json({"$ref": "#/components/schemas/Provider"}, "The provider now."),
-                    **_errors(404, 413, 422),
-                },
+                "requestBody": _body(
+                    {"duration": {"type": "number", "exclusiveMinimum": 0}}, required=False
+                ),
+                "responses": _provider_changed(404, 413, 422),
             }
         },
         "/v1/runtime/events": {
@@ -314,20 +298,17 @@ _DOCUMENT: dict[str, Any] = {
                 "operationId": "events",
                 "summary": "The registry's events as server-sent events (text/event-stream).",
                 "parameters": [
-                    {
-                        "name": "types",
-                        "in": "query",
-                        "description": "Only these event types, comma-separated"
-                        " (EventsDropped is always sent).",
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "max_buffer",
-                        "in": "query",
-                        "description": "Events held for a slow reader before the oldest"
-                        " are dropped (default 1000).",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 100000},
-                    },
+                    _query(
+                        "types",
+                        {"type": "string"},
+                        "Only these event types, comma-separated (EventsDropped is always sent).",
+                    ),
+                    _query(
+                        "max_buffer",
+                        {"type": "integer", "minimum": 1, "maximum": 100000},
+                        "Events held for a slow reader before the oldest are dropped"
+                        " (default 1000).",
+                    ),
                 ],
                 "responses": {
                     "200": {
