@@ -125,10 +125,11 @@ async def serve_control_api(
                         token_required=token is not None,
                     )
                 finally:
+                    # End the event streams first, or the graceful shutdown waits for them.
                     app.state.close()
                     shutdown.set()
     finally:
-        app.state.close()
+        app.state.close()  # idempotent; here for a failure before the server started
 
 
 class _Config(Config):
