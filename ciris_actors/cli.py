@@ -585,12 +585,16 @@ def _read_token(path: str) -> str:
     token = text.removesuffix("\n").removesuffix("\r")
     if not token:
         raise _UsageError(_SERVE, f"--token-file {path}: the file is empty")
-    if token != token.strip() or not token.isascii() or not token.isprintable():
+    from .control._app import check_token  # the server's own rule (the extra is checked)
+
+    try:
+        check_token(token)
+    except ValueError:
         raise _UsageError(
             _SERVE,
             f"--token-file {path}: the token must be one line of printable ASCII without"
             " spaces around it",
-        )
+        ) from None
     return token
 
 
