@@ -7,9 +7,10 @@ Pure: imports neither trio nor the actors.
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
+
+from ._validators import seconds
 
 __all__ = [
     "CircuitState",
@@ -142,12 +143,9 @@ def check_duration(value: object, field: str, *, allow_none: bool = False) -> fl
 
     Raises:
       TypeError: if *value* is not a number.
-      ValueError: if *value* is NaN, infinite, zero or negative.
+      ValueError: if *value* is NaN, infinite (or an int too large for a float), zero
+        or negative.
     """
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{field}: expected a number of seconds, got {type(value).__name__}")
-    if math.isnan(value) or math.isinf(value) or value <= 0:
-        raise ValueError(f"{field}: must be a finite number > 0, got {value!r}")
-    return float(value)
+    return seconds(value, field)

@@ -7,14 +7,16 @@ breaker actor owns its timers and every mutation happens between two awaits.
 
 from __future__ import annotations
 
-import math
+import functools
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import attrs
 
 from ._errors import CircuitBreakerError
 from ._types import CircuitState, check_duration
+from ._validators import attrs_check, count, seconds
 
 __all__ = ["NO_PERMIT", "CircuitBreaker", "CircuitBreakerConfig", "TransitionCallback"]
 
@@ -30,30 +32,9 @@ _HALF_OPEN = CircuitState.HALF_OPEN
 TransitionCallback = Callable[["CircuitBreaker", CircuitState, CircuitState, str, float], None]
 
 
-def _finite_number(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{attribute.name}: expected a number, got {type(value).__name__}")
-    if math.isnan(value) or math.isinf(value):
-        raise ValueError(f"{attribute.name}: must be finite, got {value!r}")
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    _finite_number(instance, attribute, value)
-    if value <= 0:
-        raise ValueError(f"{attribute.name}: must be > 0, got {value!r}")
-
-
-def _count(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{attribute.name}: expected an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{attribute.name}: must be >= 1, got {value}")
-
-
-def _backoff(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    _finite_number(instance, attribute, value)
-    if value < 1.0:
-        raise ValueError(f"{attribute.name}: must be >= 1.0, got {value!r}")
+_count = attrs_check(count)
+_positive = attrs_check(seconds)
+_backoff = attrs_check(seconds, minimum=1.0, inclusive=True)
 
 
 def _max_recovery(
@@ -61,7 +42,7 @@ def _max_recovery(
 ) -> None:
     if value is None:
         return
-    _positive(instance, attribute, value)
+    seconds(value, attribute.name)
     if value < instance.recovery_timeout:
         raise ValueError(
             f"{attribute.name}: must be >= recovery_timeout ({instance.recovery_timeout}),"
@@ -132,16 +113,25 @@ class CircuitBreaker:
     count as an outcome without returning a permit that no longer exists; passing
     :data:`NO_PERMIT` records an outcome for a call that never held one.
 
+    A breaker is not safe to share between threads unless made with
+    ``thread_safe=True``: then every method holds the breaker's lock, so two threads
+    never both take the last probe permit, and a transition (and its callback) happens
+    once. Without it a breaker takes no lock at all; the registry's breakers, used from
+    one trio thread, are made that way.
+
     Args:
       name: the breaker's name (in errors and stats).
       config: its configuration.
       on_transition: called as ``on_transition(breaker, old, new, reason, now)`` after
-        every state change.
+        every state change (with ``thread_safe=True``, while the breaker's lock is held:
+        it may read the breaker, and must not wait on another thread that uses it).
+      thread_safe: lock every method, to share the breaker between threads.
     """
 
     name: str
     config: CircuitBreakerConfig = attrs.field(factory=CircuitBreakerConfig)
     on_transition: TransitionCallback | None = attrs.field(default=None, repr=False)
+    thread_safe: bool = attrs.field(default=False, kw_only=True)
 
     _state: CircuitState = attrs.field(default=_CLOSED, init=False)
     _failures: int = attrs.field(default=0, init=False)
@@ -161,12 +151,22 @@ class CircuitBreaker:
     transitions: int = attrs.field(default=0, init=False)
     last_failure_time: float | None = attrs.field(default=None, init=False)
 
+    _lock: threading.RLock | None = attrs.field(default=None, init=False, repr=False)
+
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.config, CircuitBreakerConfig):
             raise TypeError(
                 f"config: expected a CircuitBreakerConfig, got {type(self.config).__name__}"
             )
+        if not isinstance(self.thread_safe, bool):
+            raise TypeError(f"thread_safe: expected a bool, got {type(self.thread_safe).__name__}")
         self._open_timeout = self.config.recovery_timeout
+        if self.thread_safe:
+            # The locking twin of this class: same layout, every method under the lock.
+            # Swapping the class rather than testing a flag in each method keeps the
+            # single-threaded breaker (the registry's) free of any locking cost.
+            self._lock = threading.RLock()
+            self.__class__ = ThreadSafeCircuitBreaker
 
     # -- reading (never changes anything) ----------------------------------------------
 
@@ -407,3 +407,40 @@ class CircuitBreaker:
         self.transitions += 1
         if self.on_transition is not None:
             self.on_transition(self, old, new, reason, now)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _locked(
+    method: Callable[Concatenate[CircuitBreaker, P], R],
+) -> Callable[Concatenate[CircuitBreaker, P], R]:
+    """*method* of :class:`CircuitBreaker`, run while holding the breaker's lock."""
+
+    @functools.wraps(method)
+    def locked(self: CircuitBreaker, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with cast(threading.RLock, self._lock):
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
+class ThreadSafeCircuitBreaker(CircuitBreaker):
+    """A :class:`CircuitBreaker` made with ``thread_safe=True``: every public method holds
+    its re-entrant lock. Not made directly; ``CircuitBreaker(..., thread_safe=True)``
+    returns one."""
+
+    __slots__ = ()
+
+    is_available = _locked(CircuitBreaker.is_available)
+    check_and_raise = _locked(CircuitBreaker.check_and_raise)
+    get_stats = _locked(CircuitBreaker.get_stats)
+    acquire = _locked(CircuitBreaker.acquire)
+    release = _locked(CircuitBreaker.release)
+    record_success = _locked(CircuitBreaker.record_success)
+    record_failure = _locked(CircuitBreaker.record_failure)
+    advance = _locked(CircuitBreaker.advance)
+    force_open = _locked(CircuitBreaker.force_open)
+    reset = _locked(CircuitBreaker.reset)
+    configure = _locked(CircuitBreaker.configure)

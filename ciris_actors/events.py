@@ -8,7 +8,7 @@ drops its oldest events when full and tells the subscriber how many it lost
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import attrs
@@ -177,28 +177,67 @@ class EventSubscription(trio.abc.ReceiveChannel[RegistryEvent]):
 
 
 class EventBus:
-    """Fans events out to subscribers; owned by the registry supervisor."""
+    """Fans events out to subscribers; owned by the registry supervisor.
+
+    Each subscriber may ask for some event types only. The filter is applied before
+    anything is buffered, so unwanted events never push wanted ones out of a
+    subscriber's buffer, and publishing an event costs nothing for a subscriber that
+    filtered its type out: subscribers are indexed by the event type they want.
+    """
 
     def __init__(self) -> None:
-        self._subscribers: list[EventSubscription] = []
+        self._subscribers: dict[EventSubscription, tuple[type[RegistryEvent], ...] | None] = {}
+        #: Event class -> the subscribers that want it; filled as types are published and
+        #: emptied whenever a subscriber comes or goes.
+        self._routes: dict[type[RegistryEvent], tuple[EventSubscription, ...]] = {}
 
     @property
     def has_subscribers(self) -> bool:
-        """Whether anyone is listening (lets callers skip building events)."""
+        """Whether anyone is listening at all."""
         return bool(self._subscribers)
 
+    def wants(self, kind: type[RegistryEvent]) -> bool:
+        """Whether any subscriber would receive an event of class *kind* (lets callers
+        skip building events nobody reads)."""
+        return bool(self._route(kind))
+
+    def _route(self, kind: type[RegistryEvent]) -> tuple[EventSubscription, ...]:
+        route = self._routes.get(kind)
+        if route is None:
+            route = tuple(
+                subscriber
+                for subscriber, types in self._subscribers.items()
+                if types is None or issubclass(kind, types)
+            )
+            self._routes[kind] = route
+        return route
+
     def publish(self, event: RegistryEvent) -> None:
-        """Deliver *event* to every subscriber without blocking."""
-        for subscriber in self._subscribers:
+        """Deliver *event* to every subscriber that wants its type, without blocking."""
+        for subscriber in self._route(type(event)):
             subscriber._push(event)
 
     @contextmanager
-    def subscribe(self, max_buffer: int) -> Iterator[EventSubscription]:
-        """Open a subscription for the duration of the ``with`` block."""
+    def subscribe(
+        self, max_buffer: int, types: Iterable[type[RegistryEvent]] | None = None
+    ) -> Iterator[EventSubscription]:
+        """Open a subscription for the duration of the ``with`` block.
+
+        Args:
+          max_buffer: events held for the subscriber before the oldest are dropped.
+          types: the event classes (and their subclasses) to deliver; ``None``: all.
+            :class:`EventsDropped` is always delivered.
+
+        Raises:
+          ValueError: *max_buffer* is not an int >= 1, or *types* is empty.
+          TypeError: *types* holds something that is not an event class.
+        """
         if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
             raise ValueError(f"max_buffer: must be an int >= 1, got {max_buffer!r}")
+        wanted = None if types is None else _event_classes(types)
         subscription = EventSubscription(self, max_buffer)
-        self._subscribers.append(subscription)
+        self._subscribers[subscription] = wanted
+        self._routes.clear()
         try:
             yield subscription
         finally:
@@ -206,11 +245,24 @@ class EventBus:
 
     def unsubscribe(self, subscription: EventSubscription) -> None:
         """Stop delivering to *subscription* (idempotent)."""
-        if subscription in self._subscribers:
-            self._subscribers.remove(subscription)
+        if self._subscribers.pop(subscription, False) is not False:
+            self._routes.clear()
 
     def close(self) -> None:
         """End every subscription: receivers get what is buffered, then EndOfChannel."""
         for subscriber in self._subscribers:
             subscriber._finish()
         self._subscribers.clear()
+        self._routes.clear()
+
+
+def _event_classes(types: object) -> tuple[type[RegistryEvent], ...]:
+    if isinstance(types, type) or not isinstance(types, Iterable):
+        raise TypeError(f"types: expected an iterable of event classes, got {types!r}")
+    classes = tuple(types)
+    for kind in classes:
+        if not (isinstance(kind, type) and issubclass(kind, RegistryEvent)):
+            raise TypeError(f"types: {kind!r} is not a RegistryEvent class")
+    if not classes:
+        raise ValueError("types: must name at least one event class (None: all of them)")
+    return classes

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -37,8 +36,9 @@ from ._types import (
     coerce_priority,
     coerce_strategy,
 )
+from ._validators import count, seconds
 from .breaker import CircuitBreaker, CircuitBreakerConfig
-from .events import EventSubscription, ResolveMiss
+from .events import EventSubscription, RegistryEvent, ResolveMiss
 from .restart import RestartPolicy
 from .selection import ActorStatus, Candidate, Member, explain_plan, select
 
@@ -154,26 +154,40 @@ class _Lease:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Literal[False]:
-        assert self._scope is not None
-        self._scope.__exit__(exc_type, exc, tb)
+        scope = self._scope
+        assert scope is not None
+        try:
+            scope.__exit__(exc_type, exc, tb)
+        except BaseException as remaining:
+            # The scope took its own Cancelled out of a group (the deadline fired while a
+            # task in the body failed) and raised the rest: record all the same.
+            self._record(remaining, scope.cancelled_caught)
+            if scope.cancelled_caught and isinstance(remaining, Exception):
+                raise self._too_slow() from remaining
+            raise
+        self._record(exc, scope.cancelled_caught)
+        if scope.cancelled_caught:
+            raise self._too_slow() from exc
+        return False
+
+    def _record(self, exc: BaseException | None, timed_out: bool) -> None:
+        """Record the lease's outcome; its permit is returned whatever happens."""
         breaker = self._member.breaker
-        now = trio.current_time()
-        if self._scope.cancelled_caught:
-            # Our own deadline fired: the call took too long.
-            breaker.record_failure(now, self._generation)
-            raise trio.TooSlowError(
-                f"call to provider {self._member.name!r} exceeded {self._limit:g}s"
-            ) from exc
-        if self._abandoned:
+        if self._abandoned or not (timed_out or exc is None or isinstance(exc, Exception)):
+            # The call never reached the provider, or it was cancelled from outside (or
+            # interrupted): no outcome, the permit goes back.
             breaker.release(self._generation)
-        elif exc is None:
-            breaker.record_success(now, self._generation)
-        elif isinstance(exc, Exception):
+            return
+        now = trio.current_time()
+        if timed_out or exc is not None:
             breaker.record_failure(now, self._generation)
         else:
-            # Cancelled from outside (or KeyboardInterrupt): no outcome, return the permit.
-            breaker.release(self._generation)
-        return False
+            breaker.record_success(now, self._generation)
+
+    def _too_slow(self) -> trio.TooSlowError:
+        return trio.TooSlowError(
+            f"call to provider {self._member.name!r} exceeded {self._limit:g}s"
+        )
 
 
 class _NotAwaitable(Exception):
@@ -503,7 +517,7 @@ class Registry:
             stats.observe(time.perf_counter() - start)
 
     def _missed(self, handler: str, service_type: str, required: frozenset[str]) -> None:
-        if self._sup.bus.has_subscribers:
+        if self._sup.bus.wants(ResolveMiss):
             self._sup.publish(
                 ResolveMiss(
                     name=None,
@@ -593,16 +607,15 @@ class Registry:
             *max_attempts* ran out). It lists every attempt; its ``__cause__`` is the last
             error.
           ValueError: *max_attempts* is below 1.
+          TypeError: *max_attempts* is not an int.
           TypeError: *fn* is not callable or does not return an awaitable (no outcome is
             recorded: that is the caller's bug, not the provider's).
         """
         self._check_open()
         if not callable(fn):
             raise TypeError(f"fn: expected an async callable, got {type(fn).__name__}")
-        if max_attempts is not None and (
-            isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
-        ):
-            raise ValueError(f"max_attempts: must be an int >= 1 or None, got {max_attempts!r}")
+        if max_attempts is not None:
+            count(max_attempts, "max_attempts")
         required = coerce_capabilities(required_capabilities, "required_capabilities")
         await trio.lowlevel.checkpoint()
         self._check_open()
@@ -686,7 +699,8 @@ class Registry:
         """Wait until every required service type has a routable provider.
 
         Args:
-          timeout: seconds to wait at most (``math.inf``: no limit).
+          timeout: seconds to wait at most (``math.inf``, or an int too large for a float:
+            no limit).
           service_types: the types to wait for (default: the registry's
             ``required_services``).
 
@@ -698,14 +712,13 @@ class Registry:
           RegistryError: the registry is closed, or closes while this waits.
         """
         self._check_open()
-        if timeout != math.inf:
-            check_duration(timeout, "timeout")
+        limit = seconds(timeout, "timeout", infinite=True)
         types = (
             self._required_services
             if service_types is None
             else _ordered_names(service_types, "service_types")
         )
-        with trio.move_on_after(timeout):
+        with trio.move_on_after(limit):
             while not self._ready(types):
                 await self._sup.wait_change()
                 self._check_open()
@@ -959,18 +972,24 @@ class Registry:
         record.tell(BreakerMessage.CONFIG_CHANGED)
 
     @asynccontextmanager
-    async def events(self, max_buffer: int = 1000) -> AsyncIterator[EventSubscription]:
+    async def events(
+        self, max_buffer: int = 1000, types: Iterable[type[RegistryEvent]] | None = None
+    ) -> AsyncIterator[EventSubscription]:
         """Subscribe to the registry's events for the duration of the block.
 
         Args:
           max_buffer: events held for this subscriber; past it the oldest are dropped and
             the subscriber receives an :class:`EventsDropped` saying how many.
+          types: deliver only events of these classes (or their subclasses); ``None``:
+            every event. The filter applies before buffering, so events filtered out
+            never take a wanted event's place in the buffer. :class:`EventsDropped` is
+            always delivered.
 
         Yields:
           A receive channel of :class:`RegistryEvent`; iterate it with ``async for``.
         """
         self._check_open()
-        with self._sup.bus.subscribe(max_buffer) as subscription:
+        with self._sup.bus.subscribe(max_buffer, types) as subscription:
             await trio.lowlevel.checkpoint()
             yield subscription
 
@@ -1084,33 +1103,39 @@ async def open_registry(
         raise TypeError(
             f"default_breaker: expected a CircuitBreakerConfig, got {type(breaker).__name__}"
         )
-    close = check_duration(close_timeout, "close_timeout")
-    assert close is not None
-    if math.isinf(close):  # pragma: no cover - check_duration refuses infinities
-        raise ValueError("close_timeout: must be finite")
+    close = seconds(close_timeout, "close_timeout")
 
     supervisor: RegistrySupervisor | None = None
-    # Actors never raise into this nursery, so a group from it holds the block's own
-    # exception (or Cancelled): it is given back unwrapped.
-    with unwrap_single_exception():
-        async with trio.open_nursery() as nursery:
-            supervisor = RegistrySupervisor(
-                nursery,
-                restart_policy=policy,
-                health_check_interval=interval,
-                close_timeout=close,
-                rng=random.Random(seed),
-            )
-            registry = Registry(
-                supervisor,
-                required_services=required,
-                default_breaker=breaker,
-                allow_mock_services=allow_mock_services,
-            )
-            try:
-                yield registry
-            finally:
-                registry._closed = True
-                await supervisor.stop_all()
+    try:
+        # Actors never raise into this nursery, so a group from it holds the block's own
+        # exception (or Cancelled): it is given back unwrapped.
+        with unwrap_single_exception():
+            async with trio.open_nursery() as nursery:
+                supervisor = RegistrySupervisor(
+                    nursery,
+                    restart_policy=policy,
+                    health_check_interval=interval,
+                    close_timeout=close,
+                    rng=random.Random(seed),
+                )
+                registry = Registry(
+                    supervisor,
+                    required_services=required,
+                    default_breaker=breaker,
+                    allow_mock_services=allow_mock_services,
+                )
+                try:
+                    yield registry
+                finally:
+                    registry._closed = True
+                    await supervisor.stop_all()
+    except BaseException:
+        # A provider's KeyboardInterrupt or SystemExit wins over whatever the block
+        # raised when it was cancelled because of it.
+        if supervisor is not None and isinstance(
+            supervisor.escalation, (KeyboardInterrupt, SystemExit)
+        ):
+            raise supervisor.escalation from None
+        raise
     if supervisor is not None and supervisor.escalation is not None:
         raise supervisor.escalation

@@ -6,37 +6,18 @@ times, so it is tested on its own; the supervisor only sleeps and acts on it.
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Any
 
 import attrs
 
+from ._validators import attrs_check, count, seconds
+
 __all__ = ["RestartPolicy", "RestartTracker"]
 
 
-def _non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{attribute.name}: expected an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{attribute.name}: must be >= 0, got {value}")
-
-
-def _seconds(minimum: float, inclusive: bool) -> Any:
-    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{attribute.name}: expected a number, got {type(value).__name__}")
-        if not math.isfinite(value):
-            raise ValueError(f"{attribute.name}: must be finite, got {value!r}")
-        if value < minimum or (value == minimum and not inclusive):
-            op = ">=" if inclusive else ">"
-            raise ValueError(f"{attribute.name}: must be {op} {minimum}, got {value!r}")
-
-    return check
-
-
 def _maximum(instance: RestartPolicy, attribute: attrs.Attribute[Any], value: float) -> None:
-    _seconds(0.0, True)(instance, attribute, value)
+    seconds(value, attribute.name, inclusive=True)
     if value < instance.initial:
         raise ValueError(
             f"{attribute.name}: must be >= initial ({instance.initial}), got {value!r}"
@@ -44,7 +25,7 @@ def _maximum(instance: RestartPolicy, attribute: attrs.Attribute[Any], value: fl
 
 
 def _jitter(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    _seconds(0.0, True)(instance, attribute, value)
+    seconds(value, attribute.name, inclusive=True)
     if value > 1.0:
         raise ValueError(f"{attribute.name}: must be between 0 and 1, got {value!r}")
 
@@ -63,9 +44,9 @@ class RestartPolicy:
       ValueError, TypeError: for a negative, NaN or mistyped field (the message names it).
     """
 
-    max_restarts: int = attrs.field(default=3, validator=_non_negative_int)
-    within: float = attrs.field(default=5.0, validator=_seconds(0.0, False))
-    initial: float = attrs.field(default=0.1, validator=_seconds(0.0, True))
+    max_restarts: int = attrs.field(default=3, validator=attrs_check(count, minimum=0))
+    within: float = attrs.field(default=5.0, validator=attrs_check(seconds))
+    initial: float = attrs.field(default=0.1, validator=attrs_check(seconds, inclusive=True))
     maximum: float = attrs.field(default=30.0, validator=_maximum)
     jitter: float = attrs.field(default=0.1, validator=_jitter)
     escalate: bool = False

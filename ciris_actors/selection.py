@@ -120,7 +120,9 @@ class Group:
     """
 
     number: int
-    cursor: Cursor
+    #: The group's round-robin position; it goes when the group empties, so a plan's
+    #: memory is that of its members and nothing else.
+    cursor: Cursor = attrs.field(factory=lambda: Cursor())
     members: list[Member] = attrs.field(factory=list)
     keys: list[tuple[int, int]] = attrs.field(factory=list)
     #: That of the group's first member.
@@ -131,20 +133,18 @@ class Group:
 Plan = list[Group]
 
 
-def plan_insert(plan: Plan, member: Member, cursors: dict[int, Cursor]) -> None:
+def plan_insert(plan: Plan, member: Member) -> None:
     """Insert *member* into *plan* at its place: group ascending, then priority, then
     registration order.
 
     Args:
       plan: the plan to change in place.
       member: the member to insert (its group, priority and seq decide its place).
-      cursors: round-robin cursors by group number, kept across a group emptying and
-        filling again; a missing one is created here.
     """
     number = member.priority_group
     index = bisect.bisect_left([g.number for g in plan], number)
     if index == len(plan) or plan[index].number != number:
-        plan.insert(index, Group(number=number, cursor=cursors.setdefault(number, Cursor())))
+        plan.insert(index, Group(number=number))
     group = plan[index]
     key = member.sort_key
     position = bisect.bisect_left(group.keys, key)

@@ -6,7 +6,13 @@ import pytest
 import trio
 import trio.testing
 
-from ciris_actors import NoServiceAvailable, Priority, Registry
+from ciris_actors import (
+    CircuitBreakerConfig,
+    NoServiceAvailable,
+    Priority,
+    Registry,
+    open_registry,
+)
 from ciris_actors.testing import FakeProvider
 
 
@@ -157,3 +163,45 @@ async def test_call_with_nothing_registered_raises_no_service(
 ) -> None:
     with pytest.raises(NoServiceAvailable, match="no provider is registered"):
         await registry.call("H", "memory", serve)
+
+
+async def test_a_lease_ending_in_a_group_with_its_own_deadline_records_and_returns_its_permit(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The body's helper task fails while being cancelled by the lease's deadline: the
+    # body ends with a group holding the deadline's Cancelled and a real error. The
+    # outcome must still be recorded (a failure: the call timed out) and the half-open
+    # permit returned, or the provider stays half-open with its quota in use for good.
+    config = CircuitBreakerConfig(
+        failure_threshold=1,
+        recovery_timeout=10.0,
+        success_threshold=1,
+        half_open_max_calls=1,
+        timeout_duration=5.0,
+    )
+    async with open_registry(health_check_interval=None, default_breaker=config) as registry:
+        name = registry.register("H", "llm", FakeProvider("a"), name="a")
+        registry.force_open(name, 1.0)
+        await trio.sleep(2.0)  # the OPEN timer has moved it to HALF_OPEN
+
+        async def cleanup_fails_when_cancelled() -> None:
+            try:
+                await trio.sleep_forever()
+            finally:
+                raise RuntimeError("cleanup failed")
+
+        async def leased_call() -> None:
+            async with registry.lease("H", "llm"), trio.open_nursery() as nursery:
+                assert stats(registry, name)["probes_in_flight"] == 1
+                nursery.start_soon(cleanup_fails_when_cancelled)
+                await trio.sleep_forever()
+
+        with pytest.raises(trio.TooSlowError) as caught:
+            await leased_call()
+        cause = caught.value.__cause__  # the helper's error is kept, not lost
+        assert isinstance(cause, ExceptionGroup)
+        assert cause.subgroup(RuntimeError) is not None
+        after = stats(registry, name)
+        assert after["total_failures"] == 1
+        assert after["probes_in_flight"] == 0
+        assert after["state"] == "open"  # a failed probe re-opens the breaker

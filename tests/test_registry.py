@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import tracemalloc
 
 import pytest
 import trio
@@ -368,3 +370,32 @@ async def test_wait_ready_accepts_an_infinite_timeout(
 ) -> None:
     registry.register("H", "llm", Plain("a"))
     assert await registry.wait_ready(math.inf)
+
+
+async def test_memory_returns_to_baseline_when_round_robin_providers_go(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Each cycle uses a routing key never seen before (a fresh handler name), as a
+    # runtime that registers per-session handlers does; what the registry keeps for a
+    # key (its plan, its round-robin position) must go with the key's last provider.
+    async with open_registry(health_check_interval=None) as registry:
+
+        async def cycles(first: int, count: int) -> None:
+            for i in range(first, first + count):
+                handler = f"session-{i}"
+                name = registry.register(handler, "llm", Plain(handler), strategy="round_robin")
+                assert registry.get_service_nowait(handler, "llm") is not None
+                registry.unregister(name)
+                await trio.testing.wait_all_tasks_blocked()  # its actor has finished
+
+        await cycles(0, 200)  # warm up: caches and free lists reach their size
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            await cycles(200, 3000)
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert grown < 64 * 1024, f"{grown} bytes kept after 3000 providers came and went"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from typing import Any
 
 import attrs
@@ -294,3 +297,77 @@ def test_crash_schedules_get_exactly_the_restarts_and_failures_the_policy_allows
         assert len(failed) == 1
         assert failed[0].time == pytest.approx(expected.failed_at)
         assert len(crashes) == len(expected.restarts) + 1
+
+
+class Interrupting:
+    """A provider whose *hook* raises *error* (the others behave)."""
+
+    def __init__(self, hook: str, error: BaseException) -> None:
+        self.hook = hook
+        self.error = error
+
+    async def _maybe_raise(self, hook: str) -> None:
+        await trio.lowlevel.checkpoint()
+        if hook == self.hook:
+            raise self.error
+
+    async def start(self) -> None:
+        await self._maybe_raise("start")
+
+    async def run(self) -> None:
+        await self._maybe_raise("run")
+        await trio.sleep_forever()
+
+    async def is_healthy(self) -> bool:
+        await self._maybe_raise("is_healthy")
+        return True
+
+    async def aclose(self) -> None:
+        await self._maybe_raise("aclose")
+
+
+@pytest.mark.parametrize("hook", ["start", "run", "is_healthy", "aclose"])
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), SystemExit(3)], ids=["ki", "exit"])
+async def test_keyboard_interrupt_and_system_exit_from_a_provider_come_out_bare(
+    autojump_clock: trio.testing.MockClock, hook: str, error: BaseException
+) -> None:
+    # Bare, as trio raises them, so sys.exit(3) in start() ends the process with status 3
+    # rather than a group's traceback and status 1; and the registry stops everything.
+    async def run_registry() -> None:
+        async with open_registry() as registry:
+            registry.register("H", "llm", Interrupting(hook, error))
+            await trio.sleep(1.0)  # aclose runs at exit, after this
+            assert hook == "aclose", "the registry should have been stopped by now"
+
+    counter = TaskCounter()
+    trio.lowlevel.add_instrument(counter)
+    with pytest.raises(type(error)) as caught:
+        await run_registry()
+    trio.lowlevel.remove_instrument(counter)
+    assert caught.value is error
+    assert counter.live == set()
+
+
+def test_sys_exit_in_a_providers_start_sets_the_process_status() -> None:
+    script = textwrap.dedent(
+        """
+        import sys, trio
+        from ciris_actors import open_registry
+
+        class Quitter:
+            async def start(self):
+                sys.exit(3)
+
+        async def main():
+            async with open_registry() as registry:
+                registry.register("H", "llm", Quitter())
+                await trio.sleep_forever()
+
+        trio.run(main)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr

@@ -11,7 +11,9 @@ import trio
 import trio.testing
 
 from ciris_actors import (
+    CircuitBreaker,
     CircuitBreakerConfig,
+    CircuitState,
     DuplicateProviderError,
     Priority,
     Registry,
@@ -25,6 +27,10 @@ from ciris_actors import (
 
 class Plain:
     pass
+
+
+#: An int no float can hold.
+HUGE = 10**400
 
 
 def snapshot(registry: Registry) -> dict[str, Any]:
@@ -143,6 +149,12 @@ BAD_CALLS: list[tuple[str, type[Exception], str, Callable[[Registry], object]]] 
         lambda r: r.force_open("primary", -1.0),
     ),
     (
+        "force-open duration too large for a float",
+        ValueError,
+        "duration",
+        lambda r: r.force_open("primary", HUGE),
+    ),
+    (
         "unknown name to reset",
         UnknownProviderError,
         "nobody",
@@ -208,6 +220,12 @@ async def test_unknown_provider_error_is_a_lookup_error_and_a_registry_error(
         ({"half_open_max_calls": 0}, "half_open_max_calls"),
         ({"recovery_backoff": 0.5}, "recovery_backoff"),
         ({"max_recovery_timeout": 1.0}, "max_recovery_timeout"),
+        # An int too large for a float is a ValueError like any other bad value, not an
+        # OverflowError escaping from the comparison.
+        ({"recovery_timeout": HUGE}, "recovery_timeout"),
+        ({"timeout_duration": HUGE}, "timeout_duration"),
+        ({"recovery_backoff": HUGE}, "recovery_backoff"),
+        ({"max_recovery_timeout": HUGE}, "max_recovery_timeout"),
     ],
 )
 def test_breaker_config_refuses_bad_values_naming_the_field(
@@ -226,6 +244,10 @@ def test_breaker_config_refuses_bad_values_naming_the_field(
         ({"initial": -0.1}, "initial"),
         ({"initial": 5.0, "maximum": 1.0}, "maximum"),
         ({"jitter": 1.5}, "jitter"),
+        ({"within": HUGE}, "within"),
+        ({"initial": HUGE}, "initial"),
+        ({"maximum": HUGE}, "maximum"),
+        ({"jitter": HUGE}, "jitter"),
     ],
 )
 def test_restart_policy_refuses_bad_values_naming_the_field(
@@ -241,6 +263,8 @@ def test_restart_policy_refuses_bad_values_naming_the_field(
         ({"health_check_interval": 0}, ValueError, "health_check_interval"),
         ({"health_check_interval": math.nan}, ValueError, "health_check_interval"),
         ({"close_timeout": -1}, ValueError, "close_timeout"),
+        ({"close_timeout": HUGE}, ValueError, "close_timeout"),
+        ({"health_check_interval": HUGE}, ValueError, "health_check_interval"),
         ({"required_services": "llm"}, TypeError, "required_services"),
         ({"restart_policy": {"max_restarts": 1}}, TypeError, "restart_policy"),
         ({"default_breaker": 3}, TypeError, "default_breaker"),
@@ -300,3 +324,34 @@ async def test_every_method_refuses_a_closed_registry(
     with pytest.raises(RegistryError, match="closed"):
         async with registry.events():
             pass  # pragma: no cover
+
+
+async def test_a_lease_timeout_too_large_for_a_float_is_a_value_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_registry() as registry:
+        await populated(registry)
+        before = snapshot(registry)
+        with pytest.raises(ValueError, match="timeout"):
+            async with registry.lease("H", "llm", timeout=HUGE):
+                pass  # pragma: no cover
+        assert snapshot(registry) == before
+
+
+async def test_wait_ready_with_a_timeout_too_large_for_a_float_waits_forever(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # As math.inf does (the documented "no limit"): it waits, and returns when ready.
+    async with open_registry(required_services=["llm"]) as registry:
+        with trio.move_on_after(1000.0) as waited:
+            await registry.wait_ready(HUGE)
+        assert waited.cancelled_caught
+        registry.register("H", "llm", Plain())
+        assert await registry.wait_ready(HUGE) is True
+
+
+def test_a_standalone_breaker_refuses_a_force_open_too_large_for_a_float() -> None:
+    breaker = CircuitBreaker("b")
+    with pytest.raises(ValueError, match="duration"):
+        breaker.force_open(0.0, HUGE)
+    assert breaker.state is CircuitState.CLOSED

@@ -25,9 +25,24 @@ __all__ = ["breaker_actor"]
 
 async def breaker_actor(sup: RegistrySupervisor, record: ProviderRecord) -> None:
     """Run until the provider's scope is cancelled or a STOP message arrives."""
+    if not record.has_health_check:
+        await _run(sup, record, None)
+        return
+    # Health checks run in a task of their own, so however long one takes, the timers
+    # below still fire on time.
+    async with trio.open_nursery() as checks:
+        await _run(sup, record, checks)
+        checks.cancel_scope.cancel()
+
+
+async def _run(
+    sup: RegistrySupervisor, record: ProviderRecord, checks: trio.Nursery | None
+) -> None:
     breaker = record.breaker
     interval = sup.health_check_interval
     next_check = math.inf
+    checking = False  # a health check is running
+    check_again = False  # CHECK_NOW arrived while one was running
     while True:
         deadline = next_check
         if breaker.state is CircuitState.OPEN:
@@ -44,7 +59,13 @@ async def breaker_actor(sup: RegistrySupervisor, record: ProviderRecord) -> None
                 messages = await record.mailbox.receive()
         if messages & BreakerMessage.STOP:
             return
+        if messages & BreakerMessage.CHECKED:
+            checking = False
+            next_check = math.inf if interval is None else trio.current_time() + interval
         if messages & BreakerMessage.CHECK_NOW:
+            next_check = trio.current_time()
+        if check_again and not checking:
+            check_again = False
             next_check = trio.current_time()
         now = trio.current_time()
         breaker.advance(now)
@@ -56,8 +77,17 @@ async def breaker_actor(sup: RegistrySupervisor, record: ProviderRecord) -> None
                     # A probe permit not returned within timeout_duration is a failure.
                     breaker.record_failure(now, permit[1])
         if now >= next_check:
-            if record.has_health_check and record.status is ActorStatus.RUNNING:
-                await sup.check_health(record)
-                next_check = math.inf if interval is None else trio.current_time() + interval
-            else:
-                next_check = math.inf
+            next_check = math.inf
+            if checking:
+                check_again = True
+            elif checks is not None and record.status is ActorStatus.RUNNING:
+                checking = True
+                checks.start_soon(_check, sup, record)
+
+
+async def _check(sup: RegistrySupervisor, record: ProviderRecord) -> None:
+    """Run one health check and tell the breaker actor it is done."""
+    try:
+        await sup.check_health(record)
+    finally:
+        record.tell(BreakerMessage.CHECKED)

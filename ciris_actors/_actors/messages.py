@@ -32,6 +32,8 @@ class BreakerMessage(enum.Flag):
     PERMIT_TAKEN = enum.auto()
     #: The provider (re)started: run its first health check now.
     CHECK_NOW = enum.auto()
+    #: A health check has finished (from the task that ran it): schedule the next one.
+    CHECKED = enum.auto()
     #: The provider is going away.
     STOP = enum.auto()
 

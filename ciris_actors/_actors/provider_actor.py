@@ -83,6 +83,11 @@ async def _supervise(sup: RegistrySupervisor, record: ProviderRecord) -> None:
     while True:
         try:
             await _incarnation(sup, record)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # Not a crash to restart from: the process is being asked to stop. The
+            # registry stops everything and raises it bare, as trio would.
+            sup.escalate(exc)
+            return
         except Exception as exc:
             if record.status is not ActorStatus.RESTARTING:
                 _mark_crashed(sup, record, exc)  # start()/__aenter__ raised: nothing to close

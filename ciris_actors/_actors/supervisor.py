@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import trio
 
-from .._errors import RegistryError, UnknownProviderError
+from .._errors import UnknownProviderError
 from .._stats import ResolveStats
 from .._types import CircuitState, Priority, SelectionStrategy
 from ..breaker import NO_PERMIT, CircuitBreaker
@@ -29,7 +29,7 @@ from ..events import (
     RegistryEvent,
 )
 from ..restart import RestartPolicy, RestartTracker
-from ..selection import ActorStatus, Cursor, Member, Plan, plan_insert, plan_remove
+from ..selection import ActorStatus, Member, Plan, plan_insert, plan_remove
 from .messages import BreakerMessage, Mailbox
 from .provider_actor import provider_actor
 
@@ -101,11 +101,12 @@ class RegistrySupervisor:
         #: (scope, service type) -> plan; read directly by the resolve hot path.
         self.plans: dict[tuple[str, str], Plan] = {}
         self.mock_plans: dict[tuple[str, str], Plan] = {}
-        self._cursors: dict[tuple[str, str, bool], dict[int, Cursor]] = {}
         self._seq = itertools.count()
         self._changed = trio.Event()
-        #: Set when a provider exceeded its intensity under ``escalate=True``.
-        self.escalation: RegistryError | None = None
+        #: What ``open_registry`` raises when its block is over: a provider that exceeded
+        #: its intensity under ``escalate=True``, or a KeyboardInterrupt / SystemExit a
+        #: provider raised (first come, first kept).
+        self.escalation: BaseException | None = None
         #: Incremented whenever the routing table changes (register, unregister, move),
         #: so observers can cache what they derive from it.
         self.version = 0
@@ -187,9 +188,7 @@ class RegistrySupervisor:
 
     def _place(self, record: ProviderRecord) -> None:
         key = (record.scope_name, record.service_type)
-        plan = self._plans_of(record).setdefault(key, [])
-        cursors = self._cursors.setdefault((*key, record.mock), {})
-        plan_insert(plan, record, cursors)
+        plan_insert(self._plans_of(record).setdefault(key, []), record)
 
     def _unplace(self, record: ProviderRecord) -> None:
         plans = self._plans_of(record)
@@ -313,14 +312,19 @@ class RegistrySupervisor:
                 healthy = bool(await record.instance.is_healthy())
             except Exception as exc:
                 reason = f"health check raised {type(exc).__name__}: {exc}"
+            except (KeyboardInterrupt, SystemExit) as exc:
+                # Not a health verdict: the process is being asked to stop.
+                self.escalate(exc)
+                return False
             else:
                 reason = "health check passed" if healthy else "health check returned False"
         if counts and record.incarnation == incarnation:
             self.set_health(record, healthy, reason)
         return healthy
 
-    def escalate(self, error: RegistryError) -> None:
-        """Make the registry raise *error*: cancel everything; ``open_registry`` raises it."""
+    def escalate(self, error: BaseException) -> None:
+        """Make the registry raise *error*: cancel everything; ``open_registry`` raises it
+        bare once everything has stopped."""
         if self.escalation is None:
             self.escalation = error
         self.nursery.cancel_scope.cancel()

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import events as events_mod
 from .._errors import RegistryError, UnknownProviderError
 from .._types import coerce_group, coerce_priority, coerce_strategy
+from .._validators import count, seconds
 from ..registry import Registry
 from ._metrics import RegistryCollector
 from ._openapi import openapi_document
@@ -38,6 +39,9 @@ __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app", "event_as_dict"]
 #: Request bodies larger than this are refused with 413 (the largest valid body is a few
 #: hundred bytes).
 DEFAULT_MAX_BODY_BYTES = 16 * 1024
+
+#: Seconds a request's whole body may take to arrive once its head has (else 408).
+DEFAULT_REQUEST_TIMEOUT = 10.0
 
 #: Seconds between keep-alive comments on an idle event stream.
 DEFAULT_SSE_KEEPALIVE = 15.0
@@ -75,6 +79,7 @@ def create_app(
     *,
     token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     sse_keepalive: float = DEFAULT_SSE_KEEPALIVE,
 ) -> Starlette:
     """Build the control plane's ASGI app for *registry*.
@@ -88,6 +93,8 @@ def create_app(
         refuse every request (403) and read endpoints answer only loopback clients that
         name a loopback host.
       max_body_bytes: request bodies larger than this are refused with 413.
+      request_timeout: seconds a request's body may take to arrive, once its head has
+        (else 408).
       sse_keepalive: seconds between keep-alive comments on an idle event stream.
 
     Returns:
@@ -102,17 +109,9 @@ def create_app(
     if not isinstance(registry, Registry):
         raise TypeError(f"registry: expected a Registry, got {type(registry).__name__}")
     secret = check_token(token)
-    if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
-        raise TypeError(f"max_body_bytes: expected an int, got {type(max_body_bytes).__name__}")
-    if max_body_bytes < 1:
-        raise ValueError(f"max_body_bytes: must be >= 1, got {max_body_bytes}")
-    if (
-        isinstance(sse_keepalive, bool)
-        or not isinstance(sse_keepalive, (int, float))
-        or not math.isfinite(sse_keepalive)
-        or sse_keepalive <= 0
-    ):
-        raise ValueError(f"sse_keepalive: must be a finite number > 0, got {sse_keepalive!r}")
+    count(max_body_bytes, "max_body_bytes")
+    timeout = seconds(request_timeout, "request_timeout")
+    keepalive = seconds(sse_keepalive, "sse_keepalive")
     collector = RegistryCollector(registry)
     metrics = CollectorRegistry(auto_describe=False)
     metrics.register(collector)
@@ -121,30 +120,29 @@ def create_app(
         token=secret,
         collector=collector,
         metrics=metrics,
-        sse_keepalive=float(sse_keepalive),
+        sse_keepalive=keepalive,
     )
 
-    def read(handler: Callable[[Request, _Settings], Awaitable[Response]]) -> Handler:
-        return _guard(handler, settings, mutating=False)
+    def endpoint(handler: Callable[[Request, _Settings], Awaitable[Response]]) -> Handler:
+        return _guard(handler, settings)
 
-    def write(handler: Callable[[Request, _Settings], Awaitable[Response]]) -> Handler:
-        return _guard(handler, settings, mutating=True)
-
+    # Authorization is the gate's (_Gate), before routing: a GET reads, every other
+    # method changes something.
     base = "/v1/runtime/services"
     routes = [
-        Route(base, read(_list_services), methods=["GET"]),
-        Route(f"{base}/health", read(_health), methods=["GET"]),
-        Route(f"{base}/selection", read(_selection), methods=["GET"]),
-        Route(f"{base}/circuit-breakers/reset", write(_reset), methods=["POST"]),
-        Route(f"{base}/{{name:path}}/priority", write(_priority), methods=["PUT"]),
+        Route(base, endpoint(_list_services), methods=["GET"]),
+        Route(f"{base}/health", endpoint(_health), methods=["GET"]),
+        Route(f"{base}/selection", endpoint(_selection), methods=["GET"]),
+        Route(f"{base}/circuit-breakers/reset", endpoint(_reset), methods=["POST"]),
+        Route(f"{base}/{{name:path}}/priority", endpoint(_priority), methods=["PUT"]),
         Route(
             f"{base}/{{name:path}}/circuit-breaker/force-open",
-            write(_force_open),
+            endpoint(_force_open),
             methods=["POST"],
         ),
-        Route("/v1/runtime/events", read(_events), methods=["GET"]),
-        Route("/metrics", read(_metrics), methods=["GET"]),
-        Route("/openapi.json", read(_openapi), methods=["GET"]),
+        Route("/v1/runtime/events", endpoint(_events), methods=["GET"]),
+        Route("/metrics", endpoint(_metrics), methods=["GET"]),
+        Route("/openapi.json", endpoint(_openapi), methods=["GET"]),
     ]
 
     @asynccontextmanager
@@ -156,7 +154,7 @@ def create_app(
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(_BodyLimit, limit=max_body_bytes)],
+        middleware=[Middleware(_Gate, settings=settings, limit=max_body_bytes, timeout=timeout)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
@@ -241,22 +239,27 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return _error(500, f"internal error: {type(exc).__name__}")
 
 
-class _BodyLimit:
-    """Read the whole request body before the app runs; refuse one over *limit* bytes with
-    a JSON 413.
+class _Gate:
+    """Authorize a request from its head, then read its whole body, then run the app.
 
-    A declared ``Content-Length`` over the limit is refused before anything is read; a
-    body sent without one is counted as it is read, and refused as soon as it passes the
-    limit (nothing past it is read). Starlette's own limit answers in plain text.
+    The order is the point: a request that may not be answered is refused before a byte
+    of its body is read, so an unauthenticated client cannot hold a connection open by
+    trickling a body in. A body is read whole, however it is framed (``Content-Length``,
+    chunked, or neither), and refused with 413 as soon as it passes *limit* bytes (a
+    declared length over the limit is refused before anything is read). The whole body
+    must arrive within *timeout* seconds of the request's head, else 408.
 
-    Reading the body first keeps keep-alive connections usable: when a response (a 401, a
-    404) ends before the request body was read, hypercorn closes the connection without
-    saying so, and the client's next request on it fails. A 413 says ``Connection: close``.
+    A refusal sent while the client may still be sending its body says
+    ``Connection: close``: the rest of the body is never read, so the connection cannot
+    carry another request, and the client is told rather than finding out on its next
+    request.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, settings: _Settings, limit: int, timeout: float) -> None:
         self.app = app
+        self.settings = settings
         self.limit = limit
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -264,8 +267,16 @@ class _BodyLimit:
             return
         headers = Headers(scope=scope)
         declared = headers.get("content-length")
-        if declared is None and "chunked" not in headers.get("transfer-encoding", "").lower():
-            await self.app(scope, receive, send)  # no body
+        may_have_body = (declared is not None and declared != "0") or (
+            "transfer-encoding" in headers
+        )
+        close = {"Connection": "close"} if may_have_body else {}
+        try:
+            _authorize(Request(scope), self.settings, mutating=scope["method"] not in _SAFE)
+        except _Refused as refused:
+            await _error(refused.status, refused.message, {**(refused.headers or {}), **close})(
+                scope, receive, send
+            )
             return
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await _too_large(self.limit)(scope, receive, send)
@@ -273,17 +284,22 @@ class _BodyLimit:
         chunks: list[bytes] = []
         size = 0
         more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":  # the client left
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                await _too_large(self.limit)(scope, receive, send)
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
+        with trio.move_on_after(self.timeout):
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":  # the client left
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.limit:
+                    await _too_large(self.limit)(scope, receive, send)
+                    return
+                chunks.append(chunk)
+                more = message.get("more_body", False)
+        if more:
+            late = f"the request body did not arrive within {self.timeout:g}s"
+            await _error(408, late, {"Connection": "close"})(scope, receive, send)
+            return
         body: Message | None = {"type": "http.request", "body": b"".join(chunks)}
 
         async def replay() -> Message:
@@ -294,6 +310,10 @@ class _BodyLimit:
             return message
 
         await self.app(scope, replay, send)
+
+
+#: Methods that change nothing; every other method is refused without a token.
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _too_large_message(limit: int) -> str:
@@ -360,16 +380,12 @@ def _host_name(header: str) -> str:
 
 
 def _guard(
-    handler: Callable[[Request, _Settings], Awaitable[Response]],
-    settings: _Settings,
-    *,
-    mutating: bool,
+    handler: Callable[[Request, _Settings], Awaitable[Response]], settings: _Settings
 ) -> Handler:
-    """Wrap *handler* with authentication and the registry's error mapping."""
+    """Wrap *handler* with the registry's error mapping (the gate has authorized it)."""
 
     async def endpoint(request: Request) -> Response:
         try:
-            _authorize(request, settings, mutating=mutating)
             if settings.registry.closed:
                 raise _Refused(503, "the registry is closed")
             return await handler(request, settings)
@@ -538,8 +554,6 @@ async def _force_open(request: Request, settings: _Settings) -> Response:
         settings.registry.force_open(name, duration)
     except (TypeError, ValueError) as exc:
         raise _Refused(422, str(exc)) from None
-    except OverflowError:  # an integer too large for a float
-        raise _Refused(422, "duration: must be a finite number > 0") from None
     return _JSON(_provider(request, settings))
 
 
@@ -599,8 +613,8 @@ def _parse_types(request: Request) -> frozenset[type[events_mod.RegistryEvent]] 
         raise _Refused(
             422, f"types: unknown event type(s) {unknown} (expected: {', '.join(EVENT_TYPES)})"
         )
-    # EventsDropped is always delivered: a reader must know it missed something.
-    return frozenset(EVENT_TYPES[n] for n in names) | {events_mod.EventsDropped}
+    # The registry filters before buffering, and always delivers EventsDropped.
+    return frozenset(EVENT_TYPES[n] for n in names)
 
 
 _SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -640,7 +654,7 @@ async def _event_stream(
     if settings.registry.closed:
         return
     sequence = 0
-    async with settings.registry.events(max_buffer=max_buffer) as subscription:
+    async with settings.registry.events(max_buffer=max_buffer, types=wanted) as subscription:
         yield ": subscribed to ciris_actors registry events\n\n"
         while not settings.closing.is_set():
             event: events_mod.RegistryEvent | None = None
@@ -659,8 +673,6 @@ async def _event_stream(
                 if settings.closing.is_set():
                     return
                 yield ": keep-alive\n\n"
-                continue
-            if wanted is not None and type(event) not in wanted:
                 continue
             sequence += 1
             data = json.dumps(event_as_dict(event), separators=(",", ":"), default=str)

@@ -43,9 +43,10 @@ def _errors(*codes: int) -> dict[str, Any]:
         403: "The server has no token: changes are refused, and reads are answered only"
         " for loopback clients that name a loopback host.",
         404: "No provider has that name.",
+        408: "The request body did not arrive within the request timeout.",
         413: "The request body is too large.",
         422: "A bad value or an unknown field; nothing was changed.",
-        503: "The registry is closed.",
+        503: "The registry is closed, or every connection is busy (Retry-After).",
     }
     ref = {"$ref": "#/components/schemas/Error"}
     return {str(code): _json(ref, text[code]) for code in (401, 403, *codes, 503)}
@@ -255,7 +256,7 @@ _DOCUMENT: dict[str, Any] = {
                     required=True,
                     minProperties=1,
                 ),
-                "responses": _provider_changed(404, 413, 422),
+                "responses": _provider_changed(404, 408, 413, 422),
             }
         },
         "/v1/runtime/services/circuit-breakers/reset": {
@@ -277,7 +278,7 @@ _DOCUMENT: dict[str, Any] = {
                         ),
                         "How many breakers were reset, and whose.",
                     ),
-                    **_errors(404, 413, 422),
+                    **_errors(404, 408, 413, 422),
                 },
             }
         },
@@ -290,7 +291,7 @@ _DOCUMENT: dict[str, Any] = {
                 "requestBody": _body(
                     {"duration": {"type": "number", "exclusiveMinimum": 0}}, required=False
                 ),
-                "responses": _provider_changed(404, 413, 422),
+                "responses": _provider_changed(404, 408, 413, 422),
             }
         },
         "/v1/runtime/events": {
