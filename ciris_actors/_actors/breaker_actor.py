@@ -23,71 +23,72 @@ if TYPE_CHECKING:
 __all__ = ["breaker_actor"]
 
 
-async def breaker_actor(sup: RegistrySupervisor, record: ProviderRecord) -> None:
-    """Run until the provider's scope is cancelled or a STOP message arrives."""
-    if not record.has_health_check:
-        await _run(sup, record, None)
-        return
-    # Health checks run in a task of their own, so however long one takes, the timers
-    # below still fire on time.
-    async with trio.open_nursery() as checks:
-        await _run(sup, record, checks)
-        checks.cancel_scope.cancel()
-
-
-async def _run(
-    sup: RegistrySupervisor, record: ProviderRecord, checks: trio.Nursery | None
+async def breaker_actor(
+    sup: RegistrySupervisor, record: ProviderRecord, checks: trio.Nursery
 ) -> None:
+    """Run until the provider's scope is cancelled or a STOP message arrives.
+
+    Health checks run as tasks of *checks*: the provider actor's nursery, or the
+    registry's for a provider that has no lifecycle (and so no nursery of its own).
+    """
     breaker = record.breaker
     interval = sup.health_check_interval
     next_check = math.inf
-    checking = False  # a health check is running
-    check_again = False  # CHECK_NOW arrived while one was running
-    while True:
-        deadline = next_check
-        if breaker.state is CircuitState.OPEN:
-            deadline = min(deadline, breaker.next_attempt_time or 0.0)
-        if record.permits:
-            # Not just the oldest: update_circuit_breaker can shorten timeout_duration.
-            deadline = min(deadline, min(due for due, _ in record.permits))
-        messages = BreakerMessage.NONE
-        if deadline == math.inf:
-            # Nothing timed to wait for (the common, idle case): no cancel scope needed.
-            messages = await record.mailbox.receive()
-        else:
-            with trio.move_on_at(deadline):
-                messages = await record.mailbox.receive()
-        if messages & BreakerMessage.STOP:
-            return
-        if messages & BreakerMessage.CHECKED:
-            checking = False
-            next_check = math.inf if interval is None else trio.current_time() + interval
-        if messages & BreakerMessage.CHECK_NOW:
-            next_check = trio.current_time()
-        if check_again and not checking:
-            check_again = False
-            next_check = trio.current_time()
-        now = trio.current_time()
-        breaker.advance(now)
-        expired = [permit for permit in record.permits if permit[0] <= now]
-        for permit in expired:
-            if permit in record.permits:  # a failure below clears the rest
-                record.permits.remove(permit)
-                if permit[1] == breaker.generation:
-                    # A probe permit not returned within timeout_duration is a failure.
-                    breaker.record_failure(now, permit[1])
-        if now >= next_check:
-            next_check = math.inf
-            if checking:
-                check_again = True
-            elif checks is not None and record.status is ActorStatus.RUNNING:
-                checking = True
-                checks.start_soon(_check, sup, record)
-
-
-async def _check(sup: RegistrySupervisor, record: ProviderRecord) -> None:
-    """Run one health check and tell the breaker actor it is done."""
+    check: trio.CancelScope | None = None  # the running health check's
+    check_again = False  # CHECK_NOW arrived while a check was running
     try:
-        await sup.check_health(record)
+        while True:
+            deadline = next_check
+            if breaker.state is CircuitState.OPEN:
+                deadline = min(deadline, breaker.next_attempt_time or 0.0)
+            if record.permits:
+                # Not just the oldest: update_circuit_breaker can shorten timeout_duration.
+                deadline = min(deadline, min(due for due, _ in record.permits))
+            messages = BreakerMessage.NONE
+            if deadline == math.inf:
+                # Nothing timed to wait for (the common, idle case): no cancel scope needed.
+                messages = await record.mailbox.receive()
+            else:
+                with trio.move_on_at(deadline):
+                    messages = await record.mailbox.receive()
+            if messages & BreakerMessage.STOP:
+                return
+            now = trio.current_time()
+            if messages & BreakerMessage.CHECKED:
+                check = None
+                next_check = (
+                    now if check_again else math.inf if interval is None else now + interval
+                )
+                check_again = False
+            if messages & BreakerMessage.CHECK_NOW:
+                next_check = now
+            breaker.advance(now)
+            expired = [permit for permit in record.permits if permit[0] <= now]
+            for permit in expired:
+                if permit in record.permits:  # a failure below clears the rest
+                    record.permits.remove(permit)
+                    if permit[1] == breaker.generation:
+                        # A probe permit not returned within timeout_duration is a failure.
+                        breaker.record_failure(now, permit[1])
+            if now >= next_check:
+                next_check = math.inf
+                if check is not None:
+                    check_again = True
+                elif record.has_health_check and record.status is ActorStatus.RUNNING:
+                    # In a task of its own, so that however long the check takes, the
+                    # timers above fire on time. It ends with this actor: the finally
+                    # below cancels it.
+                    check = trio.CancelScope()
+                    checks.start_soon(_check, sup, record, check)
+    finally:
+        if check is not None:
+            check.cancel()
+
+
+async def _check(sup: RegistrySupervisor, record: ProviderRecord, scope: trio.CancelScope) -> None:
+    """Run one health check under *scope* and tell the breaker actor it is done."""
+    try:
+        with scope:
+            await sup.check_health(record)
     finally:
         record.tell(BreakerMessage.CHECKED)

@@ -63,7 +63,11 @@ async def provider_actor(sup: RegistrySupervisor, record: ProviderRecord) -> Non
             if needs_supervision(record.instance):
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(
-                        breaker_actor, sup, record, name=f"ciris_actors.breaker:{record.name}"
+                        breaker_actor,
+                        sup,
+                        record,
+                        nursery,
+                        name=f"ciris_actors.breaker:{record.name}",
                     )
                     await _supervise(sup, record)
                     nursery.cancel_scope.cancel()
@@ -72,7 +76,7 @@ async def provider_actor(sup: RegistrySupervisor, record: ProviderRecord) -> Non
                 # so it runs in this task instead of a child (half the memory per provider).
                 if record.has_health_check:
                     record.tell(BreakerMessage.CHECK_NOW)
-                await breaker_actor(sup, record)
+                await breaker_actor(sup, record, sup.nursery)
     finally:
         if record.status is not ActorStatus.FAILED:
             sup.set_status(record, ActorStatus.STOPPED)
