@@ -5,81 +5,42 @@ Ask for "the best available LLM with structured output" and get one while provid
 fail, hang, crash and recover. See ``docs/`` for the architecture and every rule.
 """
 
+# The public namespace: every name below is re-exported from the private module that
+# implements it, one import per module, in the order of the layers (closed sets and
+# errors, the pure core, events, the facade). Subpackages with their own extras
+# (control, simulation) and the test helpers (testing) are imported on their own.
 from ._errors import (
     Attempt as Attempt,
-)
-from ._errors import (
     CircuitBreakerError as CircuitBreakerError,
-)
-from ._errors import (
     DuplicateProviderError as DuplicateProviderError,
-)
-from ._errors import (
     NoServiceAvailable as NoServiceAvailable,
-)
-from ._errors import (
     RegistryError as RegistryError,
-)
-from ._errors import (
     Skip as Skip,
-)
-from ._errors import (
     UnknownProviderError as UnknownProviderError,
 )
 from ._types import (
     CircuitState as CircuitState,
-)
-from ._types import (
     HealthCheckProtocol as HealthCheckProtocol,
-)
-from ._types import (
     Priority as Priority,
-)
-from ._types import (
     SelectionStrategy as SelectionStrategy,
 )
-from .breaker import CircuitBreaker as CircuitBreaker
-from .breaker import CircuitBreakerConfig as CircuitBreakerConfig
+from .breaker import CircuitBreaker as CircuitBreaker, CircuitBreakerConfig as CircuitBreakerConfig
 from .events import (
     ActorCrashed as ActorCrashed,
-)
-from .events import (
     ActorFailed as ActorFailed,
-)
-from .events import (
     ActorRestarted as ActorRestarted,
-)
-from .events import (
     BreakerTransition as BreakerTransition,
-)
-from .events import (
     EventsDropped as EventsDropped,
-)
-from .events import (
     EventSubscription as EventSubscription,
-)
-from .events import (
     HealthChanged as HealthChanged,
-)
-from .events import (
     ProviderRegistered as ProviderRegistered,
-)
-from .events import (
     ProviderUnregistered as ProviderUnregistered,
-)
-from .events import (
     RegistryEvent as RegistryEvent,
-)
-from .events import (
     ResolveMiss as ResolveMiss,
 )
 from .registry import (
     Registry as Registry,
-)
-from .registry import (
     SelectionExplanation as SelectionExplanation,
-)
-from .registry import (
     open_registry as open_registry,
 )
 from .restart import RestartPolicy as RestartPolicy

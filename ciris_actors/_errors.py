@@ -1,5 +1,16 @@
 """The exceptions of the public contract.
 
+What to catch, as a tree::
+
+    Exception
+    +-- RegistryError                  anything the registry raises on purpose
+        +-- CircuitBreakerError        a breaker refused a call (name, state, when next)
+        +-- NoServiceAvailable         no provider could serve (every skip and attempt)
+        +-- DuplicateProviderError     a name already registered (also a ValueError)
+        +-- UnknownProviderError       no provider by that name (also a LookupError)
+
+Bad arguments raise the built-in ``TypeError`` / ``ValueError`` naming the field.
+
 Pure: imports neither trio nor the actors.
 """
 

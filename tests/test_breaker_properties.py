@@ -12,8 +12,7 @@ from typing import Any, Literal, Protocol
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.strategies import DrawFn, SearchStrategy, composite
 
 from ciris_actors import CircuitBreaker, CircuitBreakerConfig, CircuitBreakerError, CircuitState

@@ -8,8 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from ciris_actors import CircuitBreaker, CircuitBreakerConfig, CircuitState
 

@@ -36,8 +36,12 @@ from ciris_actors import (
     ResolveMiss,
     open_registry,
 )
-from ciris_actors.control import ControlServer, create_app, serve_control_api
-from ciris_actors.control import _server as server_module
+from ciris_actors.control import (
+    ControlServer,
+    _server as server_module,
+    create_app,
+    serve_control_api,
+)
 from ciris_actors.testing import FakeProvider
 
 TOKEN = "abuse-token-9c1e"

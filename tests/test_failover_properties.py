@@ -7,8 +7,7 @@ from typing import Any
 
 import trio
 import trio.testing
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from ciris_actors import CircuitBreakerConfig, Registry, SelectionStrategy, open_registry
 from ciris_actors._actors.supervisor import ProviderRecord

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from ciris_actors.simulation import Report, parse_scenario, simulate
 from ciris_actors.simulation.runner import _seed_trio_scheduler

@@ -7,50 +7,25 @@ test already on a ``MockClock``), and read the :class:`Report`. The registry, it
 :func:`run_live` runs a scenario on the real clock instead, for ``ciris-actors serve``.
 """
 
-from .invariants import InvariantChecker as InvariantChecker
-from .invariants import Violation as Violation
-from .live import LiveRun as LiveRun
-from .live import run_live as run_live
+from .invariants import InvariantChecker as InvariantChecker, Violation as Violation
+from .live import LiveRun as LiveRun, run_live as run_live
 from .model import (
     Distribution as Distribution,
-)
-from .model import (
     Fault as Fault,
-)
-from .model import (
     FaultKind as FaultKind,
-)
-from .model import (
     Latency as Latency,
-)
-from .model import (
     ProviderSpec as ProviderSpec,
-)
-from .model import (
     RequestMix as RequestMix,
-)
-from .model import (
     Scenario as Scenario,
-)
-from .model import (
     ScenarioError as ScenarioError,
-)
-from .model import (
     Workload as Workload,
-)
-from .model import (
     load_scenario as load_scenario,
-)
-from .model import (
     parse_scenario as parse_scenario,
 )
-from .providers import SimulatedError as SimulatedError
-from .providers import SimulatedProvider as SimulatedProvider
+from .providers import SimulatedError as SimulatedError, SimulatedProvider as SimulatedProvider
 from .report import Report as Report
-from .runner import run_scenario as run_scenario
-from .runner import simulate as simulate
-from .scenarios import bundled_scenarios as bundled_scenarios
-from .scenarios import default_scenario as default_scenario
+from .runner import run_scenario as run_scenario, simulate as simulate
+from .scenarios import bundled_scenarios as bundled_scenarios, default_scenario as default_scenario
 
 __all__ = [
     "Distribution",
