@@ -18,12 +18,16 @@ from ._errors import (
     Skip as Skip,
     UnknownProviderError as UnknownProviderError,
 )
+from ._inspect import SelectionExplanation as SelectionExplanation
+from ._observe import ResolveObserver as ResolveObserver, ResolveTiming as ResolveTiming
 from ._types import (
+    ActorStatus as ActorStatus,
     CircuitState as CircuitState,
     HealthCheckProtocol as HealthCheckProtocol,
     Priority as Priority,
     SelectionStrategy as SelectionStrategy,
 )
+from ._views import ProviderView as ProviderView
 from .breaker import CircuitBreaker as CircuitBreaker, CircuitBreakerConfig as CircuitBreakerConfig
 from .events import (
     ActorCrashed as ActorCrashed,
@@ -33,16 +37,13 @@ from .events import (
     EventsDropped as EventsDropped,
     EventSubscription as EventSubscription,
     HealthChanged as HealthChanged,
+    ProviderClosed as ProviderClosed,
     ProviderRegistered as ProviderRegistered,
     ProviderUnregistered as ProviderUnregistered,
     RegistryEvent as RegistryEvent,
     ResolveMiss as ResolveMiss,
 )
-from .registry import (
-    Registry as Registry,
-    SelectionExplanation as SelectionExplanation,
-    open_registry as open_registry,
-)
+from .registry import Registry as Registry, open_registry as open_registry
 from .restart import RestartPolicy as RestartPolicy
 from .selection import Candidate as Candidate
 
@@ -52,6 +53,7 @@ __all__ = [
     "ActorCrashed",
     "ActorFailed",
     "ActorRestarted",
+    "ActorStatus",
     "Attempt",
     "BreakerTransition",
     "Candidate",
@@ -66,12 +68,16 @@ __all__ = [
     "HealthCheckProtocol",
     "NoServiceAvailable",
     "Priority",
+    "ProviderClosed",
     "ProviderRegistered",
     "ProviderUnregistered",
+    "ProviderView",
     "Registry",
     "RegistryError",
     "RegistryEvent",
     "ResolveMiss",
+    "ResolveObserver",
+    "ResolveTiming",
     "RestartPolicy",
     "SelectionExplanation",
     "SelectionStrategy",

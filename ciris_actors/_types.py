@@ -13,11 +13,16 @@ from typing import Protocol, runtime_checkable
 from ._validators import seconds
 
 __all__ = [
+    "GLOBAL",
+    "ActorStatus",
     "CircuitState",
     "HealthCheckProtocol",
     "Priority",
     "SelectionStrategy",
 ]
+
+#: The handler name of global providers: they serve every handler.
+GLOBAL = "*"
 
 
 class Priority(enum.IntEnum):
@@ -45,6 +50,21 @@ class CircuitState(enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+class ActorStatus(enum.Enum):
+    """Lifecycle status of a provider's actor, as routing sees it."""
+
+    #: ``start()`` (or ``__aenter__``) is running; not routable yet.
+    STARTING = "starting"
+    #: Started (or nothing to start): routable if its health allows.
+    RUNNING = "running"
+    #: Crashed; waiting out the restart back-off, then starting again.
+    RESTARTING = "restarting"
+    #: Exceeded its restart intensity: routed around for good.
+    FAILED = "failed"
+    #: Unregistered, or the registry closed.
+    STOPPED = "stopped"
 
 
 @runtime_checkable

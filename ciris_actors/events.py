@@ -24,6 +24,7 @@ __all__ = [
     "EventSubscription",
     "EventsDropped",
     "HealthChanged",
+    "ProviderClosed",
     "ProviderRegistered",
     "ProviderUnregistered",
     "RegistryEvent",
@@ -54,6 +55,16 @@ class ProviderUnregistered(RegistryEvent):
 
     handler: str
     service_type: str
+
+
+@attrs.frozen
+class ProviderClosed(RegistryEvent):
+    """A provider's actors have finished and it is closed (after ``unregister``, or as
+    the registry closes): its ``aclose`` (or ``__aexit__``) has returned, raised
+    (``error`` says what), or overrun ``close_timeout``. Not published when the name has
+    been registered again meanwhile."""
+
+    error: str | None
 
 
 @attrs.frozen

@@ -1,32 +1,33 @@
-"""The public handle: :func:`open_registry` and :class:`Registry`.
+"""The public handle: :func:`open_registry` and :class:`Registry`, a facade.
 
-Resolves (``get_service_nowait``, and ``get_service`` after one checkpoint) run
-synchronously on the routing table the supervisor keeps; they never wait on a mailbox
-or a health check. Outcome recording is synchronous too. Mutations validate every
-argument before changing anything.
+It checks arguments and delegates: the routing table, the resolve walk, permits and the
+actors are the supervisor's (``_actors``); outcomes and ``call``'s loop are
+``_lease``'s; views are ``_views``'; inspection is ``_inspect``'s; resolve observation
+is ``_observe``'s. Resolves run synchronously on the routing table and never wait on a
+mailbox or a health check; every mutation checks every argument before changing anything.
 """
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import random
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-import attrs
 import trio
 
+from . import _inspect
 from ._actors.messages import BreakerMessage
-from ._actors.provider_actor import has_lifecycle, lifecycle_method
-from ._actors.supervisor import GLOBAL, ProviderRecord, RegistrySupervisor
-from ._errors import Attempt, DuplicateProviderError, NoServiceAvailable, RegistryError, Skip
+from ._actors.record import ProviderRecord
+from ._actors.supervisor import RegistrySupervisor, Resolve
+from ._errors import Attempt, DuplicateProviderError, NoServiceAvailable, RegistryError
+from ._lease import Lease, Outcome, call_with_failover, settle
+from ._lifecycle import has_lifecycle, lifecycle_method
 from ._nursery import unwrap_single_exception
-from ._stats import SAMPLE_SIZE
+from ._observe import Observation, ResolveObserver
 from ._types import (
+    GLOBAL,
+    ActorStatus,
     CircuitState,
     Priority,
     SelectionStrategy,
@@ -37,161 +38,16 @@ from ._types import (
     coerce_strategy,
 )
 from ._validators import count, seconds
+from ._views import ProviderView, view_of
 from .breaker import CircuitBreaker, CircuitBreakerConfig
-from .events import EventSubscription, RegistryEvent, ResolveMiss
+from .events import EventSubscription, RegistryEvent
 from .restart import RestartPolicy
-from .selection import ActorStatus, Candidate, Member, explain_plan, select
 
-__all__ = ["Registry", "SelectionExplanation", "open_registry"]
+__all__ = ["Registry", "open_registry"]
 
 T = TypeVar("T")
 _CLOSED = CircuitState.CLOSED
 _NO_CAPS: frozenset[str] = frozenset()
-
-
-@attrs.frozen
-class SelectionExplanation:
-    """The live selection walk of one request, from :meth:`Registry.explain`.
-
-    Attributes:
-      handler: the handler asked about.
-      service_type: the service type asked about.
-      required_capabilities: the capabilities asked for.
-      candidates: every candidate in walk order with its verdict and reason.
-      chosen: the name of the provider a resolve would return now, or ``None``.
-    """
-
-    handler: str
-    service_type: str
-    required_capabilities: tuple[str, ...]
-    candidates: tuple[Candidate, ...]
-    chosen: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready form."""
-        return {
-            "handler": self.handler,
-            "service_type": self.service_type,
-            "required_capabilities": list(self.required_capabilities),
-            "chosen": self.chosen,
-            "candidates": [
-                {
-                    "scope": c.scope,
-                    "group": c.group,
-                    "strategy": c.strategy.value,
-                    "name": c.name,
-                    "priority": c.priority.name,
-                    "verdict": c.verdict,
-                    "reason": c.reason,
-                }
-                for c in self.candidates
-            ],
-        }
-
-    def __str__(self) -> str:
-        caps = (
-            f" requiring {list(self.required_capabilities)}" if self.required_capabilities else ""
-        )
-        head = f"selection for handler {self.handler!r}, service type {self.service_type!r}{caps}"
-        if not self.candidates:
-            return head + ": no provider registered"
-        header = ("scope", "group", "strategy", "priority", "name", "verdict", "reason")
-        rows = [header] + [
-            (
-                c.scope,
-                str(c.group),
-                c.strategy.value,
-                c.priority.name,
-                c.name,
-                c.verdict,
-                c.reason,
-            )
-            for c in self.candidates
-        ]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        lines = [
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
-        ]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        tail = f"chosen: {self.chosen}" if self.chosen else "chosen: none"
-        return "\n".join([head, *(line.rstrip() for line in lines), tail])
-
-
-class _Lease:
-    """One admitted call: runs under the breaker's deadline and records its outcome.
-
-    Written as a class rather than a generator-based context manager because it is on
-    the ``lease``/``call`` path and must tell the deadline it set apart from a
-    cancellation from outside.
-    """
-
-    __slots__ = ("_abandoned", "_generation", "_limit", "_member", "_scope")
-
-    def __init__(self, member: Member, timeout: float | None) -> None:
-        self._member = member
-        self._generation = member.breaker.generation
-        self._limit = member.breaker.config.timeout_duration if timeout is None else timeout
-        self._scope: trio.CancelScope | None = None
-        self._abandoned = False
-
-    @property
-    def instance(self) -> Any:
-        """The leased provider instance."""
-        return self._member.instance
-
-    def abandon(self) -> None:
-        """End with no outcome whatever happens: the call never reached the provider."""
-        self._abandoned = True
-
-    def __enter__(self) -> _Lease:
-        self._scope = trio.CancelScope(deadline=trio.current_time() + self._limit)
-        self._scope.__enter__()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> Literal[False]:
-        scope = self._scope
-        assert scope is not None
-        try:
-            scope.__exit__(exc_type, exc, tb)
-        except BaseException as remaining:
-            # The scope took its own Cancelled out of a group (the deadline fired while a
-            # task in the body failed) and raised the rest: record all the same.
-            self._record(remaining, scope.cancelled_caught)
-            if scope.cancelled_caught and isinstance(remaining, Exception):
-                raise self._too_slow() from remaining
-            raise
-        self._record(exc, scope.cancelled_caught)
-        if scope.cancelled_caught:
-            raise self._too_slow() from exc
-        return False
-
-    def _record(self, exc: BaseException | None, timed_out: bool) -> None:
-        """Record the lease's outcome; its permit is returned whatever happens."""
-        breaker = self._member.breaker
-        if self._abandoned or not (timed_out or exc is None or isinstance(exc, Exception)):
-            # The call never reached the provider, or it was cancelled from outside (or
-            # interrupted): no outcome, the permit goes back.
-            breaker.release(self._generation)
-            return
-        now = trio.current_time()
-        if timed_out or exc is not None:
-            breaker.record_failure(now, self._generation)
-        else:
-            breaker.record_success(now, self._generation)
-
-    def _too_slow(self) -> trio.TooSlowError:
-        return trio.TooSlowError(
-            f"call to provider {self._member.name!r} exceeded {self._limit:g}s"
-        )
-
-
-class _NotAwaitable(Exception):
-    """``call``'s *fn* returned something that cannot be awaited."""
 
 
 class Registry:
@@ -210,14 +66,20 @@ class Registry:
         allow_mock_services: bool,
     ) -> None:
         self._sup = supervisor
-        self._plans = supervisor.plans
         self._required_services = required_services
         self._default_breaker = default_breaker
         self._allow_mock = allow_mock_services
         self._closed = False
         self._caps_cache: dict[object, frozenset[str]] = {}
-        #: Outcome counters and timing, kept only while observed (:meth:`_observe`).
-        self._stats = supervisor.resolve_stats
+        #: The resolve every path calls: the supervisor's walk, or an observer's wrapper
+        #: of it while a :class:`ResolveObserver` is attached (see ``_observe``).
+        self._resolve: Resolve = supervisor.resolve
+        self._observation = Observation(
+            supervisor.resolve, supervisor.counting_resolve, supervisor.resolve_stats, self._use
+        )
+
+    def _use(self, resolve: Resolve) -> None:
+        self._resolve = resolve
 
     # -- registration -------------------------------------------------------------------
 
@@ -395,12 +257,12 @@ class Registry:
             required = _NO_CAPS
         else:
             required = self._required(required_capabilities)
-        member = self._resolve(handler, service_type, required, fallback_to_global, ())
-        if member is None:
+        record = self._resolve(handler, service_type, required, fallback_to_global, ())
+        if record is None:
             return None
-        if member.breaker.state is not _CLOSED:
-            self._sup.take_permit(member)  # type: ignore[arg-type]
-        return member.instance
+        if record.breaker.state is not _CLOSED:
+            self._sup.take_permit(record)
+        return record.instance
 
     async def get_service(
         self,
@@ -440,123 +302,6 @@ class Registry:
             return cached
         return coerce_capabilities(capabilities, "required_capabilities")
 
-    def _resolve(
-        self,
-        handler: str,
-        service_type: str,
-        required: frozenset[str],
-        fallback_to_global: bool,
-        exclude: Iterable[Member],
-    ) -> Member | None:
-        """Choose a member: the handler's plan, then (if allowed) the global plan.
-
-        While a metrics collector observes the registry, the instance attribute
-        ``_resolve`` shadows this method with :meth:`_resolve_counted` (see
-        :meth:`_observe`), so a registry nobody observes pays nothing for metrics.
-        """
-        plans = self._plans
-        now = trio.current_time
-        plan = plans.get((handler, service_type))
-        member = None if plan is None else select(plan, required, now, exclude)  # type: ignore[arg-type]
-        if member is None and fallback_to_global and handler != GLOBAL:
-            plan = plans.get((GLOBAL, service_type))
-            if plan is not None:
-                member = select(plan, required, now, exclude)  # type: ignore[arg-type]
-        if member is None:
-            self._missed(handler, service_type, required)
-        return member
-
-    def _resolve_counted(
-        self,
-        handler: str,
-        service_type: str,
-        required: frozenset[str],
-        fallback_to_global: bool,
-        exclude: Iterable[Member],
-    ) -> Member | None:
-        """:meth:`_resolve`, counting the outcome.
-
-        The walk is written out again rather than calling :meth:`_resolve`: the extra
-        call would cost the observed hot path more than the counting does.
-        """
-        plans = self._plans
-        now = trio.current_time
-        plan = plans.get((handler, service_type))
-        member = None if plan is None else select(plan, required, now, exclude)  # type: ignore[arg-type]
-        if member is None and fallback_to_global and handler != GLOBAL:
-            plan = plans.get((GLOBAL, service_type))
-            if plan is not None:
-                member = select(plan, required, now, exclude)  # type: ignore[arg-type]
-        if member is not None:
-            member.selected += 1
-            return member
-        self._stats.count_miss(service_type)
-        self._missed(handler, service_type, required)
-        return None
-
-    def _resolve_timed(
-        self,
-        handler: str,
-        service_type: str,
-        required: frozenset[str],
-        fallback_to_global: bool,
-        exclude: Iterable[Member],
-    ) -> Member | None:
-        """:meth:`_resolve_counted`, timed into the resolve-duration histogram, while
-        timed resolves are armed (:meth:`_arm_timing`)."""
-        stats = self._stats
-        stats.armed -= 1
-        if stats.armed <= 0:
-            self._resolve = self._resolve_counted  # type: ignore[method-assign]
-        start = time.perf_counter()
-        try:
-            return self._resolve_counted(
-                handler, service_type, required, fallback_to_global, exclude
-            )
-        finally:
-            stats.observe(time.perf_counter() - start)
-
-    def _missed(self, handler: str, service_type: str, required: frozenset[str]) -> None:
-        if self._sup.bus.wants(ResolveMiss):
-            self._sup.publish(
-                ResolveMiss(
-                    name=None,
-                    time=trio.current_time(),
-                    handler=handler,
-                    service_type=service_type,
-                    required_capabilities=tuple(sorted(required)),
-                )
-            )
-
-    def _observe(self) -> None:
-        """Start counting resolve outcomes (a metrics collector attaching), and time the
-        next ``SAMPLE_SIZE`` resolves; undone by :meth:`_unobserve`."""
-        self._stats.observers += 1
-        if not self._closed:
-            self._resolve = self._resolve_counted  # type: ignore[method-assign]
-            self._arm_timing()
-
-    def _arm_timing(self) -> None:
-        """Time the next ``SAMPLE_SIZE`` resolves (a collector arms this at every scrape).
-
-        Timing is armed in batches rather than tested for on every resolve: a test on the
-        observed resolve path would cost every resolve more than the counting does.
-        """
-        if self._stats.observers and not self._closed:
-            self._stats.armed = SAMPLE_SIZE
-            self._resolve = self._resolve_timed  # type: ignore[method-assign]
-
-    def _unobserve(self) -> None:
-        """Undo one :meth:`_observe`; the plain resolve returns when nobody observes."""
-        if self._stats.observers == 0:
-            return
-        self._stats.observers -= 1
-        if self._stats.observers == 0:
-            # ``del``, not ``__dict__.pop`` or ``vars()``: touching ``__dict__`` would
-            # materialise it and slow every later attribute read on this object.
-            with contextlib.suppress(AttributeError):  # never swapped in (closed)
-                del self._resolve
-
     @asynccontextmanager
     async def lease(
         self,
@@ -581,10 +326,10 @@ class Registry:
         required = coerce_capabilities(required_capabilities, "required_capabilities")
         await trio.lowlevel.checkpoint()
         self._check_open()
-        member = self._resolve(handler, service_type, required, True, ())
-        if member is None:
-            raise self._no_service(handler, service_type, required, ())
-        with _Lease(member, limit) as lease:
+        record = self._resolve(handler, service_type, required, True, ())
+        if record is None:
+            raise self._no_service(handler, service_type, required, [], [])
+        with Lease(record, limit) as lease:
             yield lease.instance
 
     async def call(
@@ -607,9 +352,9 @@ class Registry:
             *max_attempts* ran out). It lists every attempt; its ``__cause__`` is the last
             error.
           ValueError: *max_attempts* is below 1.
-          TypeError: *max_attempts* is not an int.
-          TypeError: *fn* is not callable or does not return an awaitable (no outcome is
-            recorded: that is the caller's bug, not the provider's).
+          TypeError: *max_attempts* is not an int; *fn* is not callable or does not
+            return an awaitable (no outcome is recorded: that is the caller's bug, not
+            the provider's).
         """
         self._check_open()
         if not callable(fn):
@@ -619,29 +364,25 @@ class Registry:
         required = coerce_capabilities(required_capabilities, "required_capabilities")
         await trio.lowlevel.checkpoint()
         self._check_open()
-        tried: list[Member] = []
-        attempts: list[Attempt] = []
-        last: Exception | None = None
-        while max_attempts is None or len(attempts) < max_attempts:
-            member = self._resolve(handler, service_type, required, True, tried)
-            if member is None:
-                break
-            tried.append(member)
-            try:
-                with _Lease(member, None) as lease:
-                    awaitable = fn(lease.instance, *args)
-                    if not inspect.isawaitable(awaitable):
-                        lease.abandon()
-                        raise _NotAwaitable(
-                            f"fn: must return an awaitable, returned {type(awaitable).__name__}"
-                        )
-                    return await awaitable
-            except _NotAwaitable as exc:
-                raise TypeError(str(exc)) from None
-            except Exception as exc:
-                attempts.append(Attempt(member.name, exc))
-                last = exc
-        raise self._no_service(handler, service_type, required, tried, attempts) from last
+
+        def no_service(tried: list[ProviderRecord], attempts: list[Attempt]) -> NoServiceAvailable:
+            return self._no_service(handler, service_type, required, tried, attempts)
+
+        return await call_with_failover(
+            self._resolve, no_service, handler, service_type, required, fn, args, max_attempts
+        )
+
+    def _no_service(
+        self,
+        handler: str,
+        service_type: str,
+        required: frozenset[str],
+        tried: list[ProviderRecord],
+        attempts: list[Attempt],
+    ) -> NoServiceAvailable:
+        return _inspect.no_service(
+            self._sup.plans, handler, service_type, required, tried, attempts, trio.current_time()
+        )
 
     async def get_service_with_fallback(self, handler: str, service_type: str) -> Any:
         """Like :meth:`get_service`, then, in degraded mode, a mock provider.
@@ -652,16 +393,13 @@ class Registry:
         service = await self.get_service(handler, service_type)
         if service is not None or not self._allow_mock:
             return service
-        plans = self._sup.mock_plans
-        for scope in (handler, GLOBAL) if handler != GLOBAL else (GLOBAL,):
-            plan = plans.get((scope, service_type))
-            if plan is not None:
-                member = select(plan, _NO_CAPS, trio.current_time)
-                if member is not None:
-                    if member.breaker.state is not _CLOSED:
-                        self._sup.take_permit(member)  # type: ignore[arg-type]
-                    return member.instance
-        return None
+        sup = self._sup
+        record = sup.mock_resolve(handler, service_type, _NO_CAPS, True, ())
+        if record is None:
+            return None
+        if record.breaker.state is not _CLOSED:
+            sup.take_permit(record)
+        return record.instance
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -673,9 +411,7 @@ class Registry:
         Raises:
           UnknownProviderError: no provider has that name.
         """
-        self._check_open()
-        record = self._sup.get(name)
-        record.breaker.record_success(trio.current_time(), self._sup.return_permit(record))
+        self._report(name, Outcome.SUCCESS)
 
     def report_failure(self, name: str) -> None:
         """Record that a call to provider *name* (from ``get_service``) failed.
@@ -685,9 +421,12 @@ class Registry:
         Raises:
           UnknownProviderError: no provider has that name.
         """
+        self._report(name, Outcome.FAILURE)
+
+    def _report(self, name: str, outcome: Outcome) -> None:
         self._check_open()
         record = self._sup.get(name)
-        record.breaker.record_failure(trio.current_time(), self._sup.return_permit(record))
+        settle(record, self._sup.return_permit(record), outcome, trio.current_time())
 
     # -- readiness and health -------------------------------------------------------------
 
@@ -753,6 +492,59 @@ class Registry:
                 nursery.start_soon(check, record)
         return {k: results[k] for k in sorted(results)}
 
+    # -- inspection ---------------------------------------------------------------------
+
+    def snapshot(
+        self, handler: str | None = None, service_type: str | None = None
+    ) -> tuple[ProviderView, ...]:
+        """Frozen views of the registered providers, as they are now.
+
+        Args:
+          handler: only the providers a resolve for this handler considers: its own,
+            then the global ones. ``None``: every provider.
+          service_type: only providers of this type.
+
+        Returns:
+          The views in selection order: by service type, the handler's providers before
+          the global ones, then group, priority and registration order.
+        """
+        self._check_open()
+        now = trio.current_time()
+        records = self._sup.ordered()
+        if service_type is not None:
+            records = [r for r in records if r.service_type == service_type]
+        if handler is not None:
+            records = [r for r in records if r.handler == handler] + [
+                r for r in records if r.handler == GLOBAL and handler != GLOBAL
+            ]
+            records.sort(key=lambda r: r.service_type)  # stable: scopes keep their order
+        return tuple(view_of(record, now) for record in records)
+
+    def view(self, name: str) -> ProviderView:
+        """The frozen view of provider *name* now.
+
+        Raises:
+          UnknownProviderError: no provider has that name.
+        """
+        self._check_open()
+        return view_of(self._sup.get(name), trio.current_time())
+
+    @property
+    def routing_version(self) -> int:
+        """A number that changes whenever the routing table does (a provider registered,
+        unregistered or moved), so what is derived from it can be cached."""
+        return self._sup.version
+
+    def observe(self) -> ResolveObserver:
+        """Attach a :class:`ResolveObserver`: count (and, when armed, time) resolves
+        until it is detached. While none is attached, resolves pay nothing for it.
+
+        Raises:
+          RegistryError: the registry is closed.
+        """
+        self._check_open()
+        return ResolveObserver(self._observation, self._sup.providers.values)
+
     def get_provider_info(
         self, handler: str | None = None, service_type: str | None = None
     ) -> dict[str, Any]:
@@ -768,33 +560,7 @@ class Registry:
           {service_type: [provider, ...]}, "circuit_breaker_stats": {name: stats}}``,
           each list in selection order.
         """
-        self._check_open()
-        now = trio.current_time()
-        info: dict[str, Any] = {"handlers": {}, "global_services": {}, "circuit_breaker_stats": {}}
-        for record in self._ordered_records():
-            if service_type is not None and record.service_type != service_type:
-                continue
-            if record.handler == GLOBAL:
-                bucket = info["global_services"]
-            elif handler is None or record.handler == handler:
-                bucket = info["handlers"].setdefault(record.handler, {})
-            else:
-                continue
-            bucket.setdefault(record.service_type, []).append(_describe(record, now))
-            info["circuit_breaker_stats"][record.name] = record.breaker.get_stats(now)
-        return info
-
-    def _describe_provider(self, name: str) -> dict[str, Any]:
-        """One provider as :meth:`get_provider_info` lists it, with its breaker stats
-        under ``"circuit_breaker"`` (for the control plane).
-
-        Raises:
-          UnknownProviderError: no provider has that name.
-        """
-        self._check_open()
-        record = self._sup.get(name)
-        now = trio.current_time()
-        return {**_describe(record, now), "circuit_breaker": record.breaker.get_stats(now)}
+        return _inspect.provider_info(self.snapshot(), handler, service_type)
 
     def health_status(self) -> dict[str, Any]:
         """Summarise health (JSON-ready).
@@ -805,52 +571,7 @@ class Registry:
         else ``"healthy"``. A provider never checked (or without ``is_healthy``) counts
         as unknown, not healthy.
         """
-        self._check_open()
-        now = trio.current_time()
-        types: dict[str, dict[str, Any]] = {}
-        degraded = False
-        for record in self._sup.providers.values():
-            if record.mock:
-                continue
-            detail = types.setdefault(
-                record.service_type,
-                {
-                    "total": 0,
-                    "healthy": 0,
-                    "unhealthy": 0,
-                    "unknown": 0,
-                    "available": 0,
-                    "providers": {},
-                },
-            )
-            health = _health_word(record)
-            detail["total"] += 1
-            detail[health] += 1
-            available = record.routable and record.breaker.is_available(now)
-            detail["available"] += available
-            detail["providers"][record.name] = {
-                "health": health,
-                "actor_status": record.status.value,
-                "circuit_state": record.breaker.state.value,
-                "available": available,
-                "reason": record.health_reason,
-            }
-            if health == "unhealthy" or record.breaker.state is not _CLOSED:
-                degraded = True
-            if record.status in (ActorStatus.FAILED, ActorStatus.RESTARTING):
-                degraded = True
-        watched = self._required_services or tuple(types)
-        critical = any(types.get(t, {}).get("available", 0) == 0 for t in watched)
-        overall = "critical" if critical else "degraded" if degraded else "healthy"
-        return {
-            "overall_health": overall,
-            "total_services": sum(d["total"] for d in types.values()),
-            "healthy_services": sum(d["healthy"] for d in types.values()),
-            "unhealthy_services": sum(d["unhealthy"] for d in types.values()),
-            "unknown_services": sum(d["unknown"] for d in types.values()),
-            "required_services": list(self._required_services),
-            "service_types": types,
-        }
+        return _inspect.health_status(self.snapshot(), self._required_services)
 
     def explain(
         self,
@@ -858,7 +579,7 @@ class Registry:
         service_type: str,
         required_capabilities: Iterable[str] | None = None,
         fallback_to_global: bool = True,
-    ) -> SelectionExplanation:
+    ) -> _inspect.SelectionExplanation:
         """Walk the live selection for a request without admitting anything.
 
         Every candidate in order with the reason it would be chosen or skipped; ``str()``
@@ -866,54 +587,14 @@ class Registry:
         """
         self._check_open()
         required = coerce_capabilities(required_capabilities, "required_capabilities")
-        rows = self._walk(handler, service_type, required, fallback_to_global, ())
-        chosen = next((c.name for c in rows if c.verdict == "chosen"), None)
-        return SelectionExplanation(
-            handler=handler,
-            service_type=service_type,
-            required_capabilities=tuple(sorted(required)),
-            candidates=tuple(rows),
-            chosen=chosen,
+        return _inspect.explain(
+            self._sup.plans,
+            handler,
+            service_type,
+            required,
+            fallback_to_global,
+            trio.current_time(),
         )
-
-    def _walk(
-        self,
-        handler: str,
-        service_type: str,
-        required: frozenset[str],
-        fallback_to_global: bool,
-        exclude: Iterable[Member],
-    ) -> list[Candidate]:
-        excluded = tuple(exclude)
-        now = trio.current_time()
-        rows: list[Candidate] = []
-        chosen = False
-        scopes = [handler]
-        if fallback_to_global and handler != GLOBAL:
-            scopes.append(GLOBAL)
-        for scope in scopes:
-            plan = self._plans.get((scope, service_type))
-            if plan is not None:
-                more, chosen = explain_plan(scope, plan, required, now, chosen, excluded)
-                rows += more
-        return rows
-
-    def _no_service(
-        self,
-        handler: str,
-        service_type: str,
-        required: frozenset[str],
-        tried: Iterable[Member],
-        attempts: Iterable[Attempt] = (),
-    ) -> NoServiceAvailable:
-        rows = self._walk(handler, service_type, required, True, tried)
-        tried_names = {a.name for a in attempts}
-        skipped = [
-            Skip(c.name, c.reason)
-            for c in rows
-            if c.verdict == "skipped" and c.name not in tried_names
-        ]
-        return NoServiceAvailable(handler, service_type, required, skipped, tuple(attempts))
 
     # -- control --------------------------------------------------------------------------
 
@@ -1004,12 +685,9 @@ class Registry:
         if self._closed:
             raise RegistryError("the registry is closed")
 
-    def _ordered_records(self) -> list[ProviderRecord]:
-        """Providers in selection order: by scope, service type, group, priority, seq."""
-        return sorted(
-            self._sup.providers.values(),
-            key=lambda r: (r.handler, r.service_type, r.mock, r.priority_group, r.sort_key),
-        )
+    def _close(self) -> None:
+        self._closed = True
+        self._observation.close()
 
 
 def _ordered_names(value: object, field: str) -> tuple[str, ...]:
@@ -1027,39 +705,6 @@ def _check_name(field: str, value: object) -> None:
         raise TypeError(f"{field}: expected a str, got {type(value).__name__}")
     if not value:
         raise ValueError(f"{field}: must not be empty")
-
-
-def _health_word(record: ProviderRecord) -> str:
-    if record.status is ActorStatus.FAILED or record.healthy is False:
-        return "unhealthy"
-    if record.healthy is True:
-        return "healthy"
-    return "unknown"
-
-
-def _describe(record: ProviderRecord, now: float) -> dict[str, Any]:
-    breaker = record.breaker
-    return {
-        "name": record.name,
-        "handler": record.handler,
-        "service_type": record.service_type,
-        "priority": record.priority.name,
-        "priority_group": record.priority_group,
-        "strategy": record.strategy.value,
-        "capabilities": sorted(record.capabilities),
-        "metadata": record.metadata,
-        "mock": record.mock,
-        "circuit_breaker_state": breaker.state.value,
-        "failure_count": breaker.failure_count,
-        "success_count": breaker.success_count,
-        "health": _health_word(record),
-        "health_reason": record.health_reason,
-        "actor_status": record.status.value,
-        "routable": record.routable,
-        "available": record.routable and breaker.is_available(now),
-        "restarts": record.restart.restarts,
-        "last_error": record.last_error,
-    }
 
 
 @asynccontextmanager
@@ -1127,7 +772,7 @@ async def open_registry(
                 try:
                     yield registry
                 finally:
-                    registry._closed = True
+                    registry._close()
                     await supervisor.stop_all()
     except BaseException:
         # A provider's KeyboardInterrupt or SystemExit wins over whatever the block

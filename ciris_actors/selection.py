@@ -3,24 +3,22 @@
 Registrations change rarely and resolves happen all the time, so the order of every
 (scope, service type) is kept sorted as registrations change (:func:`plan_insert`,
 :func:`plan_remove`: a bisect and a list insertion, never a full re-sort) and a resolve
-(:func:`select`) walks it without sorting, grouping or allocating. Imports neither trio
-nor the actors.
+(:func:`select`) walks it without sorting, grouping or allocating.
+Imports neither trio nor the actors.
 """
 
 from __future__ import annotations
 
 import bisect
-import enum
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import attrs
 
-from ._types import CircuitState, Priority, SelectionStrategy
+from ._types import ActorStatus, CircuitState, Priority, SelectionStrategy
 from .breaker import CircuitBreaker
 
 __all__ = [
-    "ActorStatus",
     "Candidate",
     "Cursor",
     "Group",
@@ -34,16 +32,6 @@ __all__ = [
 
 _CLOSED = CircuitState.CLOSED
 _ROUND_ROBIN = SelectionStrategy.ROUND_ROBIN
-
-
-class ActorStatus(enum.Enum):
-    """Lifecycle status of a provider's actor, as routing sees it."""
-
-    STARTING = "starting"
-    RUNNING = "running"
-    RESTARTING = "restarting"
-    FAILED = "failed"
-    STOPPED = "stopped"
 
 
 @attrs.define(slots=True, eq=False)
@@ -71,8 +59,6 @@ class Member:
     healthy: bool | None = None
     routable: bool = False
     ready: bool = False
-    #: How many resolves chose this member (for metrics; never read by routing).
-    selected: int = 0
 
     @property
     def sort_key(self) -> tuple[int, int]:
@@ -111,8 +97,13 @@ class Cursor:
     index: int = 0
 
 
+#: The kind of member a plan holds: :class:`Member` itself, or a subclass carrying more
+#: (the registry's provider records), which every function here hands back as it is.
+M = TypeVar("M", bound=Member)
+
+
 @attrs.define(slots=True, eq=False)
-class Group:
+class Group(Generic[M]):
     """One priority group of a plan, its members in selection order.
 
     Mutated in place by :func:`plan_insert` / :func:`plan_remove`; that is safe because
@@ -123,17 +114,17 @@ class Group:
     #: The group's round-robin position; it goes when the group empties, so a plan's
     #: memory is that of its members and nothing else.
     cursor: Cursor = attrs.field(factory=lambda: Cursor())
-    members: list[Member] = attrs.field(factory=list)
+    members: list[M] = attrs.field(factory=list)
     keys: list[tuple[int, int]] = attrs.field(factory=list)
     #: That of the group's first member.
     strategy: SelectionStrategy = SelectionStrategy.FALLBACK
 
 
 #: The order of one (scope, service type): its groups, ascending by number.
-Plan = list[Group]
+Plan = list[Group[M]]
 
 
-def plan_insert(plan: Plan, member: Member) -> None:
+def plan_insert(plan: Plan[M], member: M) -> None:
     """Insert *member* into *plan* at its place: group ascending, then priority, then
     registration order.
 
@@ -144,7 +135,7 @@ def plan_insert(plan: Plan, member: Member) -> None:
     number = member.priority_group
     index = bisect.bisect_left([g.number for g in plan], number)
     if index == len(plan) or plan[index].number != number:
-        plan.insert(index, Group(number=number))
+        plan.insert(index, Group[M](number=number))
     group = plan[index]
     key = member.sort_key
     position = bisect.bisect_left(group.keys, key)
@@ -153,7 +144,7 @@ def plan_insert(plan: Plan, member: Member) -> None:
     group.strategy = group.members[0].strategy
 
 
-def plan_remove(plan: Plan, member: Member) -> None:
+def plan_remove(plan: Plan[M], member: M) -> None:
     """Remove *member* from *plan*, found by its current group, priority and seq.
 
     Raises:
@@ -175,11 +166,11 @@ def plan_remove(plan: Plan, member: Member) -> None:
 
 
 def select(
-    plan: Plan,
+    plan: Plan[M],
     required: frozenset[str],
     now: Callable[[], float],
     exclude: Collection[Member] = (),
-) -> Member | None:
+) -> M | None:
     """Return the first available member of *plan*, admitting it through its breaker.
 
     A member is available when it is routable, has every *required* capability, is not in
@@ -282,7 +273,7 @@ def skip_reason(
 
 def explain_plan(
     scope: str,
-    plan: Plan,
+    plan: Plan[M],
     required: frozenset[str],
     now: float,
     chosen: bool = False,

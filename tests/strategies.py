@@ -5,8 +5,7 @@ from __future__ import annotations
 import attrs
 from hypothesis import strategies as st
 
-from ciris_actors import Priority, SelectionStrategy
-from ciris_actors.selection import ActorStatus
+from ciris_actors import ActorStatus, Priority, SelectionStrategy
 
 CAPABILITIES = ("chat", "structured_output", "vision")
 BREAKER_STATES = ("closed", "open", "half_open", "half_open_full")

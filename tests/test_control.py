@@ -1015,20 +1015,22 @@ async def test_counting_stops_when_the_last_collector_closes() -> None:
     async with open_registry(health_check_interval=None) as registry:
         registry.register("H", "llm", FakeProvider("a"), name="a")
         assert await registry.wait_ready(timeout=HANG_GUARD, service_types=["llm"])
-        stats = registry._sup.resolve_stats
         first = RegistryCollector(registry)
         second = RegistryCollector(registry)
         first.close()
         first.close()  # idempotent: does not release the second collector's hold
         for _ in range(192):
             assert registry.get_service_nowait("H", "llm") is not None
-        assert stats.timed_count == 64  # the 64 after attaching, not every resolve
+        with registry.observe() as watching:  # reads the shared counts
+            timing = watching.timing
+        assert timing.count == 64  # the 64 after attaching, not every resolve
         list(second.collect())  # a scrape arms the next 64...
         second.close()  # ...but the last collector closing disarms them
         for _ in range(128):
             registry.get_service_nowait("H", "llm")
-        assert stats.timed_count == 64  # nobody observes: nothing is timed...
-        assert registry._sup.providers["a"].selected == 192  # ...nor counted
+        assert registry.view("a").selections == 192  # nobody observes: nothing counted...
+        with registry.observe() as watching:
+            assert watching.timing.count == 64  # ...nor timed (attaching arms only from now)
 
 
 async def test_the_server_reports_the_port_it_bound(plane: Plane) -> None:

@@ -9,10 +9,15 @@ import trio
 import trio.testing
 from hypothesis import given, settings, strategies as st
 
-from ciris_actors import CircuitBreakerConfig, Registry, SelectionStrategy, open_registry
-from ciris_actors._actors.supervisor import ProviderRecord
+from ciris_actors import (
+    ActorStatus,
+    CircuitBreakerConfig,
+    Registry,
+    SelectionStrategy,
+    open_registry,
+)
+from ciris_actors._actors.record import ProviderRecord
 from ciris_actors.control import RegistryCollector
-from ciris_actors.selection import ActorStatus
 
 from .conftest import run_on_virtual_time
 from .strategies import ProviderSpec, capability_sets, commands, provider_specs
@@ -142,11 +147,9 @@ def test_get_service_matches_the_oracle_and_never_returns_an_unavailable_provide
                     assert chosen is instances[0]
                 else:
                     assert chosen in instances
-            stats = registry._sup.resolve_stats
-            counted = sum(r.selected for r in registry._sup.providers.values())
-            counted += sum(stats.retired_hits.values())
-            assert counted == (hits if observed else 0)
-            assert sum(stats.misses.values()) == (misses if observed else 0)
+            with registry.observe() as counts:
+                assert sum(counts.hits.values()) == (hits if observed else 0)
+                assert sum(counts.misses.values()) == (misses if observed else 0)
 
     run_on_virtual_time(scenario)
 

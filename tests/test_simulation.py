@@ -20,7 +20,7 @@ import pytest
 import trio
 import trio.testing
 
-import ciris_actors.registry
+import ciris_actors.selection
 from ciris_actors.selection import Member, Plan, select
 from ciris_actors.simulation import (
     Report,
@@ -351,11 +351,13 @@ def test_every_outcome_is_counted_once() -> None:
 
 # -- the invariant checker against a broken router ---------------------------------------
 
-Router = Callable[[Plan, frozenset[str], Callable[[], float], Collection[Member]], Member | None]
+Router = Callable[
+    [Plan[Member], frozenset[str], Callable[[], float], Collection[Member]], Member | None
+]
 
 
 def first_member_whatever_its_state(
-    plan: Plan,
+    plan: Plan[Member],
     required: frozenset[str],
     now: Callable[[], float],
     exclude: Collection[Member] = (),
@@ -370,7 +372,7 @@ def first_member_whatever_its_state(
 
 
 def last_ready_member_first(
-    plan: Plan,
+    plan: Plan[Member],
     required: frozenset[str],
     now: Callable[[], float],
     exclude: Collection[Member] = (),
@@ -396,7 +398,7 @@ def test_invariant_checker_catches_a_broken_router(
 ) -> None:
     s = scenario(fault("outage"))
     assert run(s).violations == []
-    monkeypatch.setattr(ciris_actors.registry, "select", router)
+    monkeypatch.setattr(ciris_actors.selection, "select", router)
     report = run(s)
     rules = {v["rule"] for v in report.violations}
     assert rules == expected_rules

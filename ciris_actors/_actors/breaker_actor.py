@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .._types import CircuitState
-from ..selection import ActorStatus
+from .._types import ActorStatus, CircuitState
 from .messages import BreakerMessage
 
 if TYPE_CHECKING:
-    from .supervisor import ProviderRecord, RegistrySupervisor
+    from .record import ProviderRecord
+    from .supervisor import RegistrySupervisor
 
 __all__ = ["breaker_actor"]
 

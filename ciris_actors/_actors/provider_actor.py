@@ -8,58 +8,28 @@ the registry's ``close_timeout``.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
 from .._errors import RegistryError
+from .._lifecycle import is_async_context_manager, lifecycle_method, needs_supervision
+from .._types import ActorStatus
 from ..events import ActorCrashed, ActorFailed, ActorRestarted
-from ..selection import ActorStatus
 from .breaker_actor import breaker_actor
 from .messages import BreakerMessage
 
 if TYPE_CHECKING:
-    from .supervisor import ProviderRecord, RegistrySupervisor
+    from .record import ProviderRecord
+    from .supervisor import RegistrySupervisor
 
-__all__ = ["has_lifecycle", "lifecycle_method", "needs_supervision", "provider_actor"]
-
-
-def lifecycle_method(instance: object, name: str) -> Callable[[], Awaitable[Any]] | None:
-    """Return ``instance.<name>`` if it is a coroutine function, else ``None``.
-
-    Only coroutine functions count, so an unrelated synchronous ``start`` (a thread's, a
-    mock's) is never mistaken for a lifecycle hook.
-    """
-    method = getattr(instance, name, None)
-    if method is not None and inspect.iscoroutinefunction(method):
-        return method  # type: ignore[no-any-return]
-    return None
-
-
-def is_async_context_manager(instance: object) -> bool:
-    """Whether *instance*'s class defines ``__aenter__`` and ``__aexit__``."""
-    cls = type(instance)
-    return hasattr(cls, "__aenter__") and hasattr(cls, "__aexit__")
-
-
-def has_lifecycle(instance: object) -> bool:
-    """Whether *instance* must be started before it is routable."""
-    return is_async_context_manager(instance) or lifecycle_method(instance, "start") is not None
-
-
-def needs_supervision(instance: object) -> bool:
-    """Whether *instance* has anything for a provider actor to start, run or close."""
-    return is_async_context_manager(instance) or any(
-        lifecycle_method(instance, hook) is not None for hook in ("start", "run", "aclose")
-    )
+__all__ = ["provider_actor"]
 
 
 async def provider_actor(sup: RegistrySupervisor, record: ProviderRecord) -> None:
     """Supervise *record* until it is unregistered, FAILED, or the registry closes."""
     try:
-        with record.scope:
+        with record.cancel_scope:
             if needs_supervision(record.instance):
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(
@@ -81,6 +51,7 @@ async def provider_actor(sup: RegistrySupervisor, record: ProviderRecord) -> Non
         if record.status is not ActorStatus.FAILED:
             sup.set_status(record, ActorStatus.STOPPED)
         record.done.set()
+        sup.closed(record)
 
 
 async def _supervise(sup: RegistrySupervisor, record: ProviderRecord) -> None:
@@ -152,11 +123,12 @@ async def _incarnation(sup: RegistrySupervisor, record: ProviderRecord) -> None:
         except BaseException as exc:
             if isinstance(exc, Exception):
                 _mark_crashed(sup, record, exc)
-            with _closing(sup):
+            with _closing(sup) as closing:
                 try:
                     await instance.__aexit__(type(exc), exc, exc.__traceback__)
                 except Exception as close_error:
                     _note_close_error(record, "__aexit__", close_error)
+            _note_close_overrun(sup, record, "__aexit__", closing)
             raise
         return  # pragma: no cover - _serve never returns normally
     start = lifecycle_method(instance, "start")
@@ -170,16 +142,28 @@ async def _incarnation(sup: RegistrySupervisor, record: ProviderRecord) -> None:
         raise
     finally:
         if aclose is not None:
-            with _closing(sup):
+            with _closing(sup) as closing:
                 try:
                     await aclose()
                 except Exception as close_error:
                     _note_close_error(record, "aclose", close_error)
+            _note_close_overrun(sup, record, "aclose", closing)
 
 
 def _note_close_error(record: ProviderRecord, hook: str, error: Exception) -> None:
     """Keep a close error beside the crash that led to the close, if there was one."""
-    message = f"{hook} raised {type(error).__name__}: {error}"
+    _note_close_problem(record, f"{hook} raised {type(error).__name__}: {error}")
+
+
+def _note_close_overrun(
+    sup: RegistrySupervisor, record: ProviderRecord, hook: str, closing: trio.CancelScope
+) -> None:
+    if closing.cancelled_caught:
+        _note_close_problem(record, f"{hook} did not return within {sup.close_timeout:g}s")
+
+
+def _note_close_problem(record: ProviderRecord, message: str) -> None:
+    record.close_error = message
     crashed = record.status is ActorStatus.RESTARTING and record.last_error
     record.last_error = f"{record.last_error}; then {message}" if crashed else message
 

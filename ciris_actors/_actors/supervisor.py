@@ -10,73 +10,94 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Protocol
 
-import attrs
 import trio
 
+from .. import selection
 from .._errors import UnknownProviderError
 from .._stats import ResolveStats
-from .._types import CircuitState, Priority, SelectionStrategy
+from .._types import GLOBAL, ActorStatus, CircuitState, Priority, SelectionStrategy
 from ..breaker import NO_PERMIT, CircuitBreaker
 from ..events import (
     BreakerTransition,
     EventBus,
     HealthChanged,
+    ProviderClosed,
     ProviderRegistered,
     ProviderUnregistered,
     RegistryEvent,
+    ResolveMiss,
 )
 from ..restart import RestartPolicy, RestartTracker
-from ..selection import ActorStatus, Member, Plan, plan_insert, plan_remove
-from .messages import BreakerMessage, Mailbox
+from ..selection import Member, Plan, plan_insert, plan_remove
+from .messages import BreakerMessage
 from .provider_actor import provider_actor
+from .record import ProviderRecord
 
-__all__ = ["ProviderRecord", "RegistrySupervisor"]
-
-GLOBAL = "*"
+__all__ = ["RegistrySupervisor", "Resolve"]
 
 
-@attrs.define(slots=True, eq=False, kw_only=True)
-class ProviderRecord(Member):
-    """A registered provider: what routing reads (:class:`Member`) plus what the
-    supervisor and the provider's actors own."""
+class Resolve(Protocol):
+    """The shape of a resolve: the supervisor's walk, or an observer's wrapper of it."""
 
-    handler: str
-    service_type: str
-    metadata: dict[str, Any]
-    mock: bool
-    restart: RestartTracker
-    #: Cancelling it stops the provider's actors (unregister, registry exit). Shielded, so
-    #: a cancellation of the registry's block reaches providers only through
-    #: ``stop_all``, one at a time in reverse registration order.
-    scope: trio.CancelScope = attrs.field(factory=lambda: trio.CancelScope(shield=True))
-    #: Set when the provider actor has finished, its provider closed.
-    done: trio.Event = attrs.field(factory=trio.Event)
-    mailbox: Mailbox = attrs.field(factory=Mailbox)
-    #: Probe permits handed out by ``get_service``, oldest first: (deadline, breaker
-    #: generation). A list, not a deque: it is almost always empty, and small.
-    permits: list[tuple[float, int]] = attrs.field(factory=list)
-    last_error: str | None = None
-    health_reason: str = "not checked yet"
-    #: Incremented at every (re)start, so a health check that began in an earlier life
-    #: of the provider cannot vouch for this one.
-    incarnation: int = 0
-    #: Breaker transitions so far, by (old state, new state) value (for metrics).
-    transitions: dict[tuple[str, str], int] = attrs.field(factory=dict)
-    #: Health-check results recorded so far (for metrics).
-    health_passed: int = 0
-    health_failed: int = 0
+    def __call__(
+        self,
+        handler: str,
+        service_type: str,
+        required: frozenset[str],
+        fallback_to_global: bool,
+        exclude: Collection[Member],
+        /,
+    ) -> ProviderRecord | None: ...
 
-    @property
-    def scope_name(self) -> str:
-        """The routing scope: the handler, or ``"*"`` for a global provider."""
-        return self.handler
 
-    def tell(self, message: BreakerMessage) -> None:
-        """Post *message* to the breaker actor without waiting (see ``messages``)."""
-        self.mailbox.post(message)
+def walker(
+    plans: Mapping[tuple[str, str], Plan[ProviderRecord]],
+    missed: Callable[[str, str, frozenset[str]], None],
+    *,
+    counting: bool,
+) -> Resolve:
+    """The resolve walk over *plans*: the handler's plan for the service type, then
+    (if allowed, and the handler is not itself global) the global plan; the first member
+    :func:`~ciris_actors.selection.select` admits, or ``None`` after telling *missed*.
+    *counting* makes it count each hit on the provider chosen.
+
+    The one walk every resolve takes (``get_service``, ``lease``, ``call``, the
+    simulator). It is a closure, not a method, so a resolve costs one Python call, and
+    the counting is a constant of the closure rather than an attribute read per
+    resolve: a registry nobody observes pays nothing for it.
+    """
+    now = trio.current_time
+    select = selection.select  # read once: a test may put a broken router in its place
+
+    def walk(
+        handler: str,
+        service_type: str,
+        required: frozenset[str],
+        fallback_to_global: bool,
+        exclude: Collection[Member],
+        /,
+    ) -> ProviderRecord | None:
+        plan = plans.get((handler, service_type))
+        member = None if plan is None else select(plan, required, now, exclude)
+        if member is None and fallback_to_global and handler != GLOBAL:
+            plan = plans.get((GLOBAL, service_type))
+            if plan is not None:
+                member = select(plan, required, now, exclude)
+        if member is None:
+            missed(handler, service_type, required)
+            return None
+        if counting:
+            member.counters.selections += 1
+        return member
+
+    return walk
+
+
+def _ignore_miss(handler: str, service_type: str, required: frozenset[str]) -> None:
+    pass
 
 
 class RegistrySupervisor:
@@ -99,8 +120,8 @@ class RegistrySupervisor:
         self.bus = EventBus()
         self.providers: dict[str, ProviderRecord] = {}
         #: (scope, service type) -> plan; read directly by the resolve hot path.
-        self.plans: dict[tuple[str, str], Plan] = {}
-        self.mock_plans: dict[tuple[str, str], Plan] = {}
+        self.plans: dict[tuple[str, str], Plan[ProviderRecord]] = {}
+        self.mock_plans: dict[tuple[str, str], Plan[ProviderRecord]] = {}
         self._seq = itertools.count()
         self._changed = trio.Event()
         #: What ``open_registry`` raises when its block is over: a provider that exceeded
@@ -112,6 +133,13 @@ class RegistrySupervisor:
         self.version = 0
         #: Resolve outcomes and sampled durations (read by metrics observers).
         self.resolve_stats = ResolveStats()
+        #: The resolve walk over this routing table (synchronous: it admits through the
+        #: breakers, moves round-robin cursors and reports misses), and the same walk
+        #: counting hits and misses, for while a resolve observer is attached.
+        self.resolve = walker(self.plans, self.missed, counting=False)
+        self.counting_resolve = walker(self.plans, self.missed_counted, counting=True)
+        #: The walk over mock providers (``get_service_with_fallback``).
+        self.mock_resolve = walker(self.mock_plans, _ignore_miss, counting=False)
 
     # -- routing table --------------------------------------------------------------------
 
@@ -143,11 +171,11 @@ class RegistrySupervisor:
         del self.providers[name]
         self._unplace(record)
         if not record.mock:
-            self.resolve_stats.retire(record.service_type, record.selected)
+            self.resolve_stats.retire(record.service_type, record.counters.selections)
         self.version += 1
         record.routable = record.ready = False
         record.tell(BreakerMessage.STOP)
-        record.scope.cancel()
+        record.cancel_scope.cancel()
         self.publish(
             ProviderUnregistered(
                 name=name,
@@ -183,16 +211,16 @@ class RegistrySupervisor:
         self._place(record)
         self.version += 1
 
-    def _plans_of(self, record: ProviderRecord) -> dict[tuple[str, str], Plan]:
+    def _plans_of(self, record: ProviderRecord) -> dict[tuple[str, str], Plan[ProviderRecord]]:
         return self.mock_plans if record.mock else self.plans
 
     def _place(self, record: ProviderRecord) -> None:
-        key = (record.scope_name, record.service_type)
+        key = (record.routing_scope, record.service_type)
         plan_insert(self._plans_of(record).setdefault(key, []), record)
 
     def _unplace(self, record: ProviderRecord) -> None:
         plans = self._plans_of(record)
-        key = (record.scope_name, record.service_type)
+        key = (record.routing_scope, record.service_type)
         plan = plans[key]
         plan_remove(plan, record)
         if not plan:
@@ -201,6 +229,34 @@ class RegistrySupervisor:
     def records(self) -> Iterator[ProviderRecord]:
         """Every provider, in registration order."""
         return iter(list(self.providers.values()))
+
+    def ordered(self) -> list[ProviderRecord]:
+        """Every provider in selection order: by scope, service type, group, priority,
+        registration."""
+        return sorted(
+            self.providers.values(),
+            key=lambda r: (r.handler, r.service_type, r.mock, r.priority_group, r.sort_key),
+        )
+
+    # -- resolving -----------------------------------------------------------------------
+
+    def missed_counted(self, handler: str, service_type: str, required: frozenset[str]) -> None:
+        """:meth:`missed`, counting the miss for resolve observers."""
+        self.resolve_stats.count_miss(service_type)
+        self.missed(handler, service_type, required)
+
+    def missed(self, handler: str, service_type: str, required: frozenset[str]) -> None:
+        """A resolve found nothing: publish a :class:`ResolveMiss` if anyone wants one."""
+        if self.bus.wants(ResolveMiss):
+            self.publish(
+                ResolveMiss(
+                    name=None,
+                    time=trio.current_time(),
+                    handler=handler,
+                    service_type=service_type,
+                    required_capabilities=tuple(sorted(required)),
+                )
+            )
 
     # -- state changes the actors and the registry report ----------------------------------
 
@@ -240,9 +296,9 @@ class RegistrySupervisor:
         if not self.is_current(record):
             return
         if healthy:
-            record.health_passed += 1
+            record.counters.health_passed += 1
         else:
-            record.health_failed += 1
+            record.counters.health_failed += 1
         if old != healthy:
             self.publish(
                 HealthChanged(
@@ -265,8 +321,9 @@ class RegistrySupervisor:
         record = self.providers.get(breaker.name)
         if record is not None and record.breaker is breaker:
             record.refresh()
+            transitions = record.counters.transitions
             key = (old.value, new.value)
-            record.transitions[key] = record.transitions.get(key, 0) + 1
+            transitions[key] = transitions.get(key, 0) + 1
             # Every permit belongs to the state period that just ended: void them all, so
             # a report can only ever return a permit of the current period.
             record.permits.clear()
@@ -322,6 +379,15 @@ class RegistrySupervisor:
             self.set_health(record, healthy, reason)
         return healthy
 
+    def closed(self, record: ProviderRecord) -> None:
+        """Publish that *record*'s actors have finished and its provider is closed,
+        unless its name has been registered again since (the event would be ambiguous)."""
+        current = self.providers.get(record.name)
+        if current is None or current is record:
+            self.publish(
+                ProviderClosed(name=record.name, time=trio.current_time(), error=record.close_error)
+            )
+
     def escalate(self, error: BaseException) -> None:
         """Make the registry raise *error*: cancel everything; ``open_registry`` raises it
         bare once everything has stopped."""
@@ -343,7 +409,7 @@ class RegistrySupervisor:
             for record in reversed(list(self.providers.values())):
                 record.routable = record.ready = False
                 record.tell(BreakerMessage.STOP)
-                record.scope.cancel()
+                record.cancel_scope.cancel()
                 await record.done.wait()
             self.providers.clear()
             self.plans.clear()

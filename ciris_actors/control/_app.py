@@ -7,8 +7,8 @@ import ipaddress
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import aclosing, asynccontextmanager
 from http import HTTPStatus
 from typing import Any
 
@@ -457,8 +457,10 @@ def _optional_str(body: Mapping[str, Any], name: str) -> str | None:
 
 
 def _provider(request: Request, settings: _Settings) -> dict[str, Any]:
-    """The provider named in the path, described as ``get_provider_info`` does."""
-    return settings.registry._describe_provider(request.path_params["name"])
+    """The provider named in the path, described as ``get_provider_info`` does, with its
+    breaker's statistics under ``"circuit_breaker"``."""
+    view = settings.registry.view(request.path_params["name"])
+    return {**view.as_dict(), "circuit_breaker": dict(view.breaker)}
 
 
 # -- endpoints ------------------------------------------------------------------------------
@@ -633,18 +635,37 @@ async def _events(request: Request, settings: _Settings) -> Response:
         raise _Refused(422, f"max_buffer: expected an integer 1..100000, got {raw_buffer!r}")
     if request.method == "HEAD":  # the headers of a stream, without opening one
         return Response(headers=_SSE_HEADERS, media_type="text/event-stream")
-    return StreamingResponse(
+    return _EventStreamResponse(
         _event_stream(settings, wanted, max_buffer),
         media_type="text/event-stream",
         headers=_SSE_HEADERS,
     )
 
 
+class _EventStreamResponse(StreamingResponse):
+    """A streaming response that closes its event generator however the response ends.
+
+    Starlette abandons the body iterator when the client leaves mid-stream; a generator
+    left waiting at a ``yield`` would keep its registry subscription until it is
+    garbage-collected. Closing it here ends the subscription at once.
+    """
+
+    def __init__(
+        self, stream: AsyncGenerator[str, None], media_type: str, headers: Mapping[str, str]
+    ) -> None:
+        super().__init__(stream, media_type=media_type, headers=headers)
+        self._stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with aclosing(self._stream):
+            await super().__call__(scope, receive, send)
+
+
 async def _event_stream(
     settings: _Settings,
     wanted: frozenset[type[events_mod.RegistryEvent]] | None,
     max_buffer: int,
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """Yield SSE frames until the client leaves, the registry closes or the server stops.
 
     The first frame, a comment, is sent once subscribed: every event after it is

@@ -1,18 +1,19 @@
-"""Prometheus metrics of a live registry, read at scrape time.
+"""Prometheus metrics of a live registry, read at scrape time through its public surface.
 
-Nothing here runs on the resolve path: the registry keeps plain counters (on each
-provider, and in its resolve statistics) and this collector turns them into metric
-families only when scraped. While a collector is attached the registry counts resolve
-outcomes, and times the resolves right after each scrape; a registry nobody observes pays
-nothing for metrics.
+One declarative table (:data:`METRICS`: name, type, help, labels, and how to read the
+samples from a :class:`Scrape`) defines every metric; the collector, the list of names
+and the table in ``docs/control-plane.md`` are all built from it. Nothing here runs on
+the resolve path: the collector holds a :class:`ResolveObserver` and reads provider
+views (``Registry.snapshot``) only when scraped.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Literal
 
-import trio
+import attrs
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -21,43 +22,257 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .._actors.supervisor import ProviderRecord
-from .._stats import RESOLVE_BUCKETS, SAMPLE_SIZE
-from .._types import CircuitState
-from ..registry import Registry, _health_word
-from ..selection import ActorStatus
+from .._stats import SAMPLE_SIZE
+from .._types import ActorStatus, CircuitState
+from .._views import ProviderView
+from ..registry import Registry
 
-__all__ = ["METRIC_NAMES", "RegistryCollector"]
+__all__ = ["METRICS", "METRIC_NAMES", "MetricSpec", "RegistryCollector", "Scrape", "metric_table"]
 
-_PROVIDER = ["provider", "handler", "service_type"]
+#: The labels of every per-provider series.
+PROVIDER_LABELS = ("provider", "handler", "service_type")
 
-#: Every metric family the collector exposes, with its type (the docs list them).
-METRIC_NAMES: dict[str, str] = {
-    "ciris_providers": "gauge",
-    "ciris_providers_available": "gauge",
-    "ciris_provider_available": "gauge",
-    "ciris_provider_health": "gauge",
-    "ciris_provider_restarts": "counter",
-    "ciris_provider_selections": "counter",
-    "ciris_breaker_state": "gauge",
-    "ciris_breaker_failure_count": "gauge",
-    "ciris_breaker_success_count": "gauge",
-    "ciris_breaker_transitions": "counter",
-    "ciris_breaker_calls": "counter",
-    "ciris_health_checks": "counter",
-    "ciris_resolves": "counter",
-    "ciris_resolve_duration_seconds": "histogram",
-}
+#: One sample: its label values and its value.
+Sample = tuple[tuple[str, ...], float]
+
+
+@attrs.frozen
+class Scrape:
+    """What one scrape reads: every provider as it is now, and the resolve counts.
+
+    Attributes:
+      views: every registered provider (``Registry.snapshot()``).
+      hits: resolves that chose a provider, per service type.
+      misses: resolves that found nothing, per service type.
+      timing: the sampled resolve durations.
+    """
+
+    views: tuple[ProviderView, ...]
+    hits: dict[str, int]
+    misses: dict[str, int]
+    timing: tuple[tuple[float, ...], tuple[int, ...], float]
+
+
+@attrs.frozen
+class MetricSpec:
+    """One metric: its name (without ``_total``), type, help, labels, and its samples.
+
+    Attributes:
+      name: the family's name.
+      kind: ``"gauge"``, ``"counter"`` or ``"histogram"``.
+      help: what it measures (also its line in the docs' table).
+      labels: its label names, in order.
+      samples: reads its samples from a scrape (a histogram has no samples function:
+        its one series is the resolve timing).
+    """
+
+    name: str
+    kind: Literal["gauge", "counter", "histogram"]
+    help: str
+    labels: tuple[str, ...]
+    samples: Callable[[Scrape], Iterable[Sample]] | None = None
+
+
+def _ids(view: ProviderView) -> tuple[str, str, str]:
+    return (view.name, view.handler, view.service_type)
+
+
+def _per_provider(value: Callable[[ProviderView], float]) -> Callable[[Scrape], Iterator[Sample]]:
+    def samples(scrape: Scrape) -> Iterator[Sample]:
+        for view in scrape.views:
+            yield _ids(view), value(view)
+
+    return samples
+
+
+def _one_hot(
+    options: Iterable[str], current: Callable[[ProviderView], str]
+) -> Callable[[Scrape], Iterator[Sample]]:
+    choices = tuple(options)
+
+    def samples(scrape: Scrape) -> Iterator[Sample]:
+        for view in scrape.views:
+            now = current(view)
+            for option in choices:
+                yield (*_ids(view), option), float(now == option)
+
+    return samples
+
+
+def _types_of(scrape: Scrape) -> list[str]:
+    return sorted({view.service_type for view in scrape.views})
+
+
+def _providers(scrape: Scrape) -> Iterator[Sample]:
+    per_status = Counter((v.service_type, v.actor_status.value) for v in scrape.views)
+    for service_type in _types_of(scrape):
+        for status in ActorStatus:
+            yield (service_type, status.value), per_status[(service_type, status.value)]
+
+
+def _available_per_type(scrape: Scrape) -> Iterator[Sample]:
+    available = Counter(v.service_type for v in scrape.views if v.available and not v.mock)
+    for service_type in _types_of(scrape):
+        yield (service_type,), available[service_type]
+
+
+def _transitions(scrape: Scrape) -> Iterator[Sample]:
+    for view in scrape.views:
+        for (old, new), count in sorted(view.transitions.items()):
+            yield (*_ids(view), old, new), count
+
+
+def _calls(scrape: Scrape) -> Iterator[Sample]:
+    for view in scrape.views:
+        stats = view.breaker
+        yield (*_ids(view), "success"), stats["total_successes"]
+        yield (*_ids(view), "failure"), stats["total_failures"]
+        yield (*_ids(view), "rejected"), stats["total_rejections"]
+
+
+def _health_checks(scrape: Scrape) -> Iterator[Sample]:
+    for view in scrape.views:
+        if view.has_health_check:
+            yield (*_ids(view), "pass"), view.health_checks_passed
+            yield (*_ids(view), "fail"), view.health_checks_failed
+
+
+def _resolves(scrape: Scrape) -> Iterator[Sample]:
+    for service_type in sorted(set(scrape.hits) | set(scrape.misses)):
+        yield (service_type, "hit"), scrape.hits.get(service_type, 0)
+        yield (service_type, "miss"), scrape.misses.get(service_type, 0)
+
+
+#: Every metric the collector exposes, in the order it yields them.
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "ciris_providers",
+        "gauge",
+        "Registered providers by service type and actor status.",
+        ("service_type", "status"),
+        _providers,
+    ),
+    MetricSpec(
+        "ciris_providers_available",
+        "gauge",
+        "Providers (not mocks) a resolve could choose now, by service type.",
+        ("service_type",),
+        _available_per_type,
+    ),
+    MetricSpec(
+        "ciris_provider_available",
+        "gauge",
+        "1 if a resolve could choose this provider now (routable, breaker admits).",
+        PROVIDER_LABELS,
+        _per_provider(lambda v: float(v.available)),
+    ),
+    MetricSpec(
+        "ciris_provider_health",
+        "gauge",
+        "The provider's health (healthy, unhealthy or unknown): 1 for the current one.",
+        (*PROVIDER_LABELS, "health"),
+        _one_hot(("healthy", "unhealthy", "unknown"), lambda v: v.health_word),
+    ),
+    MetricSpec(
+        "ciris_provider_restarts",
+        "counter",
+        "Restarts granted to the provider's actor after crashes.",
+        PROVIDER_LABELS,
+        _per_provider(lambda v: v.restarts),
+    ),
+    MetricSpec(
+        "ciris_provider_selections",
+        "counter",
+        "Resolves that chose this provider.",
+        PROVIDER_LABELS,
+        _per_provider(lambda v: v.selections),
+    ),
+    MetricSpec(
+        "ciris_breaker_state",
+        "gauge",
+        "The provider's circuit-breaker state: 1 for the current one.",
+        (*PROVIDER_LABELS, "state"),
+        _one_hot((s.value for s in CircuitState), lambda v: str(v.breaker["state"])),
+    ),
+    MetricSpec(
+        "ciris_breaker_failure_count",
+        "gauge",
+        "Consecutive failures the breaker counts now (failure_count).",
+        PROVIDER_LABELS,
+        _per_provider(lambda v: v.breaker["failure_count"]),
+    ),
+    MetricSpec(
+        "ciris_breaker_success_count",
+        "gauge",
+        "Consecutive half-open successes the breaker counts now (success_count).",
+        PROVIDER_LABELS,
+        _per_provider(lambda v: v.breaker["success_count"]),
+    ),
+    MetricSpec(
+        "ciris_breaker_transitions",
+        "counter",
+        "Circuit-breaker state transitions.",
+        (*PROVIDER_LABELS, "from_state", "to_state"),
+        _transitions,
+    ),
+    MetricSpec(
+        "ciris_breaker_calls",
+        "counter",
+        "Call outcomes the breaker recorded (success, failure) or refused (rejected).",
+        (*PROVIDER_LABELS, "outcome"),
+        _calls,
+    ),
+    MetricSpec(
+        "ciris_health_checks",
+        "counter",
+        "Health-check results recorded for the provider (only providers with is_healthy).",
+        (*PROVIDER_LABELS, "result"),
+        _health_checks,
+    ),
+    MetricSpec(
+        "ciris_resolves",
+        "counter",
+        "Resolves by service type and outcome (hit: a provider was chosen).",
+        ("service_type", "outcome"),
+        _resolves,
+    ),
+    MetricSpec(
+        "ciris_resolve_duration_seconds",
+        "histogram",
+        f"Time to choose a provider, sampled: the {SAMPLE_SIZE} resolves after each scrape"
+        " are timed.",
+        (),
+    ),
+)
+
+#: Every metric family's name and type (the docs list them).
+METRIC_NAMES: dict[str, str] = {spec.name: spec.kind for spec in METRICS}
+
+
+def metric_table() -> str:
+    """The Markdown table of :data:`METRICS` that ``docs/control-plane.md`` shows.
+
+    The three per-provider labels are written ``provider`` for short.
+    """
+    lines = ["| Metric | Type | Labels | Meaning |", "|---|---|---|---|"]
+    for spec in METRICS:
+        name = spec.name + ("_total" if spec.kind == "counter" else "")
+        labels = list(spec.labels)
+        if tuple(labels[:3]) == PROVIDER_LABELS:
+            labels[:3] = ["provider"]
+        shown = ", ".join(label if label == "provider" else f"`{label}`" for label in labels)
+        lines.append(f"| `{name}` | {spec.kind} | {shown} | {spec.help} |")
+    return "\n".join(lines)
 
 
 class RegistryCollector(Collector):
     """A prometheus-client collector of one registry's state and counters.
 
     Register it in your own ``CollectorRegistry`` (never the global one, which a process
-    shares with everything else). While it is open the registry counts resolve outcomes
-    (``ciris_resolves_total``, ``ciris_provider_selections_total``), and each scrape
-    arms the next 64 resolves to be timed (``ciris_resolve_duration_seconds``);
-    :meth:`close` stops both.
+    shares with everything else). While it is open it holds a :class:`ResolveObserver`,
+    so the registry counts resolve outcomes (``ciris_resolves_total``,
+    ``ciris_provider_selections_total``), and each scrape arms the next 64 resolves to
+    be timed (``ciris_resolve_duration_seconds``); :meth:`close` detaches it.
 
     Args:
       registry: the registry to describe.
@@ -65,16 +280,12 @@ class RegistryCollector(Collector):
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
-        self._stats = registry._sup.resolve_stats
-        registry._observe()
-        self._open = True
+        self._observer = registry.observe()
 
     def close(self) -> None:
         """Stop counting and timing resolves for this collector (idempotent); scrapes
         still work, and the counters keep their values."""
-        if self._open:
-            self._open = False
-            self._registry._unobserve()
+        self._observer.detach()
 
     def describe(self) -> list[Metric]:
         """Nothing: the families depend on what is registered at scrape time."""
@@ -85,142 +296,34 @@ class RegistryCollector(Collector):
         registry = self._registry
         if registry.closed:
             return
-        registry._arm_timing()
-        sup = registry._sup
-        now = trio.current_time()
-        records = sorted(sup.providers.values(), key=lambda r: r.name)
+        observer = self._observer
+        if observer.attached:
+            observer.arm_timing(SAMPLE_SIZE)
+        timing = observer.timing
+        scrape = Scrape(
+            views=registry.snapshot(),
+            hits=dict(observer.hits),
+            misses=dict(observer.misses),
+            timing=(timing.bounds, timing.counts, timing.total),
+        )
+        for spec in METRICS:
+            yield _family(spec, scrape)
 
-        providers = GaugeMetricFamily(
-            "ciris_providers",
-            "Registered providers by service type and actor status.",
-            labels=["service_type", "status"],
-        )
-        available_per_type = GaugeMetricFamily(
-            "ciris_providers_available",
-            "Providers (not mocks) a resolve could choose now, by service type.",
-            labels=["service_type"],
-        )
-        available = GaugeMetricFamily(
-            "ciris_provider_available",
-            "1 if a resolve could choose this provider now (routable, breaker admits).",
-            labels=_PROVIDER,
-        )
-        health = GaugeMetricFamily(
-            "ciris_provider_health",
-            "The provider's health (healthy, unhealthy or unknown): 1 for the current one.",
-            labels=[*_PROVIDER, "health"],
-        )
-        restarts = CounterMetricFamily(
-            "ciris_provider_restarts",
-            "Restarts granted to the provider's actor after crashes.",
-            labels=_PROVIDER,
-        )
-        selections = CounterMetricFamily(
-            "ciris_provider_selections",
-            "Resolves that chose this provider.",
-            labels=_PROVIDER,
-        )
-        state = GaugeMetricFamily(
-            "ciris_breaker_state",
-            "The provider's circuit-breaker state: 1 for the current one.",
-            labels=[*_PROVIDER, "state"],
-        )
-        failures = GaugeMetricFamily(
-            "ciris_breaker_failure_count",
-            "Consecutive failures the breaker counts now (failure_count).",
-            labels=_PROVIDER,
-        )
-        successes = GaugeMetricFamily(
-            "ciris_breaker_success_count",
-            "Consecutive half-open successes the breaker counts now (success_count).",
-            labels=_PROVIDER,
-        )
-        transitions = CounterMetricFamily(
-            "ciris_breaker_transitions",
-            "Circuit-breaker state transitions.",
-            labels=[*_PROVIDER, "from_state", "to_state"],
-        )
-        calls = CounterMetricFamily(
-            "ciris_breaker_calls",
-            "Call outcomes the breaker recorded (success, failure) or refused (rejected).",
-            labels=[*_PROVIDER, "outcome"],
-        )
-        checks = CounterMetricFamily(
-            "ciris_health_checks",
-            "Health-check results recorded for the provider.",
-            labels=[*_PROVIDER, "result"],
-        )
 
-        per_status: Counter[tuple[str, str]] = Counter()
-        per_type_available: Counter[str] = Counter()
-        hits: Counter[str] = Counter(sup.resolve_stats.retired_hits)
-        types: set[str] = set()
-        for record in records:
-            labels = [record.name, record.handler, record.service_type]
-            breaker = record.breaker
-            is_available = record.routable and breaker.is_available(now)
-            types.add(record.service_type)
-            per_status[(record.service_type, record.status.value)] += 1
-            if not record.mock:
-                per_type_available[record.service_type] += is_available
-                hits[record.service_type] += record.selected
-            available.add_metric(labels, float(is_available))
-            word = _health_word(record)
-            for option in ("healthy", "unhealthy", "unknown"):
-                health.add_metric([*labels, option], float(word == option))
-            restarts.add_metric(labels, record.restart.restarts)
-            selections.add_metric(labels, record.selected)
-            for circuit in CircuitState:
-                state.add_metric([*labels, circuit.value], float(breaker.state is circuit))
-            failures.add_metric(labels, breaker.failure_count)
-            successes.add_metric(labels, breaker.success_count)
-            for (old, new), count in sorted(record.transitions.items()):
-                transitions.add_metric([*labels, old, new], count)
-            calls.add_metric([*labels, "success"], breaker.total_successes)
-            calls.add_metric([*labels, "failure"], breaker.total_failures)
-            calls.add_metric([*labels, "rejected"], breaker.total_rejections)
-            _add_checks(checks, labels, record)
-
-        for service_type in sorted(types):
-            for status in ActorStatus:
-                providers.add_metric(
-                    [service_type, status.value], per_status[(service_type, status.value)]
-                )
-            available_per_type.add_metric([service_type], per_type_available[service_type])
-
-        resolves = CounterMetricFamily(
-            "ciris_resolves",
-            "Resolves by service type and outcome (hit: a provider was chosen).",
-            labels=["service_type", "outcome"],
-        )
-        misses = sup.resolve_stats.misses
-        for service_type in sorted(set(hits) | set(misses)):
-            resolves.add_metric([service_type, "hit"], hits[service_type])
-            resolves.add_metric([service_type, "miss"], misses.get(service_type, 0))
-
-        yield from (providers, available_per_type, available, health, restarts, selections)
-        yield from (state, failures, successes, transitions, calls, checks, resolves)
-        yield self._durations()
-
-    def _durations(self) -> Metric:
-        stats = self._stats
-        family = HistogramMetricFamily(
-            "ciris_resolve_duration_seconds",
-            f"Time to choose a provider, sampled: the {SAMPLE_SIZE} resolves after each"
-            " scrape are timed.",
-        )
+def _family(spec: MetricSpec, scrape: Scrape) -> Metric:
+    if spec.kind == "histogram":
+        bounds, counts, total = scrape.timing
+        family = HistogramMetricFamily(spec.name, spec.help)
         cumulative = 0
         buckets: list[tuple[str, float]] = []
-        for bound, count in zip(
-            [*(repr(b) for b in RESOLVE_BUCKETS), "+Inf"], stats.bucket_counts, strict=True
-        ):
+        for bound, count in zip([*(repr(b) for b in bounds), "+Inf"], counts, strict=True):
             cumulative += count
             buckets.append((bound, cumulative))
-        family.add_metric([], buckets, sum_value=stats.timed_sum)
+        family.add_metric([], buckets, sum_value=total)
         return family
-
-
-def _add_checks(family: CounterMetricFamily, labels: list[str], record: ProviderRecord) -> None:
-    if record.has_health_check:
-        family.add_metric([*labels, "pass"], record.health_passed)
-        family.add_metric([*labels, "fail"], record.health_failed)
+    kind = GaugeMetricFamily if spec.kind == "gauge" else CounterMetricFamily
+    metric = kind(spec.name, spec.help, labels=list(spec.labels))
+    assert spec.samples is not None
+    for labels, value in spec.samples(scrape):
+        metric.add_metric(list(labels), value)
+    return metric

@@ -12,10 +12,10 @@ from collections.abc import Collection
 import attrs
 import trio
 
-from .._actors.supervisor import GLOBAL, ProviderRecord
-from .._types import CircuitState, SelectionStrategy
+from .._errors import UnknownProviderError
+from .._types import GLOBAL, ActorStatus, CircuitState, SelectionStrategy
+from .._views import ProviderView
 from ..registry import Registry
-from ..selection import ActorStatus
 
 __all__ = ["InvariantChecker", "Violation"]
 
@@ -29,6 +29,17 @@ class Violation:
     detail: str
 
 
+@attrs.frozen
+class _Candidate:
+    """One provider in walk order, as the checker computed it from the views."""
+
+    name: str
+    handler: str
+    priority_group: int
+    #: The strategy of its group (that of the group's first member).
+    strategy: SelectionStrategy
+
+
 @attrs.define
 class InvariantChecker:
     """Checks each routing decision against the rules; collects violations.
@@ -38,17 +49,18 @@ class InvariantChecker:
     health failed), ``tier`` (a higher-tier provider of a FALLBACK group, or of an earlier
     group or scope, was available and untried), ``probe-quota`` (more half-open probes
     out than ``half_open_max_calls``), ``lost`` (a request not accounted for).
+
+    It reads the registry only through its public views (``Registry.view``,
+    ``Registry.snapshot``).
     """
 
     registry: Registry
     origin: float = 0.0
     violations: list[Violation] = attrs.field(factory=list)
     checks: int = 0
-    #: (handler, service type) -> (routing-table version, candidates in walk order with
-    #: the strategy of their group), rebuilt only when registrations change.
-    _orders: dict[tuple[str, str], tuple[int, list[tuple[ProviderRecord, SelectionStrategy]]]] = (
-        attrs.field(factory=dict)
-    )
+    #: (handler, service type) -> (routing version, candidates in walk order), rebuilt
+    #: only when registrations change.
+    _orders: dict[tuple[str, str], tuple[int, list[_Candidate]]] = attrs.field(factory=dict)
 
     def record(self, rule: str, detail: str) -> None:
         """Add a violation at the current time."""
@@ -68,14 +80,13 @@ class InvariantChecker:
         has run since the resolve chose it.
         """
         self.checks += 1
-        providers = self.registry._sup.providers
-        chosen = providers.get(name)
-        if chosen is None:
+        try:
+            chosen = self.registry.view(name)
+        except UnknownProviderError:
             self.record("unroutable", f"routed to {name!r}, which is not registered")
             return
-        now = trio.current_time()
-        breaker = chosen.breaker
-        if breaker.state is CircuitState.OPEN:
+        stats = chosen.breaker
+        if stats["state"] == CircuitState.OPEN.value:
             self.record("open-breaker", f"routed to {name!r} while its breaker was open")
         if not required <= chosen.capabilities:
             missing = sorted(required - chosen.capabilities)
@@ -83,22 +94,20 @@ class InvariantChecker:
         if not _routable(chosen):
             self.record(
                 "unroutable",
-                f"routed to {name!r} while its actor was {chosen.status.value}"
-                f" and health {chosen.healthy}",
+                f"routed to {name!r} while its actor was {chosen.actor_status.value}"
+                f" and health {chosen.health}",
             )
-        if breaker.probes_in_flight > breaker.config.half_open_max_calls:
+        quota = chosen.breaker_config.half_open_max_calls
+        if stats["probes_in_flight"] > quota:
             self.record(
                 "probe-quota",
-                f"{name!r} has {breaker.probes_in_flight} probes out"
-                f" (quota {breaker.config.half_open_max_calls})",
+                f"{name!r} has {stats['probes_in_flight']} probes out (quota {quota})",
             )
         for better in self._higher_tiers(chosen, handler, service_type):
-            if (
-                better.name not in tried
-                and required <= better.capabilities
-                and _routable(better)
-                and better.breaker.is_available(now)
-            ):
+            if better.name in tried:
+                continue
+            view = self.registry.view(better.name)
+            if required <= view.capabilities and _routable(view) and view.available:
                 self.record(
                     "tier",
                     f"routed to {name!r} while {better.name!r} ranked higher and was available",
@@ -106,49 +115,49 @@ class InvariantChecker:
                 break
 
     def _higher_tiers(
-        self, chosen: ProviderRecord, handler: str, service_type: str
-    ) -> list[ProviderRecord]:
+        self, chosen: ProviderView, handler: str, service_type: str
+    ) -> list[_Candidate]:
         """Providers a resolve must prefer over *chosen*: every one in an earlier scope or
         group, and earlier ones of its own group when that group is FALLBACK."""
-        better: list[ProviderRecord] = []
-        for record, strategy in self._walk_order(handler, service_type):
-            if record is chosen:
+        better: list[_Candidate] = []
+        for candidate in self._walk_order(handler, service_type):
+            if candidate.name == chosen.name:
                 break
             same_group = (
-                record.handler == chosen.handler and record.priority_group == chosen.priority_group
+                candidate.handler == chosen.handler
+                and candidate.priority_group == chosen.priority_group
             )
-            if not same_group or strategy is SelectionStrategy.FALLBACK:
-                better.append(record)
+            if not same_group or candidate.strategy is SelectionStrategy.FALLBACK:
+                better.append(candidate)
         return better
 
-    def _walk_order(
-        self, handler: str, service_type: str
-    ) -> list[tuple[ProviderRecord, SelectionStrategy]]:
+    def _walk_order(self, handler: str, service_type: str) -> list[_Candidate]:
         """Every candidate of (handler, service type) in walk order, with its group's
-        strategy: computed here from the records, not taken from the router's plans."""
-        supervisor = self.registry._sup
+        strategy: computed here from the views, not taken from the router's plans."""
+        version = self.registry.routing_version
         cached = self._orders.get((handler, service_type))
-        if cached is not None and cached[0] == supervisor.version:
+        if cached is not None and cached[0] == version:
             return cached[1]
-        records = [
-            r
-            for r in supervisor.providers.values()
-            if r.service_type == service_type and not r.mock
-        ]
-        order: list[tuple[ProviderRecord, SelectionStrategy]] = []
+        views = [v for v in self.registry.snapshot(service_type=service_type) if not v.mock]
+        order: list[_Candidate] = []
         for scope in [handler, GLOBAL] if handler != GLOBAL else [GLOBAL]:
             in_scope = sorted(
-                (r for r in records if r.handler == scope),
-                key=lambda r: (r.priority_group, int(r.priority), r.seq),
+                (v for v in views if v.handler == scope),
+                key=lambda v: (v.priority_group, int(v.priority), v.registration),
             )
-            first_of_group: dict[int, ProviderRecord] = {}
-            for record in in_scope:
-                first_of_group.setdefault(record.priority_group, record)
-            order += [(r, first_of_group[r.priority_group].strategy) for r in in_scope]
-        self._orders[(handler, service_type)] = (supervisor.version, order)
+            first_of_group: dict[int, ProviderView] = {}
+            for view in in_scope:
+                first_of_group.setdefault(view.priority_group, view)
+            order += [
+                _Candidate(
+                    v.name, v.handler, v.priority_group, first_of_group[v.priority_group].strategy
+                )
+                for v in in_scope
+            ]
+        self._orders[(handler, service_type)] = (version, order)
         return order
 
 
-def _routable(record: ProviderRecord) -> bool:
-    healthy = record.healthy is True or (record.healthy is None and not record.has_health_check)
-    return record.status is ActorStatus.RUNNING and healthy
+def _routable(view: ProviderView) -> bool:
+    healthy = view.health is True or (view.health is None and not view.has_health_check)
+    return view.actor_status is ActorStatus.RUNNING and healthy
