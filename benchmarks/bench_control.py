@@ -68,7 +68,7 @@ from typing import Any
 
 import trio
 import trio.testing
-from bench_registry import (
+from _harness import (
     FULL,
     QUICK,
     Config,
@@ -81,8 +81,10 @@ from bench_registry import (
     load_package_copy,
     loaded_modules_check,
     measure,
-    nowait_sample,
     progress,
+)
+from bench_registry import (
+    nowait_sample,
     register_many,
     resolve_counts,
     resolve_kind,

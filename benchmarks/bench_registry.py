@@ -98,47 +98,58 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import gc
-import hashlib
-import importlib
 import json
 import os
 import pathlib
-import platform
-import re
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from types import ModuleType
 from typing import Any
 
 import trio
 import trio.testing
+from _harness import (
+    FULL,
+    NO_N,
+    QUICK,
+    Config,
+    Results,
+    Row,
+    SampleFn,
+    Spec,
+    Target,
+    describe_source,
+    environment,
+    finish_environment,
+    fmt_time,
+    format_table,
+    load_average_line,
+    load_package_copy,
+    measure,
+    package_version,
+    percentile,
+    perf_ns,
+    progress,
+    render_targets,
+    sync_sample,
+    write_json,
+)
 
 import ciris_actors
 from ciris_actors import CircuitBreaker, Registry, open_registry
 from ciris_actors._stats import SAMPLE_SIZE
 
-perf_ns = time.perf_counter_ns
-
-#: Returns the elapsed nanoseconds of one batch of *batch* calls.
-SampleFn = Callable[[int], Awaitable[int]]
-
 CAPS_OFFERED = ("structured_output", "function_calling")
 CAPS_REQUIRED_LIST = ["structured_output"]
 CAPS_REQUIRED_SET = frozenset(CAPS_REQUIRED_LIST)
-
-# Shown in the table's n column for rows that are not about a number of providers.
-NO_N = -1
 
 
 class Provider:
@@ -176,221 +187,6 @@ def _noop() -> None:
 
 async def _anoop() -> None:
     return None
-
-
-# -- configuration ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Config:
-    samples: int
-    warmup: int
-    sample_target_ns: int
-    min_batch: int
-    max_batch: int
-    provider_counts: tuple[int, ...]
-    open_counts: tuple[int, ...]
-    memory_providers: int
-    per_key: int
-    #: Provider counts of the control-plane overhead groups, and of the scrape rows.
-    control_counts: tuple[int, ...]
-    scrape_counts: tuple[int, ...]
-    #: Scrapes timed (one per sample) at each scrape count, after the warm-up ones.
-    scrape_samples: int
-    scrape_warmup: int
-
-
-FULL = Config(
-    samples=400,
-    warmup=20,
-    sample_target_ns=500_000,
-    min_batch=100,
-    max_batch=1000,
-    provider_counts=(1, 10, 100, 1000),
-    open_counts=(1, 10, 100),
-    memory_providers=10_000,
-    per_key=100,
-    control_counts=(1, 10, 100, 1000),
-    scrape_counts=(10, 1000),
-    scrape_samples=50,
-    scrape_warmup=3,
-)
-
-QUICK = Config(
-    samples=30,
-    warmup=3,
-    sample_target_ns=200_000,
-    min_batch=20,
-    max_batch=300,
-    provider_counts=(1, 10, 100, 1000),
-    open_counts=(1, 10, 100),
-    memory_providers=1000,
-    per_key=100,
-    control_counts=(1, 10, 1000),
-    scrape_counts=(10, 1000),
-    scrape_samples=10,
-    scrape_warmup=2,
-)
-
-
-# -- results ------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    """One row of the table: a latency distribution or a single measurement."""
-
-    key: str
-    case: str
-    variant: str
-    n: int
-    runtime: str
-    p50_ns: float | None = None
-    p99_ns: float | None = None
-    batch: int = 0
-    samples_ns: list[float] = field(default_factory=list)
-    note: str = ""
-    #: For rows that are not latencies (memory): the preformatted p50 and p99 cells.
-    cells: tuple[str, str] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "case": self.case,
-            "variant": self.variant,
-            "n": None if self.n == NO_N else self.n,
-            "runtime": self.runtime,
-            "p50_ns": self.p50_ns,
-            "p99_ns": self.p99_ns,
-            "mean_ns": statistics.fmean(self.samples_ns) if self.samples_ns else None,
-            "min_ns": min(self.samples_ns) if self.samples_ns else None,
-            "batch": self.batch,
-            "per_call_ns_samples": self.samples_ns,
-            "note": self.note,
-            "extra": self.extra,
-        }
-
-
-@dataclass
-class Spec:
-    """A latency case to measure: how to take one sample, and where it goes in the table."""
-
-    key: str
-    case: str
-    variant: str
-    n: int
-    runtime: str
-    fn: SampleFn
-
-
-class Results:
-    def __init__(self) -> None:
-        self.rows: list[Row] = []
-        self.by_key: dict[str, Row] = {}
-        self.extra: dict[str, Any] = {}
-
-    def add(self, row: Row) -> Row:
-        if row.key in self.by_key:
-            raise ValueError(f"duplicate result key {row.key!r}")
-        self.rows.append(row)
-        self.by_key[row.key] = row
-        return row
-
-    def p50(self, key: str) -> float:
-        value = self.by_key[key].p50_ns
-        assert value is not None
-        return value
-
-
-def percentile(data: Sequence[float], q: float) -> float:
-    """The *q*-th percentile (0..100) of *data*, linear interpolation between ranks."""
-    ordered = sorted(data)
-    if len(ordered) == 1:
-        return ordered[0]
-    pos = (len(ordered) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-# -- the measuring engine -----------------------------------------------------------------
-
-
-async def _timed(fn: SampleFn, batch: int) -> int:
-    gc.disable()
-    try:
-        return await fn(batch)
-    finally:
-        gc.enable()
-
-
-async def _calibrate(fn: SampleFn, cfg: Config) -> int:
-    """A batch size that makes one sample last about ``cfg.sample_target_ns``."""
-    probe = cfg.min_batch
-    await _timed(fn, probe)
-    elapsed = min([await _timed(fn, probe) for _ in range(3)])
-    per_call = max(elapsed / probe, 1.0)
-    return int(min(cfg.max_batch, max(cfg.min_batch, cfg.sample_target_ns / per_call)))
-
-
-async def measure(
-    specs: Sequence[Spec],
-    cfg: Config,
-    results: Results,
-    *,
-    batch_groups: Sequence[str] | None = None,
-) -> list[Row]:
-    """Measure *specs* in interleaved rounds; add one row per spec to *results*.
-
-    With *batch_groups* (one label per spec), the specs of a label share the smallest of
-    their calibrated batch sizes, so that cases compared as a ratio also share the loop's
-    amortisation.
-    """
-    batches = [await _calibrate(spec.fn, cfg) for spec in specs]
-    if batch_groups is not None:
-        shared: dict[str, int] = {}
-        for label, batch in zip(batch_groups, batches, strict=True):
-            shared[label] = min(shared.get(label, batch), batch)
-        batches = [shared[label] for label in batch_groups]
-    for _ in range(cfg.warmup):
-        for spec, batch in zip(specs, batches, strict=True):
-            await _timed(spec.fn, batch)
-    samples: list[list[float]] = [[] for _ in specs]
-    for _ in range(cfg.samples):
-        for spec, batch, out in zip(specs, batches, samples, strict=True):
-            out.append(await _timed(spec.fn, batch) / batch)
-    rows = []
-    for spec, batch, values in zip(specs, batches, samples, strict=True):
-        rows.append(
-            results.add(
-                Row(
-                    key=spec.key,
-                    case=spec.case,
-                    variant=spec.variant,
-                    n=spec.n,
-                    runtime=spec.runtime,
-                    p50_ns=percentile(values, 50),
-                    p99_ns=percentile(values, 99),
-                    batch=batch,
-                    samples_ns=values,
-                )
-            )
-        )
-    return rows
-
-
-def sync_sample(body: Callable[[int], int]) -> SampleFn:
-    """Wrap a synchronous batch loop as a sample function (no await inside the timing)."""
-
-    async def sample(batch: int) -> int:
-        return body(batch)
-
-    return sample
 
 
 # -- registry cases -----------------------------------------------------------------------
@@ -714,27 +510,6 @@ def _paired_ratio(num: Row, den: Row) -> float:
 
 #: The name a never-observed copy of this package is imported under (see bench_control).
 PRISTINE_ALIAS = "ciris_actors_pristine_copy"
-
-
-def load_package_copy(source: pathlib.Path, alias: str, scratch: pathlib.Path) -> ModuleType:
-    """Copy the ``ciris_actors`` package directory *source* into *scratch* and import it
-    under the name *alias* (the package uses only relative imports inside, which is
-    checked): its classes are then distinct from the ones imported as ``ciris_actors``."""
-    if not (source / "__init__.py").is_file():
-        raise SystemExit(f"no ciris_actors package in {source.parent}")
-    absolute = re.compile(r"^\s*(from|import)\s+ciris_actors\b", re.MULTILINE)
-    for path in source.rglob("*.py"):
-        if absolute.search(path.read_text()):
-            raise SystemExit(
-                f"{path} imports ciris_actors by name, so the package cannot be loaded"
-                " under another name"
-            )
-    shutil.copytree(source, scratch / alias, ignore=shutil.ignore_patterns("__pycache__"))
-    sys.path.insert(0, str(scratch))
-    try:
-        return importlib.import_module(alias)
-    finally:
-        sys.path.remove(str(scratch))
 
 
 async def bench_control(cfg: Config, results: Results) -> None:
@@ -1479,13 +1254,6 @@ def bench_lifecycle_registration(cfg: Config, results: Results) -> None:
 # -- section 3: breakers ------------------------------------------------------------------
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "?"
-
-
 def ours_sync_specs() -> list[Spec]:
     cb = CircuitBreaker("bench")
     now = time.monotonic()
@@ -1508,7 +1276,7 @@ def ours_sync_specs() -> list[Spec]:
                 cb2.record_success(monotonic())
         return perf_ns() - t0
 
-    version = _version("ciris-actors")
+    version = package_version("ciris-actors")
     return [
         Spec(
             "breaker/ours",
@@ -1561,7 +1329,7 @@ def library_sync_specs() -> tuple[list[Spec], list[Row]]:
         specs.append(
             Spec(
                 "breaker/pybreaker",
-                f"breaker: pybreaker {_version('pybreaker')}",
+                f"breaker: pybreaker {package_version('pybreaker')}",
                 "cb.call(noop)",
                 NO_N,
                 "sync",
@@ -1588,7 +1356,7 @@ def library_sync_specs() -> tuple[list[Spec], list[Row]]:
         specs.append(
             Spec(
                 "breaker/purgatory",
-                f"breaker: purgatory {_version('purgatory')}",
+                f"breaker: purgatory {package_version('purgatory')}",
                 "with brk: noop()  (brk fetched once)",
                 NO_N,
                 "sync",
@@ -1612,7 +1380,7 @@ def library_sync_specs() -> tuple[list[Spec], list[Row]]:
         specs.append(
             Spec(
                 "breaker/aiobreaker",
-                f"breaker: aiobreaker {_version('aiobreaker')}",
+                f"breaker: aiobreaker {package_version('aiobreaker')}",
                 "cb.call(noop)",
                 NO_N,
                 "sync",
@@ -1636,7 +1404,7 @@ def library_sync_specs() -> tuple[list[Spec], list[Row]]:
         specs.append(
             Spec(
                 "breaker/circuitbreaker",
-                f"breaker: circuitbreaker {_version('circuitbreaker')}",
+                f"breaker: circuitbreaker {package_version('circuitbreaker')}",
                 "@circuit-decorated noop()",
                 NO_N,
                 "sync",
@@ -1669,7 +1437,7 @@ async def library_async_specs() -> tuple[list[Spec], list[Row]]:
     specs.append(
         Spec(
             "breaker/ours_async",
-            f"breaker: ciris_actors {_version('ciris-actors')}",
+            f"breaker: ciris_actors {package_version('ciris-actors')}",
             "acquire; await anoop(); record_success",
             NO_N,
             "asyncio",
@@ -1704,7 +1472,7 @@ async def library_async_specs() -> tuple[list[Spec], list[Row]]:
         specs.append(
             Spec(
                 "breaker/aiobreaker_async",
-                f"breaker: aiobreaker {_version('aiobreaker')}",
+                f"breaker: aiobreaker {package_version('aiobreaker')}",
                 "await cb.call_async(anoop)",
                 NO_N,
                 "asyncio",
@@ -1731,7 +1499,7 @@ async def library_async_specs() -> tuple[list[Spec], list[Row]]:
         specs.append(
             Spec(
                 "breaker/purgatory_async",
-                f"breaker: purgatory {_version('purgatory')}",
+                f"breaker: purgatory {package_version('purgatory')}",
                 "async with brk: await anoop()",
                 NO_N,
                 "asyncio",
@@ -1755,7 +1523,7 @@ async def library_async_specs() -> tuple[list[Spec], list[Row]]:
         specs.append(
             Spec(
                 "breaker/circuitbreaker_async",
-                f"breaker: circuitbreaker {_version('circuitbreaker')}",
+                f"breaker: circuitbreaker {package_version('circuitbreaker')}",
                 "await @circuit-decorated anoop()",
                 NO_N,
                 "asyncio",
@@ -1785,14 +1553,6 @@ async def bench_breakers_asyncio(cfg: Config, results: Results) -> None:
 
 
 # -- report -------------------------------------------------------------------------------
-
-
-def fmt_time(ns: float | None) -> str:
-    if ns is None:
-        return "-"
-    if ns >= 1_000_000:
-        return f"{ns / 1e6:.3f} ms"
-    return f"{ns / 1000:.3f} us"
 
 
 SECTION_ORDER = (
@@ -1837,7 +1597,7 @@ def ordered_rows(results: Results) -> list[Row]:
 
 def render_table(results: Results) -> str:
     header = ("case", "variant", "n", "runtime", "p50", "p99", "batch", "note")
-    lines: list[tuple[str, ...]] = [header]
+    lines: list[tuple[str, ...]] = []
     for row in ordered_rows(results):
         if row.cells is not None:
             p50, p99 = row.cells
@@ -1855,26 +1615,7 @@ def render_table(results: Results) -> str:
                 row.note,
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    right = {2, 4, 5, 6}
-    out = []
-    for index, line in enumerate(lines):
-        cells = [
-            cell.rjust(w) if i in right else cell.ljust(w)
-            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        out.append("  ".join(cells).rstrip())
-        if index == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
-@dataclass
-class Target:
-    name: str
-    measured: str
-    #: ``None``: could not be measured here.
-    hit: bool | None
+    return format_table(header, lines, right={2, 4, 5, 6})
 
 
 def evaluate_targets(results: Results, cfg: Config) -> list[Target]:
@@ -2043,134 +1784,6 @@ def control_targets(results: Results) -> list[Target]:
     return targets
 
 
-def render_targets(targets: list[Target], quick: bool) -> str:
-    lines = ["targets" + ("  (--quick run: indicative only)" if quick else "")]
-    width = max(len(t.name) for t in targets)
-    for t in targets:
-        verdict = "N/A   " if t.hit is None else "HIT   " if t.hit else "MISSED"
-        lines.append(f"  {verdict}  {t.name.ljust(width)}  {t.measured}")
-    return "\n".join(lines)
-
-
-def package_module_files() -> list[pathlib.Path]:
-    """The files of the ``ciris_actors`` modules imported so far."""
-    files = []
-    for name, module in sys.modules.items():
-        file = getattr(module, "__file__", None)
-        if file and (name == "ciris_actors" or name.startswith("ciris_actors.")):
-            files.append(pathlib.Path(file).resolve())
-    return files
-
-
-def _git(root: pathlib.Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(root), *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=10,
-    ).stdout
-
-
-def package_source() -> dict[str, Any]:
-    """Identify the package source measured: a hash of its imported modules and, when git is
-    available, the commit, whether the package differs from it, and the uncommitted
-    paths of the whole working tree (reported only: a dirty tree is not refused)."""
-    root = pathlib.Path(ciris_actors.__file__).parent
-    digest = hashlib.sha256()
-    # Only the modules imported (all of them are by now): stray files in the directory
-    # do not change what is measured, so they do not change the hash either.
-    for path in sorted(package_module_files()):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(path.read_bytes())
-    info: dict[str, Any] = {"source_sha256": digest.hexdigest()[:12]}
-    try:
-        info["git_commit_full"] = _git(root, "rev-parse", "HEAD").strip()
-        info["git_commit"] = _git(root, "rev-parse", "--short", "HEAD").strip()
-        info["uncommitted_changes"] = bool(_git(root, "status", "--porcelain", "--", ".").strip())
-        # Porcelain paths are relative to the repository root, whatever the directory.
-        tree = _git(root, "status", "--porcelain", "--untracked-files=all")
-        info["tree_dirty_paths"] = [line[3:] for line in tree.splitlines() if line.strip()]
-        info["tree_clean"] = not info["tree_dirty_paths"]
-        top = pathlib.Path(_git(root, "rev-parse", "--show-toplevel").strip())
-        info["_top"] = top
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return info
-
-
-def loaded_modules_check(source: dict[str, Any]) -> None:
-    """Record which of the package's modules this run imported, and which of those
-    differ from the commit (modified or untracked): untracked files the run never
-    imported cannot have changed what was measured."""
-    top = source.pop("_top", None)
-    if top is None:
-        return
-    loaded = []
-    for file in sorted(package_module_files()):
-        try:
-            loaded.append(file.relative_to(top.resolve()).as_posix())
-        except ValueError:
-            continue
-    dirty = set(source.get("tree_dirty_paths", []))
-    source["loaded_modules"] = loaded
-    source["loaded_modules_dirty"] = [path for path in loaded if path in dirty]
-
-
-def load_average() -> tuple[float, float, float] | None:
-    try:
-        return os.getloadavg()
-    except (AttributeError, OSError):
-        return None
-
-
-def import_optional_modules() -> None:
-    """Import the control plane now (when its extra is installed), so that the source hash
-    taken before the run covers every package module the run will use."""
-    with contextlib.suppress(ImportError):
-        importlib.import_module("ciris_actors.control")
-
-
-def environment() -> dict[str, Any]:
-    import_optional_modules()
-    return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "trio": trio.__version__,
-        "ciris_actors": _version("ciris-actors"),
-        "package_source": package_source(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "load_average_before": load_average(),
-    }
-
-
-def describe_source(source: dict[str, Any]) -> str:
-    text = f"source sha256 {source['source_sha256']}"
-    if "git_commit" in source:
-        package = "dirty" if source.get("uncommitted_changes") else "clean"
-        text += f", git {source['git_commit']} (package directory {package}"
-        dirty = source.get("tree_dirty_paths", [])
-        if dirty:
-            more = f", ... ({len(dirty)} in all)" if len(dirty) > 8 else ""
-            shown = ", ".join(dirty[:8]) + more
-            text += f"; working tree NOT clean: {shown})"
-        else:
-            text += "; working tree clean)"
-        if "loaded_modules" in source:
-            loaded, changed = source["loaded_modules"], source["loaded_modules_dirty"]
-            text += f"; {len(loaded)} package modules imported, " + (
-                f"{len(changed)} differ from the commit: {', '.join(changed)}"
-                if changed
-                else "all as committed"
-            )
-    else:
-        text += ", git commit unknown (no git, or not a checkout)"
-    return text
-
-
 # -- main ---------------------------------------------------------------------------------
 
 
@@ -2213,8 +1826,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     asyncio.run(bench_breakers_asyncio(cfg, results))
     bench_lifecycle_registration(cfg, results)
     elapsed = (perf_ns() - started) / 1e9
-    env["load_average_after"] = load_average()
-    loaded_modules_check(env["package_source"])
+    finish_environment(env)
 
     print(
         f"ciris_actors {env['ciris_actors']} registry benchmark"
@@ -2223,10 +1835,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" {env['platform']}"
     )
     print(f"package measured: {describe_source(env['package_source'])}")
-    loads = [env["load_average_before"], env["load_average_after"]]
-    if all(load is not None for load in loads):
-        before, after = (" ".join(f"{x:.2f}" for x in load) for load in loads)
-        print(f"load average (1/5/15 min) before: {before}; after: {after}")
+    load_line = load_average_line(env)
+    if load_line is not None:
+        print(load_line)
     print(
         f"{cfg.samples} samples per case after {cfg.warmup} warm-up rounds; each sample times a"
         f" batch of `batch` calls (per-call = batch time / batch); gc disabled while timing;"
@@ -2247,9 +1858,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "extra": results.extra,
             "targets": [t.__dict__ for t in targets],
         }
-        with open(args.json, "w") as fh:
-            json.dump(payload, fh, indent=1)
-            fh.write("\n")
+        write_json(args.json, payload)
     return 0
 
 
