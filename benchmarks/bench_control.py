@@ -83,12 +83,8 @@ from _harness import (
     measure,
     progress,
 )
-from bench_registry import (
-    nowait_sample,
-    register_many,
-    resolve_counts,
-    resolve_kind,
-)
+from cases_control import resolve_counts, resolve_kind
+from cases_resolve import nowait_sample, register_many
 
 import ciris_actors
 
