@@ -53,12 +53,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import importlib
-import json
 import pathlib
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -68,25 +65,26 @@ from typing import Any
 
 import trio
 import trio.testing
-from bench_registry import (
+from _harness import (
     FULL,
     QUICK,
     Config,
     Results,
     Spec,
+    checkout_info,
     describe_source,
     environment,
+    finish_environment,
     fmt_time,
-    load_average,
+    format_table,
+    load_average_line,
     load_package_copy,
-    loaded_modules_check,
     measure,
-    nowait_sample,
     progress,
-    register_many,
-    resolve_counts,
-    resolve_kind,
+    write_json,
 )
+from cases_control import resolve_counts, resolve_kind
+from cases_resolve import nowait_sample, register_many
 
 import ciris_actors
 
@@ -118,8 +116,15 @@ OURS = ("current", "beside", "detached")
 
 
 def load_observed_copy(scratch: pathlib.Path) -> tuple[ModuleType, Callable[[Any], Any]] | None:
-    """A copy of this package and its ``RegistryCollector``, or ``None`` without the
-    ``control`` extra (the observed-copy cases are then left out)."""
+    """Import a second copy of this package, for the registries a collector observes.
+
+    Args:
+        scratch: A directory to copy it into.
+
+    Returns:
+        The copy and its ``RegistryCollector``, or ``None`` without the ``control`` extra
+        (the observed-copy cases are then left out).
+    """
     try:
         importlib.import_module("ciris_actors.control")
     except ImportError:
@@ -129,27 +134,6 @@ def load_observed_copy(scratch: pathlib.Path) -> tuple[ModuleType, Callable[[Any
     return copy, control.RegistryCollector
 
 
-def baseline_info(checkout: pathlib.Path) -> dict[str, Any]:
-    """The baseline's commit, whether its package is as committed, and a hash of it."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(checkout), *args], capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-
-    digest = hashlib.sha256()
-    package = checkout / "ciris_actors"
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode())
-        digest.update(path.read_bytes())
-    return {
-        "source_sha256": digest.hexdigest()[:12],
-        "git_commit": git("rev-parse", "--short", "HEAD") or None,
-        "git_commit_full": git("rev-parse", "HEAD") or None,
-        "package_clean": not git("status", "--porcelain", "--", "ciris_actors"),
-    }
-
-
 async def compare(
     n: int,
     cfg: Config,
@@ -157,6 +141,22 @@ async def compare(
     baseline: ModuleType,
     observed_copy: tuple[ModuleType, Callable[[Any], Any]] | None,
 ) -> dict[str, Any]:
+    """Measure the unobserved resolve of every kind of registry at *n* providers.
+
+    Two registries of each kind, in one group of interleaved rounds in the order of
+    :data:`SIDES`, all with the same batch size; checked before and after that nothing
+    observes them and that this package's registries counted nothing.
+
+    Args:
+        n: The provider count.
+        cfg: The run's settings.
+        results: Where the rows go.
+        baseline: The baseline package (a copy imported under :data:`ALIAS`).
+        observed_copy: What :func:`load_observed_copy` returned.
+
+    Returns:
+        The group's p50s and p99s, and the ratios between the kinds.
+    """
     handler, st = "h_fallback", "llm"
     packages = {"baseline": baseline, "current": ciris_actors}
     if observed_copy is None:
@@ -249,6 +249,14 @@ async def compare(
 
 
 def render(comparisons: list[dict[str, Any]]) -> str:
+    """The table: one line per provider count, every column right-aligned.
+
+    Args:
+        comparisons: What :func:`compare` returned, per provider count.
+
+    Returns:
+        The table's lines, joined.
+    """
     copies = "detached_p50_ns" in comparisons[0]
     header = ["n", "baseline A", "baseline B", "current A", "current B", "difference", "ratio"]
     if copies:
@@ -261,7 +269,7 @@ def render(comparisons: list[dict[str, Any]]) -> str:
             "/ current",
             "/ beside",
         ]
-    lines: list[tuple[str, ...]] = [tuple(header)]
+    lines: list[tuple[str, ...]] = []
     for c in comparisons:
         p = c["p50_ns"]
         line = [
@@ -282,16 +290,18 @@ def render(comparisons: list[dict[str, Any]]) -> str:
                 ]
             line.append(f"{c['detached_ratio_to_beside']:.3f}x")
         lines.append(tuple(line))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = []
-    for index, cells in enumerate(lines):
-        out.append("  ".join(cell.rjust(w) for cell, w in zip(cells, widths, strict=True)))
-        if index == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return format_table(header, lines, right=range(len(header)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the comparison, print the table, and write the JSON file.
+
+    Args:
+        argv: The command line's arguments (``sys.argv[1:]`` when ``None``).
+
+    Returns:
+        The exit status.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
         "--baseline",
@@ -305,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     env = environment()
-    baseline_git = baseline_info(args.baseline)
+    baseline_git = checkout_info(args.baseline)
     results = Results()
     comparisons: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -322,8 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         trio.run(run)
     elapsed = time.perf_counter() - started
-    env["load_average_after"] = load_average()
-    loaded_modules_check(env["package_source"])
+    finish_environment(env)
     source = env["package_source"]
     print(
         f"unobserved resolve, older package against this one, {env['date_utc']} UTC:"
@@ -336,10 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"baseline package: git {baseline_git['git_commit']} (package directory"
         f" {package_state}), source sha256 {baseline_git['source_sha256']}"
     )
-    loads = [env["load_average_before"], env["load_average_after"]]
-    if all(load is not None for load in loads):
-        before, after = (" ".join(f"{x:.2f}" for x in load) for load in loads)
-        print(f"load average (1/5/15 min) before: {before}; after: {after}")
+    load_line = load_average_line(env)
+    if load_line is not None:
+        print(load_line)
     print(
         f"get_service_nowait, FALLBACK, first available, no observer attached during the"
         f" rounds; {cfg.samples} samples per case after {cfg.warmup} warm-up rounds; p50 of"
@@ -361,9 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "comparisons": comparisons,
             "rows": [row.as_json() for row in results.rows],
         }
-        with open(args.json, "w") as fh:
-            json.dump(payload, fh, indent=1)
-            fh.write("\n")
+        write_json(args.json, payload)
     return 0
 
 

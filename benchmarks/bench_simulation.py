@@ -36,13 +36,11 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import datetime
 import io
 import os
 import platform
 import pstats
 import random
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -51,6 +49,14 @@ from pathlib import Path
 import attrs
 import trio
 import trio.testing
+from _harness import (
+    cpu_model,
+    format_load,
+    format_table,
+    git_or_empty,
+    load_average,
+    utc_timestamp,
+)
 
 import ciris_actors
 from ciris_actors.simulation import Scenario, default_scenario, parse_scenario, run_scenario
@@ -60,10 +66,14 @@ from ciris_actors.simulation.providers import sample_latency
 TARGET_WALL_SECONDS = 10.0
 PROVIDER_COUNTS = (1, 10, 100)
 RATE = 50.0
+#: The repository the measured package is in.
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @attrs.frozen
 class Result:
+    """One case's figures: what was simulated, and how long it took."""
+
     case: str
     providers: str
     simulated: float
@@ -75,15 +85,25 @@ class Result:
 
     @property
     def speedup(self) -> float:
+        """Simulated seconds per wall second."""
         return self.simulated / self.wall
 
     @property
     def requests_per_second(self) -> float:
+        """Simulated requests per wall second."""
         return self.requests / self.wall
 
 
 def shortened(scenario: Scenario, duration: float) -> Scenario:
-    """*scenario* cut to its first *duration* seconds (faults starting later dropped)."""
+    """Cut a scenario to its first *duration* seconds.
+
+    Args:
+        scenario: The scenario.
+        duration: The simulated seconds to keep.
+
+    Returns:
+        The shorter scenario (faults starting later dropped).
+    """
     return attrs.evolve(
         scenario,
         workload=attrs.evolve(scenario.workload, duration=duration),
@@ -92,7 +112,15 @@ def shortened(scenario: Scenario, duration: float) -> Scenario:
 
 
 def pool_scenario(count: int, duration: float) -> Scenario:
-    """*count* providers in a few groups, 50 requests/s, one outage of the top provider."""
+    """A pool of providers in a few groups, 50 requests/s, one outage of the top provider.
+
+    Args:
+        count: How many providers.
+        duration: The simulated seconds.
+
+    Returns:
+        The scenario.
+    """
     groups = min(4, max(1, count // 3))
     providers = [
         {
@@ -127,7 +155,19 @@ def pool_scenario(count: int, duration: float) -> Scenario:
 
 
 def measure(case: str, scenario: Scenario, repeat: int) -> Result:
-    """Best (lowest wall time) of *repeat* runs of *scenario*."""
+    """Run a scenario *repeat* times.
+
+    Args:
+        case: The case's name.
+        scenario: The scenario.
+        repeat: How many runs.
+
+    Returns:
+        The best run (lowest wall time), with every run's wall time.
+
+    Raises:
+        SystemExit: A run's report is not ok.
+    """
     best: Result | None = None
     walls: list[float] = []
     for attempt in range(repeat):
@@ -149,9 +189,18 @@ def measure(case: str, scenario: Scenario, repeat: int) -> Result:
 
 
 def measure_floor(scenario: Scenario, repeat: int) -> Result:
-    """Best of *repeat* runs of the least trio work the engine's design does per request,
-    with no registry: *scenario*'s arrivals (Poisson, same rate and duration), each one
-    task that sleeps a latency under a cancel scope, on an autojumping ``MockClock``."""
+    """Run the least trio work the engine's design does per request, *repeat* times.
+
+    No registry: *scenario*'s arrivals (Poisson, same rate and duration), each one task
+    that sleeps a latency under a cancel scope, on an autojumping ``MockClock``.
+
+    Args:
+        scenario: The scenario whose arrivals and first provider's latency are used.
+        repeat: How many runs.
+
+    Returns:
+        The best run (lowest wall time), with every run's wall time.
+    """
     workload = scenario.workload
     latency = scenario.providers[0].latency
     counts: list[int] = []
@@ -189,27 +238,27 @@ def measure_floor(scenario: Scenario, repeat: int) -> Result:
 
 
 def progress(message: str) -> None:
+    """Tell on stderr what the run is doing now.
+
+    Args:
+        message: What it does.
+    """
     print(f"  .. {message}", file=sys.stderr, flush=True)
 
 
-def git(*args: str) -> str:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return done.stdout.strip()
-
-
 def header() -> list[str]:
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = [line[3:] for line in git("status", "--porcelain").splitlines() if line.strip()]
+    """The header: date, machine, versions and the commit measured.
+
+    Returns:
+        Its lines.
+    """
+    commit = git_or_empty(REPO_ROOT, "rev-parse", "--short", "HEAD") or "unknown"
+    status = git_or_empty(REPO_ROOT, "status", "--porcelain")
+    dirty = [line[3:] for line in status.splitlines() if line.strip()]
     package_dirty = [p for p in dirty if p.startswith("ciris_actors/")]
     tree = "clean" if not dirty else f"NOT clean ({len(dirty)} paths)"
     lines = [
-        f"date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M:%S} UTC",
+        f"date: {utc_timestamp()} UTC",
         f"machine: {os.cpu_count()} x {cpu_model()}, {platform.system()} {platform.release()}"
         f" {platform.machine()}",
         f"python {platform.python_version()}, trio {trio.__version__},"
@@ -221,25 +270,24 @@ def header() -> list[str]:
     return lines
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def load() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:  # pragma: no cover - not on every platform
-        return "unknown"
+    """The load average now, as printed in the header.
+
+    Returns:
+        The 1, 5 and 15-minute averages, or ``unknown``.
+    """
+    return format_load(load_average())
 
 
 def table(results: Sequence[Result]) -> str:
+    """The results as a Markdown table.
+
+    Args:
+        results: One per case.
+
+    Returns:
+        The table's lines, joined.
+    """
     columns = (
         ("case", "<"),
         ("providers", ">"),
@@ -265,30 +313,19 @@ def table(results: Sequence[Result]) -> str:
         )
         for r in results
     ]
-    widths = [max(len(name), *(len(row[i]) for row in rows)) for i, (name, _) in enumerate(columns)]
-
-    def line(cells: Sequence[str]) -> str:
-        return (
-            "| "
-            + " | ".join(
-                f"{cell:{align}{width}}"
-                for cell, (_, align), width in zip(cells, columns, widths, strict=True)
-            )
-            + " |"
-        )
-
-    rule = (
-        "|"
-        + "|".join(
-            ("-" * (w + 1) + ":" if a == ">" else "-" * (w + 2))
-            for (_, a), w in zip(columns, widths, strict=True)
-        )
-        + "|"
-    )
-    return "\n".join([line([name for name, _ in columns]), rule, *(line(row) for row in rows)])
+    right = [i for i, (_, align) in enumerate(columns) if align == ">"]
+    return format_table([name for name, _ in columns], rows, right, markdown=True)
 
 
 def profile(scenario: Scenario) -> str:
+    """Run a scenario once under cProfile.
+
+    Args:
+        scenario: The scenario.
+
+    Returns:
+        The 15 entries with the most own time.
+    """
     profiler = cProfile.Profile()
     profiler.enable()
     run_scenario(scenario)
@@ -300,6 +337,14 @@ def profile(scenario: Scenario) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run every case, print the header, the table and the target.
+
+    Args:
+        argv: The command line's arguments (``sys.argv[1:]`` when ``None``).
+
+    Returns:
+        The exit status.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short windows (smoke run)")
     parser.add_argument("--repeat", type=int, default=1, help="best of N runs per case")
