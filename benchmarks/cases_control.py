@@ -74,7 +74,7 @@ class _AfterScrapeSample:
         """
         registry, handler, st = self._registry, self._handler, self._st
         stats = registry._sup.resolve_stats
-        registry._arm_timing()
+        arm_timing(registry)
         self.batches += 1
         t0 = perf_ns()
         for _ in range(batch):
@@ -120,6 +120,18 @@ class _SeenEvents:
                 self._check()
 
 
+def arm_timing(registry: Any) -> None:
+    """Arm the next resolves to be timed, as each scrape does.
+
+    Args:
+        registry: A registry of this package or of an older copy of it.
+    """
+    if hasattr(registry, "_arm_timing"):  # packages before the observation surface
+        registry._arm_timing()
+    else:
+        registry._observation.arm(SAMPLE_SIZE)
+
+
 def resolve_kind(registry: Any) -> str:
     """The name of the resolve the registry runs.
 
@@ -130,10 +142,17 @@ def resolve_kind(registry: Any) -> str:
         registry: A registry of this package or of a copy of it.
 
     Returns:
-        ``_resolve`` (the class's plain one), or the name of the counting or timed one
-        that shadows it while observed.
+        ``_resolve`` (the plain walk), ``_resolve_counted`` (counting) or
+        ``_resolve_timed`` (counting and timed), by the names older packages gave their
+        methods.
     """
-    return str(registry._resolve.__func__.__name__)
+    resolve = registry._resolve
+    if hasattr(resolve, "__func__"):  # older packages: methods shadowed while observed
+        return str(resolve.__func__.__name__)
+    sup = registry._sup
+    if resolve is sup.resolve:
+        return "_resolve"
+    return "_resolve_counted" if resolve is sup.counting_resolve else "_resolve_timed"
 
 
 def resolve_counts(registry: Any) -> tuple[int, int, int]:
@@ -143,13 +162,13 @@ def resolve_counts(registry: Any) -> tuple[int, int, int]:
         registry: A registry of this package or of a copy of it.
 
     Returns:
-        Hits counted on the registry's members (``Member.selected``), misses, and timed
-        resolves.
+        Hits counted on the registry's providers, misses, and timed resolves.
     """
-    stats = registry._sup.resolve_stats
+    sup = registry._sup
+    stats = sup.resolve_stats
     hits = sum(
-        member.selected
-        for plan in registry._plans.values()
+        member.selected if hasattr(member, "selected") else member.counters.selections
+        for plan in sup.plans.values()
         for group in plan
         for member in group.members
     )
