@@ -12,6 +12,7 @@ import json
 import socket
 from collections.abc import AsyncGenerator, AsyncIterator, MutableMapping
 from contextlib import aclosing, asynccontextmanager
+from pathlib import Path
 from typing import Any, cast
 
 import attrs
@@ -39,6 +40,7 @@ from ciris_actors.control import (
     openapi_document,
     serve_control_api,
 )
+from ciris_actors.control._metrics import metric_table
 from ciris_actors.testing import FakeProvider
 
 TOKEN = "test-token-3f9a"
@@ -1144,3 +1146,13 @@ async def test_head_on_the_event_stream_answers_headers_and_opens_no_subscriptio
         assert (b"content-type", b"text/event-stream; charset=utf-8") in call.start["headers"]
         assert call.finished
         assert not registry._sup.bus.has_subscribers
+
+
+def test_the_documented_metric_table_is_the_collectors_own() -> None:
+    # The table in docs/control-plane.md is generated from METRICS: a metric added,
+    # renamed or re-labelled without regenerating it fails here.
+    docs = (Path(__file__).parent.parent / "docs" / "control-plane.md").read_text()
+    assert metric_table() in docs
+    assert [row.split("|")[1].strip(" `") for row in metric_table().splitlines()[2:]] == [
+        name + ("_total" if kind == "counter" else "") for name, kind in METRIC_NAMES.items()
+    ]

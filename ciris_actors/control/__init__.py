@@ -25,16 +25,20 @@ except ImportError as exc:  # pragma: no cover - exercised by hand, not in the t
     ) from exc
 
 from ._app import create_app, event_as_dict
-from ._metrics import METRIC_NAMES, RegistryCollector
+from ._metrics import METRIC_NAMES, METRICS, MetricSpec, RegistryCollector, Scrape, metric_table
 from ._openapi import openapi_document
 from ._server import ControlServer, serve_control_api
 
 __all__ = [
+    "METRICS",
     "METRIC_NAMES",
     "ControlServer",
+    "MetricSpec",
     "RegistryCollector",
+    "Scrape",
     "create_app",
     "event_as_dict",
+    "metric_table",
     "openapi_document",
     "serve_control_api",
 ]
