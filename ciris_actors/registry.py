@@ -505,20 +505,18 @@ class Registry:
           service_type: only providers of this type.
 
         Returns:
-          The views in selection order: by service type, the handler's providers before
-          the global ones, then group, priority and registration order.
+          The views in selection order: by service type; handler-specific providers (by
+          handler) before global ones; mock providers last; then group, priority and
+          registration order.
         """
         self._check_open()
         now = trio.current_time()
-        records = self._sup.ordered()
-        if service_type is not None:
-            records = [r for r in records if r.service_type == service_type]
-        if handler is not None:
-            records = [r for r in records if r.handler == handler] + [
-                r for r in records if r.handler == GLOBAL and handler != GLOBAL
-            ]
-            records.sort(key=lambda r: r.service_type)  # stable: scopes keep their order
-        return tuple(view_of(record, now) for record in records)
+        return tuple(
+            view_of(record, now)
+            for record in self._sup.ordered()
+            if (service_type is None or record.service_type == service_type)
+            and (handler is None or record.handler in (handler, GLOBAL))
+        )
 
     def view(self, name: str) -> ProviderView:
         """The frozen view of provider *name* now.

@@ -44,6 +44,8 @@ from ciris_actors.control import (
 )
 from ciris_actors.testing import FakeProvider
 
+from .helpers import TaskCounter
+
 TOKEN = "abuse-token-9c1e"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BASE = "/v1/runtime/services"
@@ -51,19 +53,6 @@ HANG_GUARD = 30.0
 BREAKER = CircuitBreakerConfig(
     failure_threshold=1, recovery_timeout=600.0, success_threshold=1, timeout_duration=60.0
 )
-
-
-class TaskCounter(trio.abc.Instrument):
-    """The tasks alive while installed."""
-
-    def __init__(self) -> None:
-        self.live: set[trio.lowlevel.Task] = set()
-
-    def task_spawned(self, task: trio.lowlevel.Task) -> None:
-        self.live.add(task)
-
-    def task_exited(self, task: trio.lowlevel.Task) -> None:
-        self.live.discard(task)
 
 
 @asynccontextmanager

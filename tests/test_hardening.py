@@ -19,9 +19,7 @@ from ciris_actors import (
 )
 from ciris_actors.testing import check_provider
 
-
-class Plain:
-    pass
+from .helpers import Plain
 
 
 def test_restart_backoff_never_overflows_however_many_restarts() -> None:

@@ -21,9 +21,7 @@ from ciris_actors import (
 )
 from ciris_actors.testing import FakeProvider, check_provider
 
-
-class Plain:
-    pass
+from .helpers import Plain
 
 
 async def test_provider_info_is_json_ready_and_complete(

@@ -22,15 +22,7 @@ from ciris_actors import (
 )
 from ciris_actors.testing import FakeProvider
 
-
-class Plain:
-    """A provider with no lifecycle hooks: routable the moment it is registered."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-    def __repr__(self) -> str:
-        return self.label
+from .helpers import Plain
 
 
 async def test_plain_provider_is_routable_as_soon_as_register_returns(

@@ -20,10 +20,7 @@ from ciris_actors import (
 )
 from ciris_actors.testing import FakeProvider
 
-
-class Plain:
-    def __init__(self, label: str) -> None:
-        self.label = label
+from .helpers import Plain
 
 
 async def test_concurrent_round_robin_resolves_spread_over_the_pool(

@@ -25,19 +25,7 @@ from ciris_actors import (
 from ciris_actors.testing import FakeProvider
 
 from .conftest import run_on_virtual_time
-
-
-class TaskCounter(trio.abc.Instrument):
-    """Counts tasks spawned and exited while installed."""
-
-    def __init__(self) -> None:
-        self.live: set[trio.lowlevel.Task] = set()
-
-    def task_spawned(self, task: trio.lowlevel.Task) -> None:
-        self.live.add(task)
-
-    def task_exited(self, task: trio.lowlevel.Task) -> None:
-        self.live.discard(task)
+from .helpers import TaskCounter
 
 
 class CrashingProvider:

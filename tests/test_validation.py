@@ -24,10 +24,7 @@ from ciris_actors import (
     open_registry,
 )
 
-
-class Plain:
-    pass
-
+from .helpers import Plain
 
 #: An int no float can hold.
 HUGE = 10**400

@@ -231,11 +231,18 @@ class RegistrySupervisor:
         return iter(list(self.providers.values()))
 
     def ordered(self) -> list[ProviderRecord]:
-        """Every provider in selection order: by scope, service type, group, priority,
-        registration."""
+        """Every provider in selection order: by service type; handler-specific ones
+        (by handler) before global ones; mocks last; then group, priority, registration."""
         return sorted(
             self.providers.values(),
-            key=lambda r: (r.handler, r.service_type, r.mock, r.priority_group, r.sort_key),
+            key=lambda r: (
+                r.service_type,
+                r.handler == GLOBAL,
+                r.handler,
+                r.mock,
+                r.priority_group,
+                r.sort_key,
+            ),
         )
 
     # -- resolving -----------------------------------------------------------------------

@@ -1,0 +1,181 @@
+"""Registry.snapshot(), Registry.view() and ProviderView: the frozen views the edges
+read, and ProviderClosed, the event that says a provider is closed."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+from ciris_actors import (
+    ActorStatus,
+    CircuitBreakerConfig,
+    Priority,
+    ProviderClosed,
+    ProviderView,
+    Registry,
+    SelectionStrategy,
+    UnknownProviderError,
+    open_registry,
+)
+from ciris_actors.testing import FakeProvider
+
+from .helpers import Plain
+
+
+async def test_snapshot_lists_providers_in_selection_order_and_filters_like_a_resolve(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    registry.register_service("llm", Plain("g"), name="global")
+    registry.register("H", "llm", Plain("low"), Priority.LOW, name="h-low")
+    registry.register("H", "llm", Plain("high"), Priority.HIGH, name="h-high")
+    registry.register("H", "llm", Plain("g1"), priority_group=1, name="h-group1")
+    registry.register("H", "memory", Plain("m"), name="h-memory")
+    registry.register("Other", "llm", Plain("o"), name="other")
+    names = [v.name for v in registry.snapshot()]
+    assert names == ["h-high", "h-low", "h-group1", "other", "global", "h-memory"]
+    assert [v.name for v in registry.snapshot("H", "llm")] == [
+        "h-high",
+        "h-low",
+        "h-group1",
+        "global",
+    ]
+    assert [v.name for v in registry.snapshot(service_type="memory")] == ["h-memory"]
+    assert registry.snapshot("nobody", "memory") == ()
+
+
+async def test_a_view_says_what_the_registry_knows_and_cannot_be_changed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = CircuitBreakerConfig(failure_threshold=1, recovery_timeout=30.0)
+    async with open_registry(required_services=["llm"], health_check_interval=None) as registry:
+        provider = FakeProvider("a")
+        registry.register(
+            "H",
+            "llm",
+            provider,
+            "HIGH",
+            ["chat"],
+            config,
+            {"model": "m1"},
+            2,
+            "round_robin",
+            name="a",
+        )
+        assert await registry.wait_ready(5.0)
+        registry.report_failure("a")  # opens it (threshold 1)
+        view = registry.view("a")
+        assert view == registry.snapshot()[0]
+        assert (view.name, view.handler, view.service_type) == ("a", "H", "llm")
+        assert (view.priority, view.priority_group) == (Priority.HIGH, 2)
+        assert view.strategy is SelectionStrategy.ROUND_ROBIN
+        assert view.capabilities == {"chat"}
+        assert view.metadata == {"model": "m1"}
+        assert view.has_health_check
+        assert view.health is True
+        assert view.actor_status is ActorStatus.RUNNING
+        assert view.routable
+        assert not view.available  # its breaker is open
+        assert view.breaker["state"] == "open"
+        assert view.breaker_config is config
+        assert view.transitions == {("closed", "open"): 1}
+        assert view.health_checks_passed == 1
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            view.name = "b"  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            view.metadata["model"] = "m2"  # type: ignore[index]
+        assert registry.view("a").metadata == {"model": "m1"}
+        # as_dict() is exactly the provider as get_provider_info lists it.
+        listed = registry.get_provider_info()["handlers"]["H"]["llm"][0]
+        assert view.as_dict() | {"available": listed["available"]} == listed
+        with pytest.raises(UnknownProviderError):
+            registry.view("nobody")
+
+
+async def test_health_word_calls_a_failed_provider_unhealthy_whatever_its_last_check(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    registry.register("H", "llm", Plain("p"), name="p")
+    view = registry.view("p")
+    assert view.health is None
+    assert view.health_word == "unknown"
+    assert attrs.evolve(view, health=True).health_word == "healthy"
+    assert attrs.evolve(view, health=False).health_word == "unhealthy"
+    failed = attrs.evolve(view, health=True, actor_status=ActorStatus.FAILED)
+    assert failed.health_word == "unhealthy"
+    assert isinstance(view, ProviderView)
+
+
+async def test_routing_version_changes_with_the_routing_table_only(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    before = registry.routing_version
+    name = registry.register("H", "llm", Plain("p"))
+    registered = registry.routing_version
+    assert registered != before
+    registry.force_open(name)
+    registry.get_service_nowait("H", "llm")
+    assert registry.routing_version == registered  # state and resolves: no change
+    registry.update_priority(name, priority="LOW")
+    moved = registry.routing_version
+    assert moved != registered
+    registry.unregister(name)
+    assert registry.routing_version != moved
+
+
+class Closing:
+    """A provider whose aclose does what it is told."""
+
+    def __init__(self, behaviour: str) -> None:
+        self.behaviour = behaviour
+
+    async def aclose(self) -> None:
+        if self.behaviour == "raise":
+            await trio.lowlevel.checkpoint()
+            raise OSError("connection already gone")
+        if self.behaviour == "hang":
+            await trio.sleep_forever()
+        await trio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "error"),
+    [
+        ("clean", None),
+        ("raise", "aclose raised OSError: connection already gone"),
+        ("hang", "aclose did not return within 2s"),
+    ],
+)
+async def test_provider_closed_says_how_the_close_went(
+    autojump_clock: trio.testing.MockClock, behaviour: str, error: str | None
+) -> None:
+    async with (
+        open_registry(close_timeout=2.0) as registry,
+        registry.events(types=[ProviderClosed]) as events,
+    ):
+        registry.register("H", "llm", Closing(behaviour), name="p")
+        await trio.testing.wait_all_tasks_blocked()
+        registry.unregister("p")
+        closed = await events.receive()
+        assert isinstance(closed, ProviderClosed)
+        assert (closed.name, closed.error) == ("p", error)
+
+
+async def test_provider_closed_is_not_published_once_the_name_is_taken_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_registry(close_timeout=2.0) as registry:
+        registry.register("H", "llm", Closing("hang"), name="p")
+        await trio.testing.wait_all_tasks_blocked()
+        async with registry.events(types=[ProviderClosed]) as events:
+            registry.unregister("p")
+            registry.register("H", "llm", Plain("new"), name="p")  # before the old one closed
+            await trio.sleep(5.0)  # the old close has been cut off by now
+            registry.unregister("p")
+            closed = await events.receive()
+            assert isinstance(closed, ProviderClosed)
+            assert closed.error is None  # the new one's, which closed cleanly
+            with trio.move_on_after(5.0) as nothing_more:
+                await events.receive()
+            assert nothing_more.cancelled_caught
