@@ -113,6 +113,7 @@ def view_of(record: ProviderRecord, now: float) -> ProviderView:
     """The view of *record* at *now* (a registry-internal constructor)."""
     breaker = record.breaker
     counters = record.counters
+    life = record.lifecycle
     return ProviderView(
         name=record.name,
         registration=record.seq,
@@ -126,12 +127,12 @@ def view_of(record: ProviderRecord, now: float) -> ProviderView:
         mock=record.mock,
         has_health_check=record.has_health_check,
         health=record.healthy,
-        health_reason=record.health_reason,
+        health_reason=life.health_reason,
         actor_status=record.status,
         routable=record.routable,
         available=record.routable and breaker.is_available(now),
-        restarts=record.restart.restarts,
-        last_error=record.last_error,
+        restarts=life.restart.restarts,
+        last_error=life.last_error,
         breaker=types.MappingProxyType(breaker.get_stats(now)),
         breaker_config=breaker.config,
         selections=counters.selections,

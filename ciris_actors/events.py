@@ -59,12 +59,15 @@ class ProviderUnregistered(RegistryEvent):
 
 @attrs.frozen
 class ProviderClosed(RegistryEvent):
-    """A provider's actors have finished and it is closed (after ``unregister``, or as
-    the registry closes): its ``aclose`` (or ``__aexit__``) has returned, raised
-    (``error`` says what), or overrun ``close_timeout``. Not published when the name has
-    been registered again meanwhile."""
+    """A registration's actors have finished (after ``unregister``, or as the registry
+    closes). If it was the last registration of its instance, the instance is closed:
+    ``instance_closed`` is true and ``error`` says whether its ``aclose`` (or
+    ``__aexit__``) raised or overran ``close_timeout``. If another registration of the
+    same instance remains, the instance lives on (``instance_closed`` false). Not
+    published when the name has been registered again meanwhile."""
 
     error: str | None
+    instance_closed: bool
 
 
 @attrs.frozen

@@ -22,12 +22,10 @@ from ._actors.record import ProviderRecord
 from ._actors.supervisor import RegistrySupervisor, Resolve
 from ._errors import Attempt, DuplicateProviderError, NoServiceAvailable, RegistryError
 from ._lease import Lease, Outcome, call_with_failover, settle
-from ._lifecycle import has_lifecycle, lifecycle_method
 from ._nursery import unwrap_single_exception
 from ._observe import Observation, ResolveObserver
 from ._types import (
     GLOBAL,
-    ActorStatus,
     CircuitState,
     Priority,
     SelectionStrategy,
@@ -152,6 +150,7 @@ class Registry:
             name = f"{type(provider).__name__}_{seq}"
             while name in self._sup.providers:
                 name = f"{name}_"
+        life = self._sup.lifecycle_for(provider)
         record = ProviderRecord(
             name=name,
             instance=provider,
@@ -161,15 +160,14 @@ class Registry:
             capabilities=caps,
             seq=seq,
             breaker=CircuitBreaker(name, config, on_transition=self._sup.on_breaker_transition),
-            has_health_check=lifecycle_method(provider, "is_healthy") is not None,
-            status=ActorStatus.STARTING if has_lifecycle(provider) else ActorStatus.RUNNING,
+            has_health_check=life.has_health_check,
+            status=life.status,
             handler=handler,
             service_type=service_type,
             metadata=dict(metadata or {}),
             mock=bool(mock),
-            restart=self._sup.make_tracker(),
+            lifecycle=life,
         )
-        record.refresh()
         self._sup.add(record)
         return name
 
@@ -475,21 +473,29 @@ class Registry:
         """Run every provider's ``is_healthy`` concurrently, each under its
         ``timeout_duration``; a timeout or an exception counts as unhealthy.
 
+        An instance registered several times is checked once; its result is listed
+        under each registration.
+
         Returns:
           ``{"handler.service_type.name": healthy}`` (handler ``"*"`` for global
           providers); providers without ``is_healthy`` are omitted.
         """
         self._check_open()
-        records = [r for r in self._sup.records() if r.has_health_check]
+        # One check per instance, however many registrations point at it.
+        leads = {
+            id(r.lifecycle): r for r in reversed(list(self._sup.records())) if r.has_health_check
+        }
         results: dict[str, bool] = {}
 
-        async def check(record: ProviderRecord) -> None:
-            healthy = await self._sup.check_health(record)
-            results[f"{record.handler}.{record.service_type}.{record.name}"] = healthy
+        async def check(lead: ProviderRecord) -> None:
+            records = list(lead.lifecycle.records)
+            healthy = await self._sup.check_health(lead)
+            for record in records:
+                results[f"{record.handler}.{record.service_type}.{record.name}"] = healthy
 
         async with trio.open_nursery() as nursery:
-            for record in records:
-                nursery.start_soon(check, record)
+            for lead in leads.values():
+                nursery.start_soon(check, lead)
         return {k: results[k] for k in sorted(results)}
 
     # -- inspection ---------------------------------------------------------------------

@@ -50,8 +50,10 @@ def apply_state(registry: Registry, name: str, spec: ProviderSpec) -> None:
         if spec.breaker == "half_open_full":
             assert breaker.acquire(now)
     record.has_health_check = spec.has_health_check
-    record.healthy = spec.healthy
-    sup.set_status(record, spec.status)
+    # A (re)starting provider has had no health check yet.
+    starting = spec.status in (ActorStatus.STARTING, ActorStatus.RESTARTING)
+    record.healthy = None if starting else spec.healthy
+    record.status = spec.status
     record.refresh()
 
 

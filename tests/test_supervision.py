@@ -17,6 +17,7 @@ from ciris_actors import (
     ActorCrashed,
     ActorFailed,
     ActorRestarted,
+    ProviderClosed,
     RegistryError,
     RegistryEvent,
     RestartPolicy,
@@ -358,3 +359,75 @@ def test_sys_exit_in_a_providers_start_sets_the_process_status() -> None:
     )
     assert done.returncode == 3, done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_one_instance_registered_under_several_keys_has_one_lifecycle(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # CIRIS registers one object for several service types: it is started once, checked
+    # once per interval, closed once; each registration keeps its own breaker.
+    provider = FakeProvider("shared")
+    async with open_registry(
+        required_services=["llm", "memory"], health_check_interval=10.0
+    ) as registry:
+        registry.register("H", "llm", provider, name="as-llm")
+        registry.register_service("memory", provider, name="as-memory")
+        assert await registry.wait_ready(5.0)
+        assert provider.starts == 1
+        checks = provider.health_checks
+        await trio.sleep(35.0)
+        assert provider.health_checks - checks == 3  # one per interval, not one per key
+        registry.force_open("as-llm")
+        assert registry.view("as-llm").breaker["state"] == "open"
+        assert registry.view("as-memory").breaker["state"] == "closed"
+
+        provider.crash()  # one crash takes both registrations out, one restart brings both
+        await trio.testing.wait_all_tasks_blocked()
+        assert registry.get_service_nowait("H", "memory") is None
+        assert await registry.wait_ready(5.0)
+        assert provider.starts == 2
+        assert provider.closes == 1  # the crashed incarnation was closed once
+        assert registry.view("as-memory").restarts == registry.view("as-llm").restarts == 1
+
+        async with registry.events(types=[ProviderClosed]) as events:
+            registry.unregister("as-llm")
+            first = await events.receive()
+            assert isinstance(first, ProviderClosed)
+            assert (first.name, first.instance_closed) == ("as-llm", False)
+            assert provider.closes == 1  # still in use under "as-memory"
+            assert registry.get_service_nowait("H", "memory") is provider
+            registry.unregister("as-memory")
+            last = await events.receive()
+            assert isinstance(last, ProviderClosed)
+            assert (last.name, last.instance_closed) == ("as-memory", True)
+            assert provider.closes == 2
+
+
+async def test_the_next_registration_takes_over_the_health_checks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    provider = FakeProvider("shared")
+    async with open_registry(required_services=["memory"], health_check_interval=10.0) as registry:
+        registry.register("H", "llm", provider, name="first")
+        registry.register_service("memory", provider, name="second")
+        assert await registry.wait_ready(5.0)
+        registry.unregister("first")
+        checks = provider.health_checks
+        provider.healthy = False
+        await trio.sleep(25.0)
+        assert provider.health_checks > checks
+        assert registry.view("second").health is False
+        assert registry.get_service_nowait("H", "memory") is None
+
+
+async def test_health_check_all_checks_a_shared_instance_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    provider = FakeProvider("shared")
+    async with open_registry(required_services=["llm"], health_check_interval=None) as registry:
+        registry.register("H", "llm", provider, name="a")
+        registry.register_service("memory", provider, name="b")
+        assert await registry.wait_ready(5.0)
+        before = provider.health_checks
+        assert await registry.health_check_all() == {"*.memory.b": True, "H.llm.a": True}
+        assert provider.health_checks == before + 1

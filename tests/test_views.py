@@ -159,7 +159,7 @@ async def test_provider_closed_says_how_the_close_went(
         registry.unregister("p")
         closed = await events.receive()
         assert isinstance(closed, ProviderClosed)
-        assert (closed.name, closed.error) == ("p", error)
+        assert (closed.name, closed.error, closed.instance_closed) == ("p", error, True)
 
 
 async def test_provider_closed_is_not_published_once_the_name_is_taken_again(

@@ -23,15 +23,22 @@ if TYPE_CHECKING:
 __all__ = ["breaker_actor"]
 
 
-async def breaker_actor(
-    sup: RegistrySupervisor, record: ProviderRecord, checks: trio.Nursery
-) -> None:
-    """Run until the provider's scope is cancelled or a STOP message arrives.
+async def breaker_actor(sup: RegistrySupervisor, record: ProviderRecord) -> None:
+    """Run *record*'s breaker loop until its scope is cancelled or a STOP message arrives.
 
-    Health checks run as tasks of *checks*: the provider actor's nursery, or the
-    registry's for a provider that has no lifecycle (and so no nursery of its own).
+    The breaker actor of an instance's first registration (its lifecycle's *lead*) also
+    runs the instance's health checks, each as a task of the registry's nursery.
     """
+    try:
+        with record.cancel_scope:
+            await _loop(sup, record)
+    finally:
+        sup.registration_closed(record)
+
+
+async def _loop(sup: RegistrySupervisor, record: ProviderRecord) -> None:
     breaker = record.breaker
+    life = record.lifecycle
     interval = sup.health_check_interval
     next_check = math.inf
     check: trio.CancelScope | None = None  # the running health check's
@@ -74,19 +81,24 @@ async def breaker_actor(
                 next_check = math.inf
                 if check is not None:
                     check_again = True
-                elif record.has_health_check and record.status is ActorStatus.RUNNING:
+                elif (
+                    life.has_health_check
+                    and life.lead is record
+                    and life.status is ActorStatus.RUNNING
+                ):
                     # In a task of its own, so that however long the check takes, the
                     # timers above fire on time. It ends with this actor: the finally
                     # below cancels it.
                     check = trio.CancelScope()
-                    checks.start_soon(_check, sup, record, check)
+                    sup.nursery.start_soon(_check, sup, record, check)
     finally:
         if check is not None:
             check.cancel()
 
 
 async def _check(sup: RegistrySupervisor, record: ProviderRecord, scope: trio.CancelScope) -> None:
-    """Run one health check under *scope* and tell the breaker actor it is done."""
+    """Run one health check of *record*'s instance under *scope*, then tell its breaker
+    actor it is done."""
     try:
         with scope:
             await sup.check_health(record)

@@ -1,6 +1,7 @@
-"""A registered provider as the actor shell holds it: what routing reads (the pure
-:class:`~ciris_actors.selection.Member`), plus its lifecycle state, its actors' cancel
-scope and mailbox, its outstanding probe permits, and its counters.
+"""What the actor shell holds about providers: a registration (:class:`ProviderRecord`,
+what routing reads plus its breaker actor's scope, mailbox, permits and counters) and the
+life of a provider instance (:class:`Lifecycle`), which every registration of that same
+instance shares.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from typing import Any
 import attrs
 import trio
 
+from .._types import ActorStatus
 from ..restart import RestartTracker
 from ..selection import Member
 from .messages import BreakerMessage, Mailbox
 
-__all__ = ["ProviderCounters", "ProviderRecord"]
+__all__ = ["Lifecycle", "ProviderCounters", "ProviderRecord"]
 
 
 @attrs.define(slots=True, eq=False)
@@ -33,32 +35,24 @@ class ProviderCounters:
 
 @attrs.define(slots=True, eq=False, kw_only=True)
 class ProviderRecord(Member):
-    """A registered provider: what routing reads (:class:`Member`) plus what the
-    supervisor and the provider's actors own."""
+    """One registration of a provider: what routing reads (:class:`Member`, whose
+    ``status`` and ``healthy`` mirror its :class:`Lifecycle`'s) plus what the supervisor
+    and its breaker actor own."""
 
     handler: str
     service_type: str
     metadata: dict[str, Any]
     mock: bool
-    restart: RestartTracker
-    #: Cancelling it stops the provider's actors (unregister, registry exit). Shielded, so
-    #: a cancellation of the registry's block reaches providers only through
+    #: The life of its instance, shared with every other registration of it.
+    lifecycle: Lifecycle
+    #: Cancelling it stops the registration's breaker actor (unregister, registry exit).
+    #: Shielded, so a cancellation of the registry's block reaches it only through
     #: ``stop_all``, one at a time in reverse registration order.
     cancel_scope: trio.CancelScope = attrs.field(factory=lambda: trio.CancelScope(shield=True))
-    #: Set when the provider actor has finished, its provider closed.
-    done: trio.Event = attrs.field(factory=trio.Event)
     mailbox: Mailbox = attrs.field(factory=Mailbox)
     #: Probe permits handed out by ``get_service``, oldest first: (deadline, breaker
     #: generation). A list, not a deque: it is almost always empty, and small.
     permits: list[tuple[float, int]] = attrs.field(factory=list)
-    last_error: str | None = None
-    #: What went wrong closing the provider last (its ``aclose`` raised or overran
-    #: ``close_timeout``), for :class:`ProviderClosed`.
-    close_error: str | None = None
-    health_reason: str = "not checked yet"
-    #: Incremented at every (re)start, so a health check that began in an earlier life
-    #: of the provider cannot vouch for this one.
-    incarnation: int = 0
     counters: ProviderCounters = attrs.field(factory=ProviderCounters)
 
     @property
@@ -69,3 +63,52 @@ class ProviderRecord(Member):
     def tell(self, message: BreakerMessage) -> None:
         """Post *message* to the breaker actor without waiting (see ``messages``)."""
         self.mailbox.post(message)
+
+
+@attrs.define(slots=True, eq=False, kw_only=True)
+class Lifecycle:
+    """The life of one provider instance: started once, health-checked once and closed
+    once, however many registrations point at it (each keeps its own breaker).
+
+    The provider actor (for an instance with something to start, run or close) writes
+    it; the breaker actor of its first registration (the *lead*) runs its health checks.
+    The supervisor copies ``status`` and ``healthy`` onto every registration, which is
+    what routing reads.
+    """
+
+    instance: Any
+    #: Whether it has something to start, run or close (and so a provider actor).
+    supervised: bool
+    has_health_check: bool
+    restart: RestartTracker
+    status: ActorStatus
+    #: Its registrations, in registration order; the first runs the health checks.
+    records: list[ProviderRecord] = attrs.field(factory=list)
+    #: Result of the last health check; ``None`` before the first one.
+    healthy: bool | None = None
+    health_reason: str = "not checked yet"
+    #: Incremented at every (re)start, so a health check that began in an earlier life
+    #: of the provider cannot vouch for this one.
+    incarnation: int = 0
+    last_error: str | None = None
+    #: What went wrong closing the provider last (its ``aclose`` raised or overran
+    #: ``close_timeout``), for :class:`ProviderClosed`.
+    close_error: str | None = None
+    #: Cancelling it stops the provider actor, which closes the instance. Shielded, as a
+    #: registration's scope is. Only an instance with a provider actor has one.
+    cancel_scope: trio.CancelScope | None = None
+    #: Set when the provider actor has finished and the instance is closed (only an
+    #: instance with a provider actor has one: memory per provider counts).
+    done: trio.Event | None = None
+    #: The registration whose going ended the instance's life (for ProviderClosed).
+    closing_name: str = ""
+
+    @property
+    def lead(self) -> ProviderRecord | None:
+        """The registration whose breaker actor runs the health checks."""
+        return self.records[0] if self.records else None
+
+    @property
+    def name(self) -> str:
+        """A name for messages: its first registration's."""
+        return self.records[0].name if self.records else "(unregistered)"

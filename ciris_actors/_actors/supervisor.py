@@ -17,6 +17,7 @@ import trio
 
 from .. import selection
 from .._errors import UnknownProviderError
+from .._lifecycle import has_lifecycle, lifecycle_method, needs_supervision
 from .._stats import ResolveStats
 from .._types import GLOBAL, ActorStatus, CircuitState, Priority, SelectionStrategy
 from ..breaker import NO_PERMIT, CircuitBreaker
@@ -32,9 +33,10 @@ from ..events import (
 )
 from ..restart import RestartPolicy, RestartTracker
 from ..selection import Member, Plan, plan_insert, plan_remove
+from .breaker_actor import breaker_actor
 from .messages import BreakerMessage
 from .provider_actor import provider_actor
-from .record import ProviderRecord
+from .record import Lifecycle, ProviderRecord
 
 __all__ = ["RegistrySupervisor", "Resolve"]
 
@@ -119,6 +121,12 @@ class RegistrySupervisor:
         self.rng = rng
         self.bus = EventBus()
         self.providers: dict[str, ProviderRecord] = {}
+        #: id(instance) -> the life every registration of that instance shares.
+        self.lifecycles: dict[int, Lifecycle] = {}
+        #: Breaker actors running (shutdown waits for them), and the event set when the
+        #: last one finishes.
+        self.breaker_actors = 0
+        self._breakers_done = trio.Event()
         #: (scope, service type) -> plan; read directly by the resolve hot path.
         self.plans: dict[tuple[str, str], Plan[ProviderRecord]] = {}
         self.mock_plans: dict[tuple[str, str], Plan[ProviderRecord]] = {}
@@ -147,8 +155,33 @@ class RegistrySupervisor:
         """Registration order of the next provider."""
         return next(self._seq)
 
+    def lifecycle_for(self, instance: object) -> Lifecycle:
+        """The life of *instance*: the one its other registrations share, or a new one."""
+        life = self.lifecycles.get(id(instance))
+        if life is None:
+            supervised = needs_supervision(instance)
+            life = Lifecycle(
+                instance=instance,
+                supervised=supervised,
+                has_health_check=lifecycle_method(instance, "is_healthy") is not None,
+                restart=RestartTracker(self.restart_policy),
+                status=ActorStatus.STARTING if has_lifecycle(instance) else ActorStatus.RUNNING,
+            )
+            if supervised:
+                life.cancel_scope = trio.CancelScope(shield=True)
+                life.done = trio.Event()
+        return life
+
     def add(self, record: ProviderRecord) -> None:
-        """Insert *record* into its plan, publish, and start its actor."""
+        """Insert *record* into its plan, publish, and start its actors (and its
+        instance's, if this is the instance's first registration)."""
+        life = record.lifecycle
+        first = not life.records
+        life.records.append(record)
+        self.lifecycles[id(life.instance)] = life
+        record.status = life.status
+        record.healthy = life.healthy
+        record.refresh()
         self.providers[record.name] = record
         self._place(record)
         self.version += 1
@@ -161,21 +194,27 @@ class RegistrySupervisor:
             )
         )
         self.signal_change()
+        self.breaker_actors += 1
         self.nursery.start_soon(
-            provider_actor, self, record, name=f"ciris_actors.provider:{record.name}"
+            breaker_actor, self, record, name=f"ciris_actors.breaker:{record.name}"
         )
+        if first and life.supervised:
+            self.nursery.start_soon(
+                provider_actor, self, life, name=f"ciris_actors.provider:{record.name}"
+            )
+        elif first and life.has_health_check:
+            record.tell(BreakerMessage.CHECK_NOW)  # nothing to start: check at once
 
     def remove(self, name: str) -> ProviderRecord:
-        """Take *name* out of routing at once and stop its actors in the background."""
+        """Take *name* out of routing at once and stop its actors in the background (and
+        its instance's, if this was the instance's last registration)."""
         record = self.get(name)
         del self.providers[name]
         self._unplace(record)
         if not record.mock:
             self.resolve_stats.retire(record.service_type, record.counters.selections)
         self.version += 1
-        record.routable = record.ready = False
-        record.tell(BreakerMessage.STOP)
-        record.cancel_scope.cancel()
+        self._detach(record)
         self.publish(
             ProviderUnregistered(
                 name=name,
@@ -186,6 +225,26 @@ class RegistrySupervisor:
         )
         self.signal_change()
         return record
+
+    def _detach(self, record: ProviderRecord) -> None:
+        """Stop *record*'s breaker actor and take it off its instance's life, ending
+        that life if it was the last registration."""
+        record.routable = record.ready = False
+        record.tell(BreakerMessage.STOP)
+        record.cancel_scope.cancel()
+        life = record.lifecycle
+        was_lead = life.lead is record
+        life.records.remove(record)
+        if not life.records:
+            del self.lifecycles[id(life.instance)]
+            life.closing_name = record.name
+            if life.cancel_scope is not None:
+                life.cancel_scope.cancel()
+        elif was_lead and life.has_health_check and life.status is ActorStatus.RUNNING:
+            # The new lead runs the health checks from now on, starting with one now.
+            lead = life.lead
+            assert lead is not None
+            lead.tell(BreakerMessage.CHECK_NOW)
 
     def get(self, name: str) -> ProviderRecord:
         """Return the record named *name*.
@@ -284,35 +343,48 @@ class RegistrySupervisor:
         """Wait until the next :meth:`signal_change`."""
         await self._changed.wait()
 
-    def set_status(self, record: ProviderRecord, status: ActorStatus) -> None:
-        """Record the actor's lifecycle status and what it means for routing."""
-        record.status = status
+    def current(self, life: Lifecycle) -> list[ProviderRecord]:
+        """The registrations of *life* still registered (events are published for these)."""
+        return list(life.records)
+
+    def set_status(self, life: Lifecycle, status: ActorStatus) -> None:
+        """Record an instance's lifecycle status, on every registration of it, and what
+        it means for routing."""
+        life.status = status
         if status is ActorStatus.STARTING or status is ActorStatus.RESTARTING:
             # A (re)started provider must pass a fresh first health check.
-            record.incarnation += 1
-            record.healthy = None
-            record.health_reason = "not checked yet"
-        if record.refresh() and self.is_current(record):
+            life.incarnation += 1
+            life.healthy = None
+            life.health_reason = "not checked yet"
+        changed = False
+        for record in life.records:
+            record.status = status
+            record.healthy = life.healthy
+            changed |= record.refresh()
+        if changed:
             self.signal_change()
 
-    def set_health(self, record: ProviderRecord, healthy: bool, reason: str) -> None:
-        """Record a health-check result, publishing a change."""
-        old = record.healthy
-        record.healthy = healthy
-        record.health_reason = reason
-        if not self.is_current(record):
-            return
-        if healthy:
-            record.counters.health_passed += 1
-        else:
-            record.counters.health_failed += 1
-        if old != healthy:
-            self.publish(
-                HealthChanged(
-                    name=record.name, time=trio.current_time(), healthy=healthy, reason=reason
+    def set_health(self, life: Lifecycle, healthy: bool, reason: str) -> None:
+        """Record a health-check result of an instance, on every registration of it,
+        publishing a change."""
+        old = life.healthy
+        life.healthy = healthy
+        life.health_reason = reason
+        changed = False
+        for record in life.records:
+            record.healthy = healthy
+            if healthy:
+                record.counters.health_passed += 1
+            else:
+                record.counters.health_failed += 1
+            if old != healthy:
+                self.publish(
+                    HealthChanged(
+                        name=record.name, time=trio.current_time(), healthy=healthy, reason=reason
+                    )
                 )
-            )
-        if record.refresh():
+            changed |= record.refresh()
+        if changed:
             self.signal_change()
 
     def on_breaker_transition(
@@ -360,14 +432,17 @@ class RegistrySupervisor:
     # -- health checks -----------------------------------------------------------------
 
     async def check_health(self, record: ProviderRecord) -> bool:
-        """Run *record*'s ``is_healthy`` under its ``timeout_duration`` and return it.
+        """Run the ``is_healthy`` of *record*'s instance under *record*'s
+        ``timeout_duration`` and return it; the result holds for every registration of
+        the instance.
 
         The result is recorded only if the provider was running when the check began and
         has not restarted since: a check that overlapped ``start()`` or an earlier
         incarnation says nothing about the provider as it is now.
         """
-        incarnation = record.incarnation
-        counts = record.status is ActorStatus.RUNNING
+        life = record.lifecycle
+        incarnation = life.incarnation
+        counts = life.status is ActorStatus.RUNNING
         timeout = record.breaker.config.timeout_duration
         healthy = False
         reason = f"health check timed out after {timeout:g}s"
@@ -382,17 +457,38 @@ class RegistrySupervisor:
                 return False
             else:
                 reason = "health check passed" if healthy else "health check returned False"
-        if counts and record.incarnation == incarnation:
-            self.set_health(record, healthy, reason)
+        if counts and life.incarnation == incarnation and life.records:
+            self.set_health(life, healthy, reason)
         return healthy
 
-    def closed(self, record: ProviderRecord) -> None:
-        """Publish that *record*'s actors have finished and its provider is closed,
-        unless its name has been registered again since (the event would be ambiguous)."""
-        current = self.providers.get(record.name)
-        if current is None or current is record:
+    def registration_closed(self, record: ProviderRecord) -> None:
+        """*record*'s breaker actor has finished: publish :class:`ProviderClosed` for it,
+        unless its instance has a provider actor still to close it (that actor publishes
+        it then) or its name has been registered again since."""
+        self.breaker_actors -= 1
+        if not self.breaker_actors:
+            self._breakers_done.set()
+            self._breakers_done = trio.Event()
+        life = record.lifecycle
+        last = life.closing_name == record.name and not life.records
+        if life.supervised and last:
+            return
+        self._publish_closed(record.name, None, instance_closed=last)
+
+    def lifecycle_closed(self, life: Lifecycle) -> None:
+        """*life*'s provider actor has finished and closed its instance."""
+        if life.closing_name:
+            self._publish_closed(life.closing_name, life.close_error, instance_closed=True)
+
+    def _publish_closed(self, name: str, error: str | None, *, instance_closed: bool) -> None:
+        if name not in self.providers:  # else the name is taken again: ambiguous
             self.publish(
-                ProviderClosed(name=record.name, time=trio.current_time(), error=record.close_error)
+                ProviderClosed(
+                    name=name,
+                    time=trio.current_time(),
+                    error=error,
+                    instance_closed=instance_closed,
+                )
             )
 
     def escalate(self, error: BaseException) -> None:
@@ -414,16 +510,15 @@ class RegistrySupervisor:
         """
         with trio.CancelScope(shield=True):
             for record in reversed(list(self.providers.values())):
-                record.routable = record.ready = False
-                record.tell(BreakerMessage.STOP)
-                record.cancel_scope.cancel()
-                await record.done.wait()
+                del self.providers[record.name]
+                life = record.lifecycle
+                self._detach(record)
+                if not life.records and life.done is not None:
+                    await life.done.wait()  # its instance closed
+            while self.breaker_actors:  # the rest have been told to stop
+                await self._breakers_done.wait()
             self.providers.clear()
             self.plans.clear()
             self.mock_plans.clear()
             self.bus.close()
             self.signal_change()  # wake wait_ready() callers, who will find it closed
-
-    def make_tracker(self) -> RestartTracker:
-        """A fresh restart history under the registry's policy."""
-        return RestartTracker(self.restart_policy)
