@@ -60,6 +60,7 @@ class SelectionExplanation:
                     "priority": c.priority.name,
                     "verdict": c.verdict,
                     "reason": c.reason,
+                    "open_until": c.open_until,
                 }
                 for c in self.candidates
             ],

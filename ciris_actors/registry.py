@@ -57,12 +57,19 @@ class Registry:
 
     def __init__(
         self,
-        supervisor: RegistrySupervisor,
+        supervisor: RegistrySupervisor | None = None,
         *,
-        required_services: tuple[str, ...],
-        default_breaker: CircuitBreakerConfig,
-        allow_mock_services: bool,
+        required_services: tuple[str, ...] = (),
+        default_breaker: CircuitBreakerConfig | None = None,
+        allow_mock_services: bool = False,
     ) -> None:
+        if not isinstance(supervisor, RegistrySupervisor):
+            raise TypeError(
+                "a Registry is not made directly: use `async with open_registry() as"
+                " registry:` inside `trio.run`"
+            )
+        if default_breaker is None:
+            default_breaker = CircuitBreakerConfig()
         self._sup = supervisor
         self._required_services = required_services
         self._default_breaker = default_breaker
@@ -704,6 +711,17 @@ def _ordered_names(value: object, field: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def _check_trio() -> None:
+    """Raise a clear error when not inside a trio run (under asyncio, say)."""
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        raise RuntimeError(
+            "ciris_actors runs on trio: use `async with open_registry()` inside `trio.run`"
+            " (no trio run is active in this thread; asyncio is not supported)"
+        ) from None
+
+
 def _check_name(field: str, value: object) -> None:
     if not isinstance(value, str):
         raise TypeError(f"{field}: expected a str, got {type(value).__name__}")
@@ -738,10 +756,12 @@ async def open_registry(
       seed: seed of the restart back-off jitter, for reproducible runs.
 
     Raises:
+      RuntimeError: not called inside a trio run (ciris_actors runs on trio only).
       ValueError, TypeError: a bad argument (before anything starts).
       RegistryError: a provider exceeded its restart intensity under
         ``RestartPolicy(escalate=True)``.
     """
+    _check_trio()
     required = _ordered_names(required_services, "required_services")
     interval = check_duration(health_check_interval, "health_check_interval", allow_none=True)
     policy = RestartPolicy() if restart_policy is None else restart_policy

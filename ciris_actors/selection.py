@@ -25,12 +25,14 @@ __all__ = [
     "Member",
     "Plan",
     "explain_plan",
+    "format_span",
     "plan_insert",
     "plan_remove",
     "select",
 ]
 
 _CLOSED = CircuitState.CLOSED
+_OPEN = CircuitState.OPEN
 _ROUND_ROBIN = SelectionStrategy.ROUND_ROBIN
 
 
@@ -249,6 +251,9 @@ class Candidate:
     #: ``"chosen"``, ``"skipped"`` or ``"not reached"``.
     verdict: str
     reason: str
+    #: When its breaker, OPEN, admits again (registry clock), if that is why it was
+    #: skipped; the reason says it in words ("open for another 52 s").
+    open_until: float | None = None
 
 
 def skip_reason(
@@ -267,8 +272,23 @@ def skip_reason(
     if not breaker.is_available(now):
         if breaker.state is CircuitState.HALF_OPEN:
             return "circuit half-open, probe quota in use"
-        return f"circuit open until t={breaker.next_attempt_time:.3f}"
+        until = breaker.next_attempt_time
+        assert until is not None
+        return f"circuit open for another {format_span(until - now)}"
     return None
+
+
+def format_span(seconds: float) -> str:
+    """A span of time for people: ``0.4 s``, ``52 s``, ``14 min``, ``3.5 h``, ``12 days``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.0f} days"
 
 
 def explain_plan(
@@ -302,6 +322,7 @@ def explain_plan(
             order = range(start, start + len(members))
         for index in order:
             member = members[index % len(members)]
+            open_until = None
             if chosen:
                 verdict, reason = "not reached", "an earlier candidate was chosen"
             else:
@@ -314,6 +335,8 @@ def explain_plan(
                     )
                 else:
                     verdict, reason = "skipped", why
+                    if member.breaker.state is _OPEN and why.startswith("circuit open"):
+                        open_until = member.breaker.next_attempt_time
             rows.append(
                 Candidate(
                     scope=scope,
@@ -323,6 +346,7 @@ def explain_plan(
                     priority=member.priority,
                     verdict=verdict,
                     reason=reason,
+                    open_until=open_until,
                 )
             )
     return rows, chosen

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import trio
 import trio.testing
 
@@ -19,6 +20,7 @@ from ciris_actors import (
     ResolveMiss,
     open_registry,
 )
+from ciris_actors.selection import format_span
 from ciris_actors.testing import FakeProvider, check_provider
 
 from .helpers import Plain
@@ -91,7 +93,11 @@ async def test_explain_names_every_candidate_with_its_reason(
     assert explanation.chosen == "winner"
     verdicts = {c.name: (c.verdict, c.reason) for c in explanation.candidates}
     assert verdicts["opened"][0] == "skipped"
-    assert verdicts["opened"][1].startswith("circuit open until")
+    # In words, not as a reading of trio's clock; the deadline itself is kept beside it.
+    assert verdicts["opened"][1] == "circuit open for another 10 s"  # FAST_BREAKER's
+    opened = next(c for c in explanation.candidates if c.name == "opened")
+    assert opened.open_until == trio.current_time() + 10.0
+    assert explanation.as_dict()["candidates"][0]["open_until"] == opened.open_until
     assert verdicts["incapable"] == ("skipped", "lacks capabilities ['structured_output']")
     assert verdicts["winner"] == ("chosen", "first available")
     assert verdicts["global-pool"][0] == "not reached"
@@ -194,3 +200,11 @@ def test_all_is_exactly_the_public_surface() -> None:
         "Registry",
     }  # fmt: skip
     assert contract <= set(ciris_actors.__all__)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [(0.42, "0.4 s"), (9.96, "10.0 s"), (52.4, "52 s"), (840.0, "14 min"), (12_600.0, "3.5 h")],
+)
+def test_spans_are_written_for_people(seconds: float, words: str) -> None:
+    assert format_span(seconds) == words

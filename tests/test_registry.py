@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import math
 import tracemalloc
@@ -391,3 +392,17 @@ async def test_memory_returns_to_baseline_when_round_robin_providers_go(
         finally:
             tracemalloc.stop()
         assert grown < 64 * 1024, f"{grown} bytes kept after 3000 providers came and went"
+
+
+def test_open_registry_under_asyncio_says_it_needs_trio() -> None:
+    async def main() -> None:
+        async with open_registry():
+            pass  # pragma: no cover
+
+    with pytest.raises(RuntimeError, match=r"runs on trio: use `async with open_registry\(\)`"):
+        asyncio.run(main())
+
+
+def test_a_registry_made_directly_says_how_to_get_one() -> None:
+    with pytest.raises(TypeError, match="use `async with open_registry"):
+        Registry()
