@@ -7,18 +7,20 @@ test already on a ``MockClock``), and read the :class:`Report`. The registry, it
 :func:`run_live` runs a scenario on the real clock instead, for ``ciris-actors serve``.
 """
 
+from .faults import CrashFault as CrashFault
+from .faults import ErrorsFault as ErrorsFault
+from .faults import Fault as Fault
+from .faults import FaultKind as FaultKind
+from .faults import FlapFault as FlapFault
+from .faults import LatencyFault as LatencyFault
+from .faults import OutageFault as OutageFault
+from .faults import SlowStartFault as SlowStartFault
 from .invariants import InvariantChecker as InvariantChecker
 from .invariants import Violation as Violation
 from .live import LiveRun as LiveRun
 from .live import run_live as run_live
 from .model import (
     Distribution as Distribution,
-)
-from .model import (
-    Fault as Fault,
-)
-from .model import (
-    FaultKind as FaultKind,
 )
 from .model import (
     Latency as Latency,
@@ -53,12 +55,17 @@ from .scenarios import bundled_scenarios as bundled_scenarios
 from .scenarios import default_scenario as default_scenario
 
 __all__ = [
+    "CrashFault",
     "Distribution",
+    "ErrorsFault",
     "Fault",
     "FaultKind",
+    "FlapFault",
     "InvariantChecker",
     "Latency",
+    "LatencyFault",
     "LiveRun",
+    "OutageFault",
     "ProviderSpec",
     "Report",
     "RequestMix",
@@ -66,6 +73,7 @@ __all__ = [
     "ScenarioError",
     "SimulatedError",
     "SimulatedProvider",
+    "SlowStartFault",
     "Violation",
     "Workload",
     "bundled_scenarios",

@@ -21,8 +21,9 @@ from ..events import (
     HealthChanged,
     RegistryEvent,
 )
+from .faults import Fault
 from .invariants import Violation
-from .model import Fault, FaultKind, Scenario
+from .model import Scenario
 from .providers import SimulatedProvider, error_draw
 
 __all__ = ["OUTCOMES", "Report", "RequestLog", "build_report"]
@@ -260,9 +261,7 @@ def _restart_windows(
         if isinstance(event, ActorCrashed):
             open_since.setdefault(name, t)
         elif isinstance(event, ActorRestarted) and name in open_since:
-            provider = providers[name]
-            slow = provider.active(FaultKind.SLOW_START, t)
-            delay = provider.spec.start_delay if slow is None else slow.start_delay
+            delay = providers[name].start_delay(t)
             windows[name].append([open_since.pop(name), t + delay])
         elif isinstance(event, ActorFailed) and name in open_since:
             windows[name].append([open_since.pop(name), math.inf])
