@@ -253,31 +253,30 @@ class _Summary:
 
 
 def _summarize(report: Report, scenario: Scenario) -> _Summary:
-    data = report.as_dict()
-    requests = data["requests"]
-    latency = data["latency"]
+    requests = report.requests
+    latency = report.latency
     workload = scenario.workload
     heading = (
-        f"{data['scenario']}: seed {data['seed']}, {_span(data['duration'])} of traffic"
-        f" at {workload.rate:g} requests/s, mode {data['mode']}"
+        f"{report.scenario}: seed {report.seed}, {_span(report.duration)} of traffic"
+        f" at {workload.rate:g} requests/s, mode {report.mode}"
     )
-    gap = data["availability_gap"]
+    gap = report.availability_gap
     overview = (
         (
             "requests",
-            f"{requests['sent']} sent: {requests['succeeded']} succeeded,"
-            f" {requests['failed']} failed, {requests['rejected']} rejected,"
-            f" {requests['shed']} shed",
+            f"{requests.sent} sent: {requests.succeeded} succeeded,"
+            f" {requests.failed} failed, {requests.rejected} rejected,"
+            f" {requests.shed} shed",
         ),
         (
             "availability",
-            f"{_pct(data['availability'], 3)} (oracle {_pct(data['oracle_availability'], 3)},"
+            f"{_pct(report.availability, 3)} (oracle {_pct(report.oracle_availability, 3)},"
             f" gap {'-' if gap is None else f'{gap * 100:.3f}'} points)",
         ),
         (
             "latency",
-            f"p50 {_secs(latency['p50'])}, p95 {_secs(latency['p95'])},"
-            f" p99 {_secs(latency['p99'])} (succeeded requests)",
+            f"p50 {_secs(latency.p50)}, p95 {_secs(latency.p95)},"
+            f" p99 {_secs(latency.p99)} (succeeded requests)",
         ),
     )
     providers = _Table(
@@ -294,40 +293,39 @@ def _summarize(report: Report, scenario: Scenario) -> _Summary:
         ),
         tuple(
             (
-                name,
-                str(p["group"]),
-                str(p["served"]),
-                _pct(p["share"], 1),
-                str(p["first_attempts"]),
-                str(p["breaker_opens"]),
-                str(p["restarts"]),
-                "yes" if p["failed"] else "no",
+                p.name,
+                str(p.group),
+                str(p.served),
+                _pct(p.share, 1),
+                str(p.first_attempts),
+                str(p.breaker_opens),
+                str(p.restarts),
+                "yes" if p.failed else "no",
             )
-            for name, p in data["providers"].items()
+            for p in report.providers
         ),
     )
     tables = [providers]
     notes: list[str] = []
-    if data["faults"]:
+    if report.faults:
         rows = []
         unreached = []
-        for fault in data["faults"]:
-            phases = fault["phases"]
-            end = fault["at"] + fault["duration"]
-            if fault["at"] >= data["duration"]:
-                unreached.append(f"#{fault['index']}")
+        for fault in report.faults:
+            phases = fault.phases
+            if fault.at >= report.duration:
+                unreached.append(f"#{fault.index}")
             rows.append(
                 (
-                    str(fault["index"]),
-                    fault["kind"],
-                    fault["provider"],
-                    f"{_num(fault['at'])}-{_num(end)} s",
-                    _secs(fault["time_to_detect"]),
-                    _secs(fault["time_to_failover"]),
-                    _secs(fault["time_to_recover"]),
-                    _pct(phases["before"]["availability"]),
-                    _pct(phases["during"]["availability"]),
-                    _pct(phases["after"]["availability"]),
+                    str(fault.index),
+                    fault.kind.value,
+                    fault.provider,
+                    f"{_num(fault.at)}-{_num(fault.end)} s",
+                    _secs(fault.time_to_detect),
+                    _secs(fault.time_to_failover),
+                    _secs(fault.time_to_recover),
+                    _pct(phases.before.availability),
+                    _pct(phases.during.availability),
+                    _pct(phases.after.availability),
                 )
             )
         tables.append(
@@ -357,18 +355,16 @@ def _summarize(report: Report, scenario: Scenario) -> _Summary:
             several = len(unreached) > 1
             notes.append(
                 f"Fault{'s' * several} {', '.join(unreached)} start{'s' * (not several)} after"
-                f" the run ends ({_num(data['duration'])} s) and had no effect."
+                f" the run ends ({_num(report.duration)} s) and had no effect."
             )
-    invariants = data["invariants"]
-    count = invariants["violation_count"]
+    invariants = report.invariants
+    count = invariants.violation_count
     if count:
-        verdict = f"Invariants: {count} violation{'s' * (count != 1)} in {invariants['checks']}"
+        verdict = f"Invariants: {count} violation{'s' * (count != 1)} in {invariants.checks}"
         verdict += " routing checks."
     else:
-        verdict = f"Invariants: all held ({invariants['checks']} routing checks)."
-    violations = [
-        f"t={v['time']:.3f} s  {v['rule']}: {v['detail']}" for v in invariants["violations"]
-    ]
+        verdict = f"Invariants: all held ({invariants.checks} routing checks)."
+    violations = [f"t={v.time:.3f} s  {v.rule}: {v.detail}" for v in invariants.violations]
     if count > len(violations):
         violations.append(f"... and {count - len(violations)} more (see --json)")
     return _Summary(

@@ -1,6 +1,6 @@
-"""The simulation report's JSON: its shape is pinned here, so a change to the report's
-classes that renames, drops, adds or retypes a field fails a test rather than a user's
-script that reads the JSON."""
+"""The simulation report: its typed fields, and its JSON, whose shape is pinned here so
+that a change to the report's classes that renames, drops, adds or retypes a field fails
+a test rather than a user's script that reads the JSON."""
 
 from __future__ import annotations
 
@@ -8,11 +8,19 @@ import json
 import re
 from typing import Any
 
+import attrs
 import pytest
 
 import ciris_actors.registry
 from ciris_actors.selection import Member, Plan, select
-from ciris_actors.simulation import Report, Scenario, parse_scenario, run_scenario
+from ciris_actors.simulation import (
+    FaultKind,
+    Report,
+    Scenario,
+    Violation,
+    parse_scenario,
+    run_scenario,
+)
 
 #: A two-minute run that fills every list of the report: an outage (breaker opens,
 #: failing health checks), a crash loop that makes the secondary FAILED (restarts, an
@@ -228,3 +236,53 @@ def test_fault_entries_follow_the_scenario(report: Report) -> None:
     assert kinds == ["outage", "crash", "errors", "latency", "flap", "slow_start"]
     assert [f["index"] for f in faults] == list(range(6))
     assert report.ok
+
+
+def test_typed_fields_are_what_the_json_says(report: Report) -> None:
+    data = report.as_dict()
+    assert report.requests.sent == data["requests"]["sent"] > 0
+    assert report.requests.unserved == sum(
+        data["requests"][k] for k in ("failed", "rejected", "shed")
+    )
+    assert report.availability == data["availability"]
+    assert report.latency.p99 == data["latency"]["p99"]
+    secondary = report.provider("secondary")
+    assert secondary.failed is data["providers"]["secondary"]["failed"] is True
+    assert [p.name for p in report.providers] == list(data["providers"])
+    crash = report.faults[1]
+    assert crash.kind is FaultKind.CRASH
+    assert crash.end == crash.at + crash.duration
+    assert crash.phases.during.requests == data["faults"][1]["phases"]["during"]["requests"]
+    buckets = data["timeline"]["buckets"]
+    assert report.timeline.served("primary") == [b["served"]["primary"] for b in buckets]
+    assert [b.total for b in report.timeline.buckets] == [
+        sum(b["served"].values()) + b["failed"] + b["rejected"] + b["shed"] for b in buckets
+    ]
+    assert [t.new.value for t in report.breaker_transitions] == [
+        t["new"] for t in data["breaker_transitions"]
+    ]
+    assert report.restarts[0].provider == "secondary"
+    assert report.actor_failures[0].provider == "secondary"
+    assert report.down_windows_of("secondary")[-1].end == float("inf")
+    assert report.down_windows_of("primary") == ()
+    assert [w.start for w in report.unhealthy_windows_of("primary")] == [
+        start for start, _ in data["unhealthy_windows"]["primary"]
+    ]
+    with pytest.raises(KeyError):
+        report.provider("nobody")
+
+
+def test_violations_are_typed_and_also_json_ready(report: Report) -> None:
+    """Report.violations keeps its JSON-ready form; invariants.violations is typed."""
+    violation = Violation(42.0, "open-breaker", "routed to primary while OPEN")
+    broken = attrs.evolve(
+        report,
+        invariants=attrs.evolve(report.invariants, violation_count=1, violations=(violation,)),
+    )
+    assert report.ok
+    assert report.violations == []
+    assert not broken.ok
+    assert broken.violations == [
+        {"time": 42.0, "rule": "open-breaker", "detail": "routed to primary while OPEN"}
+    ]
+    assert json.loads(broken.to_json())["invariants"]["violations"] == broken.violations
