@@ -248,7 +248,7 @@ def test_invariant_violations_fail_the_command(
             ),
         )
 
-    monkeypatch.setattr("ciris_actors.cli.run_scenario", run_with_a_violation)
+    monkeypatch.setattr("ciris_actors.cli.simulate.run_scenario", run_with_a_violation)
     assert cli.main(["simulate", str(scenario)]) == 1
     out = capsys.readouterr().out
     assert "Invariants: 1 violation in" in out
