@@ -177,7 +177,7 @@ def measure(case: str, scenario: Scenario, repeat: int) -> Result:
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         if not report.ok:
             raise SystemExit(f"{case}: the report is not ok: {report.violations[:3]}")
-        sent = report.as_dict()["requests"]["sent"]
+        sent = report.requests.sent
         walls.append(wall)
         result = Result(
             case, str(len(scenario.providers)), scenario.workload.duration, sent, wall, cpu

@@ -9,10 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 
 from ciris_actors import cli
-from ciris_actors.simulation import Report, Scenario, run_scenario
+from ciris_actors.simulation import Report, Scenario, Violation, run_scenario
 from ciris_actors.simulation.runner import ProgressCallback
 
 SCENARIO = """\
@@ -236,14 +237,18 @@ def test_invariant_violations_fail_the_command(
         scenario: Scenario, *, seed: int | None = None, progress: ProgressCallback | None = None
     ) -> Report:
         report = run_scenario(scenario, seed=seed, progress=progress)
-        invariants = report.as_dict()["invariants"]
-        invariants["violation_count"] += 1
-        invariants["violations"].append(
-            {"time": 42.0, "rule": "open-breaker", "detail": "routed to primary while OPEN"}
+        invariants = report.invariants
+        violation = Violation(42.0, "open-breaker", "routed to primary while OPEN")
+        return attrs.evolve(
+            report,
+            invariants=attrs.evolve(
+                invariants,
+                violation_count=invariants.violation_count + 1,
+                violations=(*invariants.violations, violation),
+            ),
         )
-        return report
 
-    monkeypatch.setattr("ciris_actors.cli.run_scenario", run_with_a_violation)
+    monkeypatch.setattr("ciris_actors.cli.simulate.run_scenario", run_with_a_violation)
     assert cli.main(["simulate", str(scenario)]) == 1
     out = capsys.readouterr().out
     assert "Invariants: 1 violation in" in out

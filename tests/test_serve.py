@@ -25,7 +25,8 @@ import pytest
 import trio
 import trio.testing
 
-from ciris_actors import CircuitState, cli
+from ciris_actors import CircuitState
+from ciris_actors.cli.serve import _summaries
 from ciris_actors.events import ActorCrashed, BreakerTransition
 from ciris_actors.simulation import Scenario, parse_scenario
 from ciris_actors.simulation.live import CycleNotice, FaultNotice, Notice, run_live
@@ -482,7 +483,7 @@ async def test_a_summary_line_every_interval(
     autojump_clock: trio.testing.MockClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with run_live(quick_scenario()) as live, trio.open_nursery() as nursery:
-        nursery.start_soon(cli._summaries, live, 1.0)
+        nursery.start_soon(_summaries, live, 1.0)
         await trio.sleep(2.5)
         nursery.cancel_scope.cancel()
     lines = capsys.readouterr().out.splitlines()

@@ -7,12 +7,20 @@ test already on a ``MockClock``), and read the :class:`Report`. The registry, it
 :func:`run_live` runs a scenario on the real clock instead, for ``ciris-actors serve``.
 """
 
+from .faults import (
+    CrashFault as CrashFault,
+    ErrorsFault as ErrorsFault,
+    Fault as Fault,
+    FaultKind as FaultKind,
+    FlapFault as FlapFault,
+    LatencyFault as LatencyFault,
+    OutageFault as OutageFault,
+    SlowStartFault as SlowStartFault,
+)
 from .invariants import InvariantChecker as InvariantChecker, Violation as Violation
 from .live import LiveRun as LiveRun, run_live as run_live
 from .model import (
     Distribution as Distribution,
-    Fault as Fault,
-    FaultKind as FaultKind,
     Latency as Latency,
     ProviderSpec as ProviderSpec,
     RequestMix as RequestMix,
@@ -28,12 +36,17 @@ from .runner import run_scenario as run_scenario, simulate as simulate
 from .scenarios import bundled_scenarios as bundled_scenarios, default_scenario as default_scenario
 
 __all__ = [
+    "CrashFault",
     "Distribution",
+    "ErrorsFault",
     "Fault",
     "FaultKind",
+    "FlapFault",
     "InvariantChecker",
     "Latency",
+    "LatencyFault",
     "LiveRun",
+    "OutageFault",
     "ProviderSpec",
     "Report",
     "RequestMix",
@@ -41,6 +54,7 @@ __all__ = [
     "ScenarioError",
     "SimulatedError",
     "SimulatedProvider",
+    "SlowStartFault",
     "Violation",
     "Workload",
     "bundled_scenarios",

@@ -30,7 +30,8 @@ from .._nursery import unwrap_single_exception
 from .._types import CircuitState
 from ..events import ActorCrashed, BreakerTransition, RegistryEvent
 from ..registry import Registry
-from .model import Fault, ProviderSpec, RequestMix, Scenario
+from .faults import Fault
+from .model import ProviderSpec, RequestMix, Scenario
 from .providers import SimulatedError, SimulatedProvider
 from .runner import arrivals, open_scenario, send_request
 

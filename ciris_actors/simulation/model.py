@@ -18,11 +18,12 @@ import attrs
 from .._types import coerce_priority, coerce_strategy
 from ..breaker import CircuitBreakerConfig
 from ..restart import RestartPolicy
+from .faults import Fault, FaultKind, fault_class, fault_classes, fault_settings
 
 __all__ = [
     "Distribution",
-    "Fault",
-    "FaultKind",
+    "Fault",  # from .faults, kept importable from here
+    "FaultKind",  # from .faults, kept importable from here
     "Latency",
     "ProviderSpec",
     "RequestMix",
@@ -36,25 +37,6 @@ __all__ = [
 
 class ScenarioError(ValueError):
     """A scenario is malformed or inconsistent. The message names the file and field."""
-
-
-class FaultKind(enum.Enum):
-    """What a fault does to its provider while it lasts (Toxiproxy's kinds, and more)."""
-
-    #: Calls fail and health checks fail.
-    OUTAGE = "outage"
-    #: Calls fail with probability ``error_rate``; health checks still pass.
-    ERRORS = "errors"
-    #: Calls take ``added_latency`` more seconds (beyond ``timeout_duration``: a hang).
-    LATENCY = "latency"
-    #: The provider's ``run()`` raises every ``interval`` seconds (or once), so the
-    #: supervisor restarts it; fast enough, it exceeds the restart intensity.
-    CRASH = "crash"
-    #: Health checks alternate between failing and passing every ``period`` seconds;
-    #: calls fail while health fails.
-    FLAP = "flap"
-    #: Each (re)start takes ``start_delay`` seconds while the fault lasts.
-    SLOW_START = "slow_start"
 
 
 class Distribution(enum.Enum):
@@ -132,29 +114,6 @@ class Workload:
     #: ``call`` (failover across providers) or ``lease`` (one provider, no failover).
     mode: str = "call"
     mix: tuple[RequestMix, ...] = (RequestMix(),)
-
-
-@attrs.frozen
-class Fault:
-    """A fault on one provider from ``at`` for ``duration`` seconds."""
-
-    kind: FaultKind = attrs.field(validator=attrs.validators.instance_of(FaultKind))
-    provider: str
-    at: float
-    duration: float
-    error_rate: float = 1.0
-    added_latency: float = 0.0
-    #: crash: seconds between crashes while the fault lasts (0: crash once).
-    interval: float = 0.0
-    #: flap: seconds of failing health, then of passing health, alternately.
-    period: float = 30.0
-    #: slow_start: seconds each start takes.
-    start_delay: float = 30.0
-
-    @property
-    def end(self) -> float:
-        """When the fault stops."""
-        return self.at + self.duration
 
 
 @attrs.frozen
@@ -469,22 +428,29 @@ def _mix(data: object, where: str) -> RequestMix:
 
 def _fault(data: object, where: str, names: Sequence[str]) -> Fault:
     table = _Table(data, where)
-    kind = _choice(table, "kind", None, [k.value for k in FaultKind])
+    kind = _choice(table, "kind", None, [cls.kind.value for cls in fault_classes()])
     provider = table.string("provider")
     if provider not in names:
         raise ScenarioError(
             f"{where}.provider: unknown provider {provider!r} (known: {', '.join(names)})"
         )
-    fault = Fault(
-        kind=FaultKind(kind),
-        provider=provider,
-        at=table.number("at", None, strict=False),
-        duration=table.number("duration", None),
-        error_rate=table.number("error_rate", 1.0, strict=False, maximum=1.0),
-        added_latency=table.number("added_latency", 0.0, strict=False),
-        interval=table.number("interval", 0.0, strict=False),
-        period=table.number("period", 30.0),
-        start_delay=table.number("start_delay", 30.0, strict=False),
-    )
+    at = table.number("at", None, strict=False)
+    duration = table.number("duration", None)
+    # Every kind's settings are read and checked, kind by kind: a fault's table may carry
+    # another kind's settings, which are ignored (the format has always allowed it).
+    chosen = fault_class(FaultKind(kind))
+    values = {}
+    for cls in fault_classes():
+        for rule in fault_settings(cls):
+            value = table.number(
+                rule.name,
+                rule.default,
+                minimum=rule.minimum,
+                strict=rule.exclusive,
+                maximum=rule.maximum,
+            )
+            if cls is chosen:
+                values[rule.name] = value
+    fault = chosen(provider, at, duration, **values)
     table.finish()
     return fault

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._types import Priority
-from .report import Report
+from .report import BreakerChange, ProviderStats, Report
 
 __all__ = ["write_timeline"]
 
@@ -55,12 +55,11 @@ def write_timeline(report: Report, path: str | os.PathLike[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = report.as_dict()
-    duration = float(data["duration"])
+    duration = float(report.duration)
     # Minutes read better than thousands of seconds; short runs stay in seconds.
     unit, scale = ("min", 60.0) if duration >= 600 else ("s", 1.0)
-    names = _routing_order(data["providers"])
-    colors = _provider_colors(data["providers"], names)
+    names = _routing_order(report.providers)
+    colors = _provider_colors(report, names)
 
     fig = plt.figure(figsize=(12, 7), dpi=110)
     grid = fig.add_gridspec(
@@ -76,40 +75,36 @@ def write_timeline(report: Report, path: str | os.PathLike[str]) -> None:
     share_ax = fig.add_subplot(grid[0])
     state_ax = fig.add_subplot(grid[1], sharex=share_ax)
 
-    _draw_shares(share_ax, data, names, colors, scale)
-    _draw_states(state_ax, data, names, colors, duration, scale)
-    _draw_faults(share_ax, state_ax, data, names, duration, scale)
+    _draw_shares(share_ax, report, names, colors, scale)
+    _draw_states(state_ax, report, names, colors, duration, scale)
+    _draw_faults(share_ax, state_ax, report, names, duration, scale)
 
     share_ax.set_xlim(0, duration / scale)
     share_ax.tick_params(labelbottom=False)
     state_ax.set_xlabel(f"simulated time ({unit})")
-    fig.suptitle(_title(data), x=0.075, y=0.975, ha="left", fontsize=13, fontweight="bold")
-    fig.text(0.075, 0.925, _subtitle(data), ha="left", fontsize=9.5, color="#444444")
+    fig.suptitle(_title(report), x=0.075, y=0.975, ha="left", fontsize=13, fontweight="bold")
+    fig.text(0.075, 0.925, _subtitle(report), ha="left", fontsize=9.5, color="#444444")
     fig.savefig(path, format="png", dpi=110, facecolor="white")
     plt.close(fig)
 
 
-def _routing_order(providers: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Provider names in the order routing tries them (group, then priority), so the
-    picture reads the same from a fresh report or one loaded back from JSON."""
+def _routing_order(providers: Sequence[ProviderStats]) -> list[str]:
+    """Provider names in the order routing tries them (group, then priority, then the
+    scenario's order)."""
 
-    def rank(item: tuple[int, str]) -> tuple[int, int, int]:
-        index, name = item
-        info = providers[name]
-        priority = Priority.__members__.get(str(info.get("priority", "")), Priority.NORMAL)
-        return int(info.get("group", 0)), int(priority), index
+    def rank(item: tuple[int, ProviderStats]) -> tuple[int, int, int]:
+        index, info = item
+        priority = Priority.__members__.get(info.priority, Priority.NORMAL)
+        return info.group, int(priority), index
 
-    return [name for _, name in sorted(enumerate(providers), key=rank)]
+    return [info.name for _, info in sorted(enumerate(providers), key=rank)]
 
 
-def _provider_colors(
-    providers: Mapping[str, Mapping[str, Any]], names: Sequence[str]
-) -> dict[str, str]:
+def _provider_colors(report: Report, names: Sequence[str]) -> dict[str, str]:
     seen: dict[int, int] = {}
     colors = {}
     for name in names:
-        info = providers[name]
-        group = int(info.get("group", 0))
+        group = report.provider(name).group
         shades = _GROUP_SHADES[group % len(_GROUP_SHADES)]
         index = seen.get(group, 0)
         seen[group] = index + 1
@@ -130,54 +125,50 @@ def _span(seconds: float) -> str:
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
-def _title(data: Mapping[str, Any]) -> str:
+def _title(report: Report) -> str:
     return (
-        f"{data['scenario']}: availability {_pct(data['availability'])}"
-        f"  vs oracle {_pct(data['oracle_availability'])}"
+        f"{report.scenario}: availability {_pct(report.availability)}"
+        f"  vs oracle {_pct(report.oracle_availability)}"
     )
 
 
-def _subtitle(data: Mapping[str, Any]) -> str:
-    requests = data["requests"]
-    span = _span(float(data["duration"]))
-    unserved = requests["failed"] + requests["rejected"] + requests["shed"]
-    violations = data["invariants"]["violation_count"]
+def _subtitle(report: Report) -> str:
+    requests = report.requests
+    span = _span(float(report.duration))
+    violations = report.invariants.violation_count
     checks = "all invariants held" if not violations else f"{violations} invariant violations"
     return (
-        f"seed {data['seed']}, {span} of virtual time, mode {data['mode']}:"
-        f" {requests['sent']:,} requests, {requests['succeeded']:,} served,"
-        f" {unserved:,} failed/rejected/shed; {checks}"
+        f"seed {report.seed}, {span} of virtual time, mode {report.mode}:"
+        f" {requests.sent:,} requests, {requests.succeeded:,} served,"
+        f" {requests.unserved:,} failed/rejected/shed; {checks}"
     )
 
 
 def _draw_shares(
     ax: Any,
-    data: Mapping[str, Any],
+    report: Report,
     names: Sequence[str],
     colors: Mapping[str, str],
     scale: float,
 ) -> None:
     from matplotlib.ticker import PercentFormatter
 
-    timeline = data["timeline"]
-    buckets = timeline["buckets"]
-    width = float(timeline["bucket_seconds"])
-    edges = [b["start"] / scale for b in buckets] + [(buckets[-1]["start"] + width) / scale]
-    totals = [sum(b["served"].values()) + b["failed"] + b["rejected"] + b["shed"] for b in buckets]
+    timeline = report.timeline
+    buckets = timeline.buckets
+    width = float(timeline.bucket_seconds)
+    edges = [b.start / scale for b in buckets] + [(buckets[-1].start + width) / scale]
+    totals = [b.total for b in buckets]
 
     def share(counts: Sequence[int]) -> list[float]:
         values = [100.0 * c / t if t else 0.0 for c, t in zip(counts, totals, strict=True)]
         return [*values, values[-1]]  # step="post" needs the last value twice
 
     base = [0.0] * len(edges)
-    providers = data["providers"]
     for name in names:
-        if not providers[name]["served"]:
+        info = report.provider(name)
+        if not info.served:
             continue
-        top = [
-            b + s
-            for b, s in zip(base, share([bk["served"].get(name, 0) for bk in buckets]), strict=True)
-        ]
+        top = [b + s for b, s in zip(base, share(timeline.served(name)), strict=True)]
         ax.fill_between(
             edges,
             base,
@@ -186,11 +177,11 @@ def _draw_shares(
             facecolor=colors[name],
             edgecolor="white",
             linewidth=0.4,
-            label=f"{name}  {providers[name]['share'] * 100:.1f}%",
+            label=f"{name}  {info.share * 100:.1f}%",
         )
         base = top
-    unserved = [b["failed"] + b["rejected"] + b["shed"] for b in buckets]
-    sent = data["requests"]["sent"]
+    unserved = [b.unserved for b in buckets]
+    sent = report.requests.sent
     top = [b + s for b, s in zip(base, share(unserved), strict=True)]
     ax.fill_between(
         edges,
@@ -222,18 +213,18 @@ def _draw_shares(
 
 
 def _breaker_intervals(
-    transitions: Sequence[Mapping[str, Any]], name: str, duration: float
+    transitions: Sequence[BreakerChange], name: str, duration: float
 ) -> list[tuple[float, float, str]]:
     """The (start, end, state) runs of *name*'s breaker; every breaker starts closed."""
     runs = []
     state, since = "closed", 0.0
     for event in transitions:
-        if event["provider"] != name:
+        if event.provider != name:
             continue
-        t = min(float(event["time"]), duration)
+        t = min(float(event.time), duration)
         if t > since:
             runs.append((since, t, state))
-        state, since = event["new"], t
+        state, since = event.new.value, t
     if since < duration:
         runs.append((since, duration, state))
     return runs
@@ -241,7 +232,7 @@ def _breaker_intervals(
 
 def _draw_states(
     ax: Any,
-    data: Mapping[str, Any],
+    report: Report,
     names: Sequence[str],
     colors: Mapping[str, str],
     duration: float,
@@ -252,11 +243,10 @@ def _draw_states(
     # A few seconds of half-open in an hour-long run is narrower than a pixel; give
     # every non-closed run a visible minimum width so it cannot disappear.
     minimum = duration * 0.002
-    down_windows = data["down_windows"]
-    failed = {f["provider"]: float(f["time"]) for f in data["actor_failures"]}
+    failed = {f.provider: float(f.time) for f in report.actor_failures}
     for row, name in enumerate(names):
         y = len(names) - 1 - row
-        for start, end, state in _breaker_intervals(data["breaker_transitions"], name, duration):
+        for start, end, state in _breaker_intervals(report.breaker_transitions, name, duration):
             if state != "closed":
                 end = max(end, min(duration, start + minimum))
             ax.broken_barh(
@@ -265,9 +255,9 @@ def _draw_states(
                 facecolors=_BREAKER.get(state, "#999999"),
                 edgecolor="none",
             )
-        for window in data.get("unhealthy_windows", {}).get(name, ()):
-            start = float(window[0])
-            end = max(min(float(window[1]), duration), min(duration, start + minimum))
+        for window in report.unhealthy_windows_of(name):
+            start = float(window.start)
+            end = max(min(float(window.end), duration), min(duration, start + minimum))
             ax.broken_barh(
                 [(start / scale, (end - start) / scale)],
                 (y - 0.3, 0.6),
@@ -276,9 +266,9 @@ def _draw_states(
                 hatch="....",
                 linewidth=0.0,
             )
-        for window in down_windows.get(name, ()):
-            start = float(window[0])
-            end = duration if window[1] is None or math.isinf(window[1]) else float(window[1])
+        for window in report.down_windows_of(name):
+            start = float(window.start)
+            end = duration if math.isinf(window.end) else float(window.end)
             end = max(min(end, duration), min(duration, start + minimum))
             ax.broken_barh(
                 [(start / scale, (end - start) / scale)],
@@ -339,7 +329,7 @@ def _draw_states(
 def _draw_faults(
     share_ax: Any,
     state_ax: Any,
-    data: Mapping[str, Any],
+    report: Report,
     names: Sequence[str],
     duration: float,
     scale: float,
@@ -347,11 +337,11 @@ def _draw_faults(
     # Labels sit above the top panel, on as many rows as overlapping faults need.
     row_ends: list[float] = []
     char = duration * 0.0066  # roughly one character of 8-point text, in seconds
-    for fault in sorted(data["faults"], key=lambda f: f["at"]):
-        start = float(fault["at"])
+    for fault in sorted(report.faults, key=lambda f: f.at):
+        start = float(fault.at)
         if start >= duration:
             continue
-        end = min(duration, start + float(fault["duration"]))
+        end = min(duration, start + float(fault.duration))
         # On the traffic panel a tint would change the providers' colours (and so who
         # seems to serve); light hatching marks the window and keeps the colours true.
         share_ax.axvspan(
@@ -369,7 +359,7 @@ def _draw_faults(
         for ax in (share_ax, state_ax):
             for x in (start, end):
                 ax.axvline(x / scale, color=_FAULT, linestyle="--", linewidth=0.8, zorder=3)
-        y = len(names) - 1 - names.index(fault["provider"])
+        y = len(names) - 1 - names.index(fault.provider)
         state_ax.plot(
             [start / scale, end / scale],
             [y - 0.42, y - 0.42],
@@ -378,7 +368,7 @@ def _draw_faults(
             solid_capstyle="butt",
             zorder=4,
         )
-        label = f"{fault['kind'].replace('_', ' ')}: {fault['provider']}"
+        label = f"{fault.kind.value.replace('_', ' ')}: {fault.provider}"
         row = next((i for i, e in enumerate(row_ends) if e < start), len(row_ends))
         label_end = start + (len(label) + 2) * char
         if row == len(row_ends):

@@ -1,9 +1,10 @@
 """Simulated providers: a provider's normal behaviour plus the faults scheduled on it.
 
 A :class:`SimulatedProvider` is an ordinary provider (``start``, ``run``, ``aclose``,
-``is_healthy``, ``handle``) whose answers depend on the scenario's fault schedule and a
-random stream of its own, seeded from the scenario seed and its name, so its behaviour
-does not depend on the order the scheduler runs tasks in.
+``is_healthy``, ``handle``) whose answers depend on the scenario's fault schedule (each
+fault's hooks, see :mod:`.faults`) and a random stream of its own, seeded from the
+scenario seed and its name, so its behaviour does not depend on the order the scheduler
+runs tasks in.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from collections.abc import Sequence
 
 import trio
 
-from .model import Distribution, Fault, FaultKind, Latency, ProviderSpec
+from .faults import Fault, FaultKind
+from .model import Distribution, Latency, ProviderSpec
 
 __all__ = ["SimulatedError", "SimulatedProvider"]
 
@@ -83,40 +85,60 @@ class SimulatedProvider:
         return trio.current_time() - self.origin
 
     def active(self, kind: FaultKind, at: float | None = None) -> Fault | None:
-        """The fault of *kind* active at scenario time *at* (default: now), if any."""
+        """The fault of *kind* active at scenario time *at* (default: now), if any: the
+        one that started first."""
         t = self.now() if at is None else at
         for fault in self.faults:
-            if fault.kind is kind and fault.at <= t < fault.end:
+            if fault.kind is kind and fault.is_active(t):
                 return fault
         return None
+
+    def ruling(self, at: float) -> list[Fault]:
+        """The faults that act on the provider at scenario time *at*: of each kind active
+        then, the one that started first (faults of one kind do not add up)."""
+        kinds: set[FaultKind] = set()
+        result = []
+        for fault in self.faults:
+            if fault.kind not in kinds and fault.is_active(at):
+                kinds.add(fault.kind)
+                result.append(fault)
+        return result
 
     def down(self, at: float) -> bool:
         """Whether the provider cannot serve at all at scenario time *at* (outage, the
         failing half of a flap)."""
-        if self.active(FaultKind.OUTAGE, at) is not None:
-            return True
-        flap = self.active(FaultKind.FLAP, at)
-        return flap is not None and int((at - flap.at) // flap.period) % 2 == 0
+        return any(fault.is_down(at) for fault in self.ruling(at))
 
     def added_latency(self, at: float) -> float:
         """Extra latency from latency faults active at *at*."""
-        fault = self.active(FaultKind.LATENCY, at)
-        return 0.0 if fault is None else fault.added_latency
+        total = 0.0
+        for fault in self.ruling(at):
+            total += fault.extra_latency()
+        return total
 
     def error_rate(self, at: float) -> float:
         """Probability that a call at *at* fails although the provider is up."""
-        fault = self.active(FaultKind.ERRORS, at)
         rate = self.spec.error_rate
-        if fault is not None:
-            rate = 1.0 - (1.0 - rate) * (1.0 - fault.error_rate)
+        for fault in self.ruling(at):
+            extra = fault.failure_rate()
+            if extra is not None:
+                rate = 1.0 - (1.0 - rate) * (1.0 - extra)
         return rate
+
+    def start_delay(self, at: float) -> float:
+        """Seconds a ``start()`` beginning at *at* takes: the spec's start delay, or a
+        slow_start fault's while one is active."""
+        for fault in self.ruling(at):
+            delay = fault.startup_delay()
+            if delay is not None:
+                return delay
+        return self.spec.start_delay
 
     # -- lifecycle the registry drives ---------------------------------------------------
 
     async def start(self) -> None:
         """Take the spec's start delay, or a slow_start fault's while one is active."""
-        fault = self.active(FaultKind.SLOW_START)
-        delay = self.spec.start_delay if fault is None else fault.start_delay
+        delay = self.start_delay(self.now())
         if delay > 0:
             await trio.sleep(delay)
         else:
@@ -134,18 +156,8 @@ class SimulatedProvider:
         """The first crash instant strictly after scenario time *after*, if any."""
         best: float | None = None
         for fault in self.faults:
-            if fault.kind is not FaultKind.CRASH or fault.end <= after:
-                continue
-            if fault.at > after:
-                instant = fault.at
-            elif fault.interval > 0:
-                steps = math.floor((after - fault.at) / fault.interval) + 1
-                instant = fault.at + steps * fault.interval
-                if instant >= fault.end:
-                    continue
-            else:
-                continue
-            if best is None or instant < best:
+            instant = fault.next_crash(after)
+            if instant is not None and (best is None or instant < best):
                 best = instant
         return best
 

@@ -1,100 +1,537 @@
-"""What a simulation run reports, computed from the request log, the registry's events
-and the fault schedule.
-
-The JSON form is deterministic: sorted keys, floats rounded to microseconds.
+"""What a simulation run reports, as frozen classes: totals, per provider, per fault, the
+timeline, the registry's events and the invariants. JSON is made only here, at the edge
+(:meth:`Report.as_dict`, :meth:`Report.to_json`): sorted keys, floats rounded to
+microseconds, so the same run gives the same text.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from ..events import (
-    ActorCrashed,
-    ActorFailed,
-    ActorRestarted,
-    BreakerTransition,
-    HealthChanged,
-    RegistryEvent,
-)
+from .._types import CircuitState
+from .faults import FaultKind
 from .invariants import Violation
-from .model import Fault, FaultKind, Scenario
-from .providers import SimulatedProvider, error_draw
 
-__all__ = ["OUTCOMES", "Report", "RequestLog", "build_report"]
+__all__ = [
+    "ActorFailure",
+    "BreakerChange",
+    "Bucket",
+    "FaultPhases",
+    "FaultStats",
+    "Invariants",
+    "Percentiles",
+    "Phase",
+    "ProviderStats",
+    "ProviderWindows",
+    "Report",
+    "RequestTotals",
+    "Restart",
+    "Timeline",
+    "Window",
+]
 
-#: Every request ends as exactly one of these.
-OUTCOMES = ("succeeded", "failed", "rejected", "shed")
-#: Buckets of the traffic-share timeline.
-TIMELINE_BUCKETS = 60
+
+@attrs.frozen
+class Percentiles:
+    """Latency percentiles (nearest rank) over a set of requests, in seconds.
+
+    Attributes:
+      p50: the median, ``None`` when there were no requests (as for the others).
+      p95: the 95th percentile.
+      p99: the 99th percentile.
+      count: how many latencies they are taken over.
+    """
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    count: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {"p50": self.p50, "p95": self.p95, "p99": self.p99, "count": self.count}
 
 
-@attrs.define
-class RequestLog:
-    """One row per request, in arrival order (columns as parallel lists, for speed)."""
+@attrs.frozen
+class RequestTotals:
+    """Every request of the run by how it ended.
 
-    arrival: list[float] = attrs.field(factory=list)
-    mix: list[int] = attrs.field(factory=list)
-    outcome: list[str] = attrs.field(factory=list)
-    latency: list[float] = attrs.field(factory=list)
-    served: list[str | None] = attrs.field(factory=list)
-    first: list[str | None] = attrs.field(factory=list)
-    attempts: list[int] = attrs.field(factory=list)
+    Attributes:
+      sent: every arrival, shed ones included.
+      succeeded: answered by a provider.
+      failed: every attempt failed (``call``), or the one provider did (``lease``).
+      rejected: nothing was available, so no attempt was made.
+      shed: refused at arrival by the concurrency limit.
+      accounted: whether the four outcomes add up to ``sent``.
+    """
 
-    def add(self, arrival: float, mix: int) -> int:
-        """Log an arrival; return its slot."""
-        self.arrival.append(arrival)
-        self.mix.append(mix)
-        self.outcome.append("")
-        self.latency.append(0.0)
-        self.served.append(None)
-        self.first.append(None)
-        self.attempts.append(0)
-        return len(self.arrival) - 1
+    sent: int
+    succeeded: int
+    failed: int
+    rejected: int
+    shed: int
+    accounted: bool
 
-    def finish(
-        self, slot: int, outcome: str, latency: float, served: str | None, tried: Sequence[str]
-    ) -> None:
-        """Record how request *slot* ended."""
-        self.outcome[slot] = outcome
-        self.latency[slot] = latency
-        self.served[slot] = served
-        self.first[slot] = tried[0] if tried else None
-        self.attempts[slot] = len(tried)
+    @property
+    def unserved(self) -> int:
+        """Requests that failed, were rejected or were shed."""
+        return self.failed + self.rejected + self.shed
 
-    def count(self, outcome: str) -> int:
-        """How many requests ended as *outcome*."""
-        return self.outcome.count(outcome)
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "sent": self.sent,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "rejected": self.rejected,
+            "shed": self.shed,
+            "accounted": self.accounted,
+        }
+
+
+@attrs.frozen
+class ProviderStats:
+    """What one provider did during the run.
+
+    Attributes:
+      name: the provider.
+      group: its priority group.
+      priority: its priority's name (``CRITICAL``, ...).
+      served: requests it answered.
+      first_attempts: requests whose first attempt went to it.
+      breaker_opens: transitions of its breaker to OPEN.
+      restarts: restarts of its actor.
+      failed: whether its actor became FAILED.
+      share: ``served`` over every served request (0 when none was served).
+    """
+
+    name: str
+    group: int
+    priority: str
+    served: int
+    first_attempts: int
+    breaker_opens: int
+    restarts: int
+    failed: bool
+    share: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data (the name is the key it is filed under)."""
+        return {
+            "group": self.group,
+            "priority": self.priority,
+            "served": self.served,
+            "first_attempts": self.first_attempts,
+            "breaker_opens": self.breaker_opens,
+            "restarts": self.restarts,
+            "failed": self.failed,
+            "share": self.share,
+        }
+
+
+@attrs.frozen
+class Phase:
+    """The traffic of a window around a fault.
+
+    Attributes:
+      start: where the window starts, in scenario seconds.
+      end: where it ends.
+      requests: arrivals in it.
+      availability: the share of them that succeeded (``None`` without arrivals).
+      latency: the percentiles of those that succeeded.
+    """
+
+    start: float
+    end: float
+    requests: int
+    availability: float | None
+    latency: Percentiles
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "start": self.start,
+            "end": self.end,
+            "requests": self.requests,
+            "availability": self.availability,
+            "latency": self.latency.as_dict(),
+        }
+
+
+@attrs.frozen
+class FaultPhases:
+    """The windows before, during and after a fault, each as long as the fault."""
+
+    before: Phase
+    during: Phase
+    after: Phase
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "before": self.before.as_dict(),
+            "during": self.during.as_dict(),
+            "after": self.after.as_dict(),
+        }
+
+
+@attrs.frozen
+class FaultStats:
+    """How the registry coped with one fault of the scenario.
+
+    Attributes:
+      index: its position in the scenario's faults, from 0.
+      kind: what it did.
+      provider: the provider it struck.
+      at: when it started.
+      duration: how long it lasted.
+      time_to_detect: from ``at`` to the first sign of trouble on the provider while it
+        lasted (breaker open, failed health check, crash), if any.
+      time_to_failover: from ``at`` to the first request the provider could have served
+        that went elsewhere first, once detected, if any.
+      time_to_recover: from its end to the first answer by the provider to a request
+        that arrived after the end, if any.
+      phases: the traffic before, during and after it.
+    """
+
+    index: int
+    kind: FaultKind
+    provider: str
+    at: float
+    duration: float
+    time_to_detect: float | None
+    time_to_failover: float | None
+    time_to_recover: float | None
+    phases: FaultPhases
+
+    @property
+    def end(self) -> float:
+        """When the fault stopped."""
+        return self.at + self.duration
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "index": self.index,
+            "kind": self.kind.value,
+            "provider": self.provider,
+            "at": self.at,
+            "duration": self.duration,
+            "time_to_detect": self.time_to_detect,
+            "time_to_failover": self.time_to_failover,
+            "time_to_recover": self.time_to_recover,
+            "phases": self.phases.as_dict(),
+        }
+
+
+@attrs.frozen
+class Bucket:
+    """The requests that arrived in one slice of the run.
+
+    Attributes:
+      start: where the slice starts, in scenario seconds.
+      served: requests each provider answered, in the order of :attr:`Timeline.providers`.
+      failed: requests that failed.
+      rejected: requests rejected.
+      shed: requests shed.
+    """
+
+    start: float
+    served: tuple[int, ...]
+    failed: int
+    rejected: int
+    shed: int
+
+    @property
+    def unserved(self) -> int:
+        """Requests that failed, were rejected or were shed."""
+        return self.failed + self.rejected + self.shed
+
+    @property
+    def total(self) -> int:
+        """Every request of the slice."""
+        return sum(self.served) + self.failed + self.rejected + self.shed
+
+
+@attrs.frozen
+class Timeline:
+    """The run cut into equal slices, by arrival time.
+
+    Attributes:
+      bucket_seconds: the length of a slice.
+      providers: the providers, in the scenario's order (that of :attr:`Bucket.served`).
+      buckets: the slices, in time order.
+    """
+
+    bucket_seconds: float
+    providers: tuple[str, ...]
+    buckets: tuple[Bucket, ...]
+
+    def served(self, provider: str) -> list[int]:
+        """Requests *provider* answered, slice by slice.
+
+        Raises:
+          ValueError: *provider* is not one of the run's.
+        """
+        index = self.providers.index(provider)
+        return [bucket.served[index] for bucket in self.buckets]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "bucket_seconds": self.bucket_seconds,
+            "buckets": [
+                {
+                    "start": bucket.start,
+                    "served": dict(zip(self.providers, bucket.served, strict=True)),
+                    "failed": bucket.failed,
+                    "rejected": bucket.rejected,
+                    "shed": bucket.shed,
+                }
+                for bucket in self.buckets
+            ],
+        }
+
+
+@attrs.frozen
+class BreakerChange:
+    """A provider's breaker changed state (a ``BreakerTransition`` event).
+
+    Attributes:
+      time: when, in scenario seconds.
+      provider: whose breaker.
+      old: the state it left.
+      new: the state it entered.
+      reason: why (semantics.md, section 2.2).
+    """
+
+    time: float
+    provider: str
+    old: CircuitState
+    new: CircuitState
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "time": self.time,
+            "provider": self.provider,
+            "old": self.old.value,
+            "new": self.new.value,
+            "reason": self.reason,
+        }
+
+
+@attrs.frozen
+class Restart:
+    """A provider's actor was restarted (an ``ActorRestarted`` event).
+
+    Attributes:
+      time: when, after the back-off, in scenario seconds.
+      provider: whose actor.
+      restarts: its restarts so far.
+      delay: the back-off it waited.
+    """
+
+    time: float
+    provider: str
+    restarts: int
+    delay: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "time": self.time,
+            "provider": self.provider,
+            "restarts": self.restarts,
+            "delay": self.delay,
+        }
+
+
+@attrs.frozen
+class ActorFailure:
+    """A provider's actor became FAILED (an ``ActorFailed`` event).
+
+    Attributes:
+      time: when, in scenario seconds.
+      provider: whose actor.
+      error: the last crash's error.
+    """
+
+    time: float
+    provider: str
+    error: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {"time": self.time, "provider": self.provider, "error": self.error}
+
+
+@attrs.frozen
+class Window:
+    """A span of scenario time, ``[start, end)``; ``end`` may be infinite."""
+
+    start: float
+    end: float
+
+
+@attrs.frozen
+class ProviderWindows:
+    """One provider's windows of some condition (down, unhealthy), in time order."""
+
+    provider: str
+    windows: tuple[Window, ...]
+
+
+@attrs.frozen
+class Invariants:
+    """The invariant checks of the run.
+
+    Attributes:
+      checks: routing decisions checked.
+      violation_count: rules broken (``lost`` included when requests went missing).
+      violations: the first hundred, then ``lost`` if it was broken.
+    """
+
+    checks: int
+    violation_count: int
+    violations: tuple[Violation, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "checks": self.checks,
+            "violation_count": self.violation_count,
+            "violations": [_violation(v) for v in self.violations],
+        }
 
 
 @attrs.frozen
 class Report:
-    """The result of one simulation run; :meth:`as_dict` / :meth:`to_json` for JSON."""
+    """The result of one simulation run; :meth:`as_dict` / :meth:`to_json` for JSON.
 
-    data: dict[str, Any]
+    docs/simulation.md, section 4, says what each field means.
+
+    Attributes:
+      scenario: the scenario's name.
+      seed: the seed the run used.
+      duration: the workload's duration, in seconds.
+      mode: ``call`` or ``lease``.
+      requests: every request by outcome.
+      availability: succeeded over sent (``None`` when nothing was sent).
+      oracle_availability: what a router with perfect knowledge would have achieved.
+      availability_gap: ``oracle_availability - availability``.
+      latency: percentiles of the succeeded requests.
+      providers: per provider, in the scenario's order.
+      faults: per fault, in the scenario's order.
+      timeline: the traffic over time.
+      breaker_transitions: every breaker state change, in time order.
+      restarts: every restart.
+      actor_failures: every provider that became FAILED.
+      down_windows: per provider ever down (crashed until started again), by name.
+      unhealthy_windows: per provider whose health checks ever failed, by name.
+      invariants: the routing checks and what they found.
+      events_dropped: registry events lost to a full buffer.
+    """
+
+    scenario: str
+    seed: int
+    duration: float
+    mode: str
+    requests: RequestTotals
+    availability: float | None
+    oracle_availability: float | None
+    availability_gap: float | None
+    latency: Percentiles
+    providers: tuple[ProviderStats, ...]
+    faults: tuple[FaultStats, ...]
+    timeline: Timeline
+    breaker_transitions: tuple[BreakerChange, ...]
+    restarts: tuple[Restart, ...]
+    actor_failures: tuple[ActorFailure, ...]
+    down_windows: tuple[ProviderWindows, ...]
+    unhealthy_windows: tuple[ProviderWindows, ...]
+    invariants: Invariants
+    events_dropped: int
 
     @property
     def violations(self) -> list[dict[str, Any]]:
-        """Invariant violations found during the run (empty when all held)."""
-        result: list[dict[str, Any]] = self.data["invariants"]["violations"]
-        return result
+        """Invariant violations found during the run, as JSON-ready data (empty when all
+        held); ``invariants.violations`` has them as :class:`Violation`."""
+        return [_violation(v) for v in self.invariants.violations]
 
     @property
     def ok(self) -> bool:
         """Whether every invariant held and every request was accounted for."""
-        return not self.data["invariants"]["violation_count"] and self.data["requests"]["accounted"]
+        return not self.invariants.violation_count and self.requests.accounted
+
+    def provider(self, name: str) -> ProviderStats:
+        """The statistics of provider *name*.
+
+        Raises:
+          KeyError: no provider of the run has that name.
+        """
+        for stats in self.providers:
+            if stats.name == name:
+                return stats
+        raise KeyError(name)
+
+    def down_windows_of(self, provider: str) -> tuple[Window, ...]:
+        """The windows in which *provider*'s actor was down (none if never)."""
+        return _windows_of(self.down_windows, provider)
+
+    def unhealthy_windows_of(self, provider: str) -> tuple[Window, ...]:
+        """The windows in which *provider*'s health checks failed (none if never)."""
+        return _windows_of(self.unhealthy_windows, provider)
 
     def as_dict(self) -> dict[str, Any]:
-        """The report as JSON-ready data."""
-        return self.data
+        """The report as JSON-ready data (floats as computed: :meth:`to_json` rounds them,
+        and writes an infinite window end as ``null``)."""
+        return {
+            "scenario": self.scenario,
+            "seed": self.seed,
+            "duration": self.duration,
+            "mode": self.mode,
+            "requests": self.requests.as_dict(),
+            "availability": self.availability,
+            "oracle_availability": self.oracle_availability,
+            "availability_gap": self.availability_gap,
+            "latency": self.latency.as_dict(),
+            "providers": {p.name: p.as_dict() for p in self.providers},
+            "faults": [f.as_dict() for f in self.faults],
+            "timeline": self.timeline.as_dict(),
+            "breaker_transitions": [t.as_dict() for t in self.breaker_transitions],
+            "restarts": [r.as_dict() for r in self.restarts],
+            "actor_failures": [f.as_dict() for f in self.actor_failures],
+            "down_windows": _windows(self.down_windows),
+            "unhealthy_windows": _windows(self.unhealthy_windows),
+            "invariants": self.invariants.as_dict(),
+            "events_dropped": self.events_dropped,
+        }
 
     def to_json(self) -> str:
         """The report as deterministic JSON text."""
-        return json.dumps(_rounded(self.data), indent=2, sort_keys=True) + "\n"
+        return json.dumps(_rounded(self.as_dict()), indent=2, sort_keys=True) + "\n"
+
+
+def _violation(violation: Violation) -> dict[str, Any]:
+    return {"time": violation.time, "rule": violation.rule, "detail": violation.detail}
+
+
+def _windows_of(entries: tuple[ProviderWindows, ...], provider: str) -> tuple[Window, ...]:
+    for entry in entries:
+        if entry.provider == provider:
+            return entry.windows
+    return ()
+
+
+def _windows(entries: tuple[ProviderWindows, ...]) -> dict[str, list[list[float]]]:
+    return {e.provider: [[w.start, w.end] for w in e.windows] for e in entries}
 
 
 def _rounded(value: Any) -> Any:
@@ -105,309 +542,3 @@ def _rounded(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_rounded(v) for v in value]
     return value
-
-
-def percentiles(values: Sequence[float]) -> dict[str, float | None]:
-    """p50, p95 and p99 (nearest rank) of *values*, and their count; ``None`` when there
-    are none."""
-    if not values:
-        return {"p50": None, "p95": None, "p99": None, "count": 0}
-    ordered = sorted(values)
-    n = len(ordered)
-
-    def rank(q: float) -> float:
-        return ordered[max(0, min(n - 1, math.ceil(q * n) - 1))]
-
-    return {"p50": rank(0.50), "p95": rank(0.95), "p99": rank(0.99), "count": n}
-
-
-def build_report(
-    *,
-    scenario: Scenario,
-    seed: int,
-    log: RequestLog,
-    events: Sequence[RegistryEvent],
-    origin: float,
-    providers: Mapping[str, SimulatedProvider],
-    violations: Sequence[Violation],
-    checks: int,
-    dropped_events: int,
-) -> Report:
-    """Compute the report of a finished run."""
-    duration = scenario.workload.duration
-    sent = len(log.arrival)
-    counts = {outcome: log.count(outcome) for outcome in OUTCOMES}
-    accounted = sum(counts.values()) == sent
-    succeeded = counts["succeeded"]
-    oracle = _oracle_successes(scenario, seed, log, events, origin, providers)
-    availability = succeeded / sent if sent else None
-    oracle_availability = oracle / sent if sent else None
-    down = _restart_windows(events, origin, providers, duration)
-    data: dict[str, Any] = {
-        "scenario": scenario.name,
-        "seed": seed,
-        "duration": duration,
-        "mode": scenario.workload.mode,
-        "requests": {"sent": sent, **counts, "accounted": accounted},
-        "availability": availability,
-        "oracle_availability": oracle_availability,
-        "availability_gap": (
-            None
-            if availability is None or oracle_availability is None
-            else oracle_availability - availability
-        ),
-        "latency": percentiles(
-            [lat for lat, out in zip(log.latency, log.outcome, strict=True) if out == "succeeded"]
-        ),
-        "providers": _per_provider(scenario, log, events),
-        "faults": [
-            _fault_report(f, i, scenario, log, events, origin)
-            for i, f in enumerate(scenario.faults)
-        ],
-        "timeline": _timeline(scenario, log),
-        "breaker_transitions": [
-            {
-                "time": e.time - origin,
-                "provider": e.name,
-                "old": e.old.value,
-                "new": e.new.value,
-                "reason": e.reason,
-            }
-            for e in events
-            if isinstance(e, BreakerTransition)
-        ],
-        "restarts": [
-            {"time": e.time - origin, "provider": e.name, "restarts": e.restarts, "delay": e.delay}
-            for e in events
-            if isinstance(e, ActorRestarted)
-        ],
-        "actor_failures": [
-            {"time": e.time - origin, "provider": e.name, "error": e.error}
-            for e in events
-            if isinstance(e, ActorFailed)
-        ],
-        "down_windows": {name: windows for name, windows in sorted(down.items()) if windows},
-        "unhealthy_windows": _unhealthy_windows(events, origin, duration),
-        "invariants": {
-            "checks": checks,
-            "violation_count": len(violations),
-            "violations": [
-                {"time": v.time, "rule": v.rule, "detail": v.detail} for v in violations[:100]
-            ],
-        },
-        "events_dropped": dropped_events,
-    }
-    if not accounted:
-        data["invariants"]["violation_count"] += 1
-        data["invariants"]["violations"].append(
-            {"time": duration, "rule": "lost", "detail": f"{sent - sum(counts.values())} lost"}
-        )
-    return Report(data)
-
-
-def _per_provider(
-    scenario: Scenario, log: RequestLog, events: Sequence[RegistryEvent]
-) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for spec in scenario.providers:
-        name = spec.name
-        result[name] = {
-            "group": spec.group,
-            "priority": spec.priority,
-            "served": sum(1 for s in log.served if s == name),
-            "first_attempts": sum(1 for f in log.first if f == name),
-            "breaker_opens": sum(
-                1
-                for e in events
-                if isinstance(e, BreakerTransition) and e.name == name and e.new.value == "open"
-            ),
-            "restarts": sum(1 for e in events if isinstance(e, ActorRestarted) and e.name == name),
-            "failed": any(isinstance(e, ActorFailed) and e.name == name for e in events),
-        }
-    total = sum(p["served"] for p in result.values())
-    for entry in result.values():
-        entry["share"] = entry["served"] / total if total else 0.0
-    return result
-
-
-def _eligible(scenario: Scenario, mix_index: int) -> list[str]:
-    mix = scenario.workload.mix[mix_index]
-    required = set(mix.required_capabilities)
-    return [
-        p.name
-        for p in scenario.providers
-        if p.service_type == mix.service_type
-        and p.handler in (mix.handler, "*")
-        and required <= set(p.capabilities)
-    ]
-
-
-def _restart_windows(
-    events: Sequence[RegistryEvent],
-    origin: float,
-    providers: Mapping[str, SimulatedProvider],
-    duration: float,
-) -> dict[str, list[list[float]]]:
-    """Per provider, the [start, end) windows in which its actor was down (from a crash
-    until it was started again, or until the end of the run once FAILED)."""
-    windows: dict[str, list[list[float]]] = {name: [] for name in providers}
-    open_since: dict[str, float] = {}
-    for event in events:
-        name = event.name
-        if name is None or name not in providers:
-            continue
-        t = event.time - origin
-        if isinstance(event, ActorCrashed):
-            open_since.setdefault(name, t)
-        elif isinstance(event, ActorRestarted) and name in open_since:
-            provider = providers[name]
-            slow = provider.active(FaultKind.SLOW_START, t)
-            delay = provider.spec.start_delay if slow is None else slow.start_delay
-            windows[name].append([open_since.pop(name), t + delay])
-        elif isinstance(event, ActorFailed) and name in open_since:
-            windows[name].append([open_since.pop(name), math.inf])
-    for name, since in open_since.items():
-        windows[name].append([since, duration])
-    return windows
-
-
-def _unhealthy_windows(
-    events: Sequence[RegistryEvent], origin: float, duration: float
-) -> dict[str, list[list[float]]]:
-    """Per provider, the [start, end) windows between a failed health check and the next
-    passing one (how outages and flaps are usually detected)."""
-    windows: dict[str, list[list[float]]] = {}
-    since: dict[str, float] = {}
-    for event in events:
-        if not isinstance(event, HealthChanged) or event.name is None:
-            continue
-        t = event.time - origin
-        if not event.healthy:
-            since.setdefault(event.name, t)
-        elif event.name in since:
-            windows.setdefault(event.name, []).append([since.pop(event.name), t])
-    for name, start in since.items():
-        windows.setdefault(name, []).append([start, duration])
-    return dict(sorted(windows.items()))
-
-
-def _oracle_successes(
-    scenario: Scenario,
-    seed: int,
-    log: RequestLog,
-    events: Sequence[RegistryEvent],
-    origin: float,
-    providers: Mapping[str, SimulatedProvider],
-) -> int:
-    """How many requests a router with perfect knowledge of every provider's state (and
-    of which calls would fail) would have served: a request succeeds when at least one
-    eligible provider is up, answers within its timeout (judged on its median latency),
-    and would not fail this very request (the same per-request draw the provider uses)."""
-    down = _restart_windows(events, origin, providers, scenario.workload.duration)
-    eligible = [_eligible(scenario, i) for i in range(len(scenario.workload.mix))]
-    timeouts = {
-        p.name: (p.breaker or scenario.default_breaker).timeout_duration for p in scenario.providers
-    }
-    served = 0
-    for request, (t, mix_index) in enumerate(zip(log.arrival, log.mix, strict=True)):
-        for name in eligible[mix_index]:
-            provider = providers[name]
-            if provider.down(t) or any(a <= t < b for a, b in down[name]):
-                continue
-            if provider.spec.latency.median + provider.added_latency(t) > timeouts[name]:
-                continue
-            if error_draw(seed, name, request) < provider.error_rate(t):
-                continue
-            served += 1
-            break
-    return served
-
-
-def _window(log: RequestLog, start: float, end: float) -> Iterable[int]:
-    return (i for i, t in enumerate(log.arrival) if start <= t < end)
-
-
-def _phase(log: RequestLog, start: float, end: float) -> dict[str, Any]:
-    rows = list(_window(log, start, end))
-    ok = [log.latency[i] for i in rows if log.outcome[i] == "succeeded"]
-    return {
-        "start": start,
-        "end": end,
-        "requests": len(rows),
-        "availability": (len(ok) / len(rows)) if rows else None,
-        "latency": percentiles(ok),
-    }
-
-
-def _fault_report(
-    fault: Fault,
-    index: int,
-    scenario: Scenario,
-    log: RequestLog,
-    events: Sequence[RegistryEvent],
-    origin: float,
-) -> dict[str, Any]:
-    duration = scenario.workload.duration
-    name = fault.provider
-    detect: float | None = None
-    for event in events:
-        t = event.time - origin
-        if event.name != name or t < fault.at:
-            continue
-        if t >= fault.end:
-            break  # not detected while it lasted
-        if (
-            (isinstance(event, BreakerTransition) and event.new.value == "open")
-            or (isinstance(event, HealthChanged) and not event.healthy)
-            or isinstance(event, ActorCrashed | ActorFailed)
-        ):
-            detect = t - fault.at
-            break
-    failover: float | None = None
-    was_first_choice = any(
-        log.first[i] == name for i in _window(log, max(0.0, fault.at - fault.duration), fault.at)
-    )
-    if detect is not None and was_first_choice:
-        for i in _window(log, fault.at + detect, duration):
-            if name in _eligible(scenario, log.mix[i]) and log.first[i] not in (None, name):
-                failover = log.arrival[i] - fault.at
-                break
-    recover: float | None = None
-    for i in _window(log, fault.end, duration):
-        if log.served[i] == name:
-            recover = log.arrival[i] + log.latency[i] - fault.end
-            break
-    span = fault.duration
-    return {
-        "index": index,
-        "kind": fault.kind.value,
-        "provider": name,
-        "at": fault.at,
-        "duration": fault.duration,
-        "time_to_detect": detect,
-        "time_to_failover": failover,
-        "time_to_recover": recover,
-        "phases": {
-            "before": _phase(log, max(0.0, fault.at - span), fault.at),
-            "during": _phase(log, fault.at, min(duration, fault.end)),
-            "after": _phase(log, fault.end, min(duration, fault.end + span)),
-        },
-    }
-
-
-def _timeline(scenario: Scenario, log: RequestLog) -> dict[str, Any]:
-    duration = scenario.workload.duration
-    width = duration / TIMELINE_BUCKETS
-    names = [p.name for p in scenario.providers]
-    served = [dict.fromkeys(names, 0) for _ in range(TIMELINE_BUCKETS)]
-    unserved = [dict.fromkeys(("failed", "rejected", "shed"), 0) for _ in range(TIMELINE_BUCKETS)]
-    for t, outcome, name in zip(log.arrival, log.outcome, log.served, strict=True):
-        index = min(TIMELINE_BUCKETS - 1, int(t // width))
-        if outcome == "succeeded" and name is not None:
-            served[index][name] += 1
-        elif outcome in unserved[index]:
-            unserved[index][outcome] += 1
-    buckets = [
-        {"start": i * width, "served": served[i], **unserved[i]} for i in range(TIMELINE_BUCKETS)
-    ]
-    return {"bucket_seconds": width, "buckets": buckets}

@@ -30,10 +30,12 @@ from ..events import (
     RegistryEvent,
 )
 from ..registry import Registry, open_registry
+from .analysis import RequestLog, build_report
+from .faults import Fault
 from .invariants import InvariantChecker
-from .model import Fault, ProviderSpec, RequestMix, Scenario, Workload
+from .model import ProviderSpec, RequestMix, Scenario, Workload
 from .providers import SimulatedProvider
-from .report import Report, RequestLog, build_report
+from .report import Report
 
 __all__ = ["ProgressCallback", "run_scenario", "simulate"]
 

@@ -1,0 +1,91 @@
+"""How the commands write numbers and tables for people: run lengths, seconds,
+percentages, counts, and aligned plain-text tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+__all__ = ["Table", "clock", "count", "num", "pct", "plain_table", "secs", "span"]
+
+
+def span(seconds: float) -> str:
+    """A run length for people: ``90 s``, ``10 min``, ``1 h 30 min``."""
+    if seconds < 120 or seconds % 60:
+        return f"{seconds:g} s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+def num(value: float) -> str:
+    """A number of seconds without a needless ``.0``: ``300``, ``302.5``."""
+    return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+
+
+def clock(seconds: float) -> str:
+    """Minutes and seconds: ``12:05``."""
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes:d}:{rest:02d}"
+
+
+def secs(value: float | None) -> str:
+    """A duration with the digits that matter: ``0.250 s``, ``12.5 s``, ``300 s``; ``-``
+    for none."""
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value:.3f} s"
+    if value < 100:
+        return f"{value:.1f} s"
+    return f"{value:.0f} s"
+
+
+def pct(value: float | None, digits: int = 2) -> str:
+    """A share as a percentage with *digits* decimals; ``-`` for none."""
+    return "-" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def count(number: int, noun: str, plural: str = "") -> str:
+    """``1 fault``, ``2 faults``; *plural* where adding ``s`` is wrong."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
+
+
+@attrs.frozen
+class Table:
+    """A table to print, whatever draws it (plain text, or rich on a terminal).
+
+    Attributes:
+      title: the line above it.
+      columns: the column headings.
+      rows: the cells, row by row.
+      text_columns: how many leading columns hold text (aligned left); the rest are
+        numbers (aligned right).
+      note: a line under the table saying how to read it.
+    """
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    text_columns: int = 1
+    note: str = ""
+
+
+def plain_table(table: Table) -> list[str]:
+    """*table* as lines of plain text: the title, then aligned columns, then the note."""
+    widths = [
+        max(len(cell) for cell in column) for column in zip(table.columns, *table.rows, strict=True)
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            cell.ljust(width) if i < table.text_columns else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return ("  " + "  ".join(parts)).rstrip()
+
+    lines = [table.title, line(table.columns), *(line(row) for row in table.rows)]
+    return [*lines, f"  {table.note}"] if table.note else lines

@@ -1,0 +1,352 @@
+"""``ciris-actors serve``: a scenario run live, on the real clock, behind the HTTP
+control plane; its events and a traffic summary printed as they happen, until a signal
+stops it."""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import attrs
+import trio
+
+from .. import (
+    ActorCrashed,
+    ActorFailed,
+    ActorRestarted,
+    BreakerTransition,
+    EventsDropped,
+    HealthChanged,
+    RegistryError,
+)
+from .._nursery import unwrap_single_exception
+from ..simulation import Scenario, ScenarioError
+from ..simulation.live import CycleNotice, FaultNotice, LiveRun, Notice, Traffic, run_live
+from ._extras import available
+from ._render import clock, count, num, span
+from ._scenarios import list_scenarios, resolve_scenario
+from ._usage import UsageError
+
+__all__ = ["PROG", "ServeArgs", "run"]
+
+PROG = "ciris-actors serve"
+_CONTROL_HINT = "serve needs the control extra: pip install 'ciris-actors[control]'"
+#: Seconds between the one-line traffic summaries.
+_SUMMARY_EVERY = 10.0
+
+
+@attrs.frozen
+class ServeArgs:
+    """What ``serve`` was asked for.
+
+    Attributes:
+      scenario: a scenario file or bundled scenario name; ``None`` for the default.
+      seed: overrides the scenario's seed.
+      host: the address to listen on.
+      port: the port to listen on (0: any free one).
+      token_file: the file holding the bearer token; ``None`` to generate one.
+      list_only: list the bundled scenarios instead of serving.
+    """
+
+    scenario: str | None = None
+    seed: int | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token_file: str | None = None
+    list_only: bool = False
+
+
+def _read_token(path: str) -> str:
+    """The bearer token in the file at *path*, without one trailing newline.
+
+    Raises:
+      UsageError: the file cannot be read, is empty, or holds no valid token.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(PROG, f"--token-file {path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(PROG, f"--token-file {path}: not UTF-8 text") from None
+    token = text.removesuffix("\n").removesuffix("\r")
+    if not token:
+        raise UsageError(PROG, f"--token-file {path}: the file is empty")
+    from ..control._app import check_token  # the server's own rule (the extra is checked)
+
+    try:
+        check_token(token)
+    except ValueError:
+        raise UsageError(
+            PROG,
+            f"--token-file {path}: the token must be one line of printable ASCII without"
+            " spaces around it",
+        ) from None
+    return token
+
+
+@attrs.frozen
+class _ServeOptions:
+    scenario: Scenario
+    seed: int | None
+    host: str
+    port: int
+    token: str
+    #: How the banner tells where the token came from.
+    token_note: str
+    #: How the banner's curl line passes the token.
+    token_shell: str
+
+
+class _BindError(Exception):
+    """The control plane could not listen on the address asked for."""
+
+
+def _stamp() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+def _say(text: str) -> None:
+    print(f"{_stamp()}  {text}", flush=True)
+
+
+def _share_text(traffic: Traffic, names: Sequence[str]) -> str:
+    served = traffic.served.total()
+    if not served:
+        return "none served"
+    shares = []
+    for name in names:
+        share = traffic.served[name] / served
+        if share:
+            shares.append(f"{name} {'<1%' if share < 0.005 else f'{share:.0%}'}")
+    return "served by " + ", ".join(shares)
+
+
+def _traffic_text(traffic: Traffic, names: Sequence[str]) -> str:
+    outcomes = traffic.outcomes
+    return (
+        f"{traffic.total} requests: {outcomes['succeeded']} ok, {outcomes['failed']} failed,"
+        f" {outcomes['rejected']} rejected, {outcomes['shed']} shed;"
+        f" {_share_text(traffic, names)}"
+    )
+
+
+def _notice_text(notice: Notice, scenario: Scenario) -> str | None:
+    """One line for something that happened, or None for what is not worth a line."""
+    if isinstance(notice, BreakerTransition):
+        return f"breaker {notice.name}: {notice.old.value} -> {notice.new.value} ({notice.reason})"
+    if isinstance(notice, HealthChanged):
+        word = "healthy" if notice.healthy else "unhealthy"
+        return f"health {notice.name}: {word} ({notice.reason})"
+    if isinstance(notice, ActorCrashed):
+        return f"crash {notice.name}: {notice.error}"
+    if isinstance(notice, ActorRestarted):
+        return f"restart {notice.name}: restart {notice.restarts}, after {notice.delay:.1f} s"
+    if isinstance(notice, ActorFailed):
+        return (
+            f"FAILED {notice.name}: crashed again after {notice.restarts} restarts"
+            f" ({notice.error}); routed around from now on"
+        )
+    if isinstance(notice, EventsDropped):
+        return f"({notice.count} registry events were dropped: the output fell behind)"
+    if isinstance(notice, FaultNotice):
+        fault = notice.fault
+        if not notice.began:
+            return f"fault #{notice.index} ends: {fault.kind.value} on {fault.provider}"
+        return (
+            f"fault #{notice.index} begins: {fault.kind.value} on {fault.provider}"
+            f" for {span(fault.duration)} (scenario t={num(fault.at)} s)"
+        )
+    if isinstance(notice, CycleNotice):
+        return (
+            f"the scenario's {span(scenario.workload.duration)} are over: the fault schedule"
+            f" starts over (cycle {notice.cycle})"
+        )
+    return None  # registrations, resolve misses (counted as rejected requests)
+
+
+def _banner(options: _ServeOptions, live: LiveRun, url: str) -> list[str]:
+    scenario = options.scenario
+    workload = scenario.workload
+    names = ", ".join(live.providers)
+    lines = [
+        f"{PROG}: scenario {scenario.name} (seed {live.seed}),"
+        f" {count(len(live.providers), 'provider')}: {names}",
+    ]
+    if scenario.description:
+        lines.append(f"  {scenario.description}")
+    faults = scenario.faults
+    if faults:
+        first = min(f.at for f in faults)
+        schedule = (
+            f"{count(len(faults), 'fault')}, the first at t={num(first)} s;"
+            f" the schedule repeats every {span(workload.duration)}"
+        )
+    else:
+        schedule = "no faults"
+    lines += [
+        f"traffic: {workload.rate:g} requests/s, mode {workload.mode}; {schedule}",
+        f"control plane: {url}",
+        f"token: {options.token_note}",
+        f'try: curl -H "Authorization: Bearer {options.token_shell}"'
+        f" {url}/v1/runtime/services/health",
+        "Ctrl-C stops it.",
+    ]
+    return lines
+
+
+async def _summaries(live: LiveRun, every: float) -> None:
+    """Print a line about the last *every* seconds of traffic, every *every* seconds."""
+    names = list(live.providers)
+    previous = live.traffic.copy()
+    while True:
+        await trio.sleep(every)
+        current = live.traffic.copy()
+        window = _traffic_text(current.since(previous), names)
+        _say(f"traffic, last {every:g} s: {window}; {live.in_flight} in flight")
+        previous = current
+
+
+@attrs.define
+class _Serve:
+    """One ``serve`` run: the live scenario, the control plane, and the signals."""
+
+    options: _ServeOptions
+    live: LiveRun | None = None
+    #: The first signal received, by name.
+    signal: str | None = None
+    #: Everything; cancelled by a signal during start-up, or by a second signal.
+    everything: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    #: The wait while serving; cancelled by the first signal, for an orderly stop.
+    waiting: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    serving: bool = False
+    #: Seconds of traffic when the stop began.
+    elapsed: float = 0.0
+
+    async def run(self) -> None:
+        with (
+            trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+            unwrap_single_exception(),
+        ):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_signals, signals)
+                with self.everything:
+                    await self._serve()
+                nursery.cancel_scope.cancel()
+
+    async def _watch_signals(self, signals: AsyncIterator[int]) -> None:
+        async for number in signals:
+            if self.signal is None:
+                self.signal = signal.Signals(number).name
+            if self.serving and not self.waiting.cancel_called:
+                self.waiting.cancel()
+            else:
+                self.everything.cancel()
+
+    def _notify(self, notice: Notice) -> None:
+        text = _notice_text(notice, self.options.scenario)
+        if text is not None:
+            _say(text)
+
+    async def _serve(self) -> None:
+        from ..control import serve_control_api
+
+        options = self.options
+        async with run_live(options.scenario, seed=options.seed, notify=self._notify) as live:
+            self.live = live
+            bound = False
+            try:
+                async with serve_control_api(
+                    live.registry, options.host, options.port, token=options.token
+                ) as server:
+                    bound = True
+                    print("\n".join(_banner(options, live, server.url)), flush=True)
+                    self.serving = True
+                    with self.waiting:
+                        async with trio.open_nursery() as nursery:
+                            nursery.start_soon(_summaries, live, _SUMMARY_EVERY)
+                            await trio.sleep_forever()
+                    _say(f"{self.signal}: stopping: closing the control plane and the providers")
+            except OSError as exc:
+                if bound:
+                    raise
+                raise _BindError(exc.strerror or str(exc)) from None
+            finally:
+                self.elapsed = live.elapsed()
+
+
+def _serve_options(args: ServeArgs) -> _ServeOptions:
+    """Check everything ``serve`` was given before anything starts.
+
+    Raises:
+      UsageError: the control extra is missing, or an argument is bad.
+    """
+    if not all(available(m) for m in ("starlette", "hypercorn", "prometheus_client")):
+        raise UsageError(PROG, _CONTROL_HINT)
+    if not args.host:
+        raise UsageError(PROG, "--host: must not be empty")
+    try:
+        scenario = resolve_scenario(args.scenario)
+    except ScenarioError as exc:
+        raise UsageError(PROG, str(exc)) from None
+    if args.token_file is not None:
+        token = _read_token(args.token_file)
+        note = f"read from {args.token_file}"
+        shell = f"$(cat {shlex.quote(args.token_file)})"
+    else:
+        token = secrets.token_urlsafe(24)
+        note = f"{token} (generated for this run; --token-file PATH to choose one)"
+        shell = token
+    return _ServeOptions(
+        scenario=scenario,
+        seed=args.seed,
+        host=args.host,
+        port=args.port,
+        token=token,
+        token_note=note,
+        token_shell=shell,
+    )
+
+
+def run(args: ServeArgs) -> int:
+    """Run ``serve`` as *args* say, until a signal stops it.
+
+    Returns:
+      The exit status: 0 when stopped by a signal, 1 when the address could not be bound
+      or a provider failure escalated.
+
+    Raises:
+      UsageError: bad input (a missing extra, a bad scenario, host or token file).
+    """
+    if args.list_only:
+        list_scenarios(PROG, sys.stdout)
+        return 0
+    command = _Serve(_serve_options(args))
+    status = 0
+    try:
+        trio.run(command.run)
+    except _BindError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except RegistryError as exc:  # a provider failed under a restart policy that escalates
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        status = 1
+    live = command.live
+    how = f" ({command.signal})" if command.signal else ""
+    if live is None:
+        print(f"stopped{how} before the providers were ready", flush=True)
+        return status
+    cancelled = live.arrivals - live.traffic.total
+    opens = count(live.breaker_opens, "breaker open")
+    crashes = count(live.crashes, "crash", "crashes")
+    print(
+        f"stopped after {clock(command.elapsed)}{how}:"
+        f" {_traffic_text(live.traffic, list(live.providers))};"
+        f" {opens}, {crashes}, cycle {live.cycle}; {cancelled} in flight cancelled",
+        flush=True,
+    )
+    return status
