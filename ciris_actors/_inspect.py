@@ -67,32 +67,26 @@ class SelectionExplanation:
         }
 
     def __str__(self) -> str:
-        caps = (
-            f" requiring {list(self.required_capabilities)}" if self.required_capabilities else ""
-        )
-        head = f"selection for handler {self.handler!r}, service type {self.service_type!r}{caps}"
+        """The walk as text for people, group by group: each candidate with its
+        priority and verdict, and for one skipped or chosen, why. Lines stay short
+        (candidates not reached say only that)."""
+        head = f"selection for handler {self.handler!r}, service type {self.service_type!r}"
+        if self.required_capabilities:
+            head += f"\nrequiring {list(self.required_capabilities)}"
         if not self.candidates:
-            return head + ": no provider registered"
-        header = ("scope", "group", "strategy", "priority", "name", "verdict", "reason")
-        rows = [header] + [
-            (
-                c.scope,
-                str(c.group),
-                c.strategy.value,
-                c.priority.name,
-                c.name,
-                c.verdict,
-                c.reason,
-            )
-            for c in self.candidates
-        ]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        lines = [
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
-        ]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        tail = f"chosen: {self.chosen}" if self.chosen else "chosen: none"
-        return "\n".join([head, *(line.rstrip() for line in lines), tail])
+            return head + "\nno provider registered"
+        lines = [head]
+        width = max(len(c.name) for c in self.candidates)
+        group: tuple[str, int] | None = None
+        for c in self.candidates:
+            if (c.scope, c.group) != group:
+                group = (c.scope, c.group)
+                scope = "global providers" if c.scope == GLOBAL else f"handler {c.scope!r}"
+                lines.append(f"{scope}, group {c.group} ({c.strategy.value}):")
+            verdict = c.verdict if c.verdict == "not reached" else f"{c.verdict}: {c.reason}"
+            lines.append(f"  {c.name.ljust(width)}  {c.priority.name:<8}  {verdict}")
+        lines.append(f"chosen: {self.chosen or 'none'}")
+        return "\n".join(lines)
 
 
 def walk(

@@ -74,7 +74,7 @@ def count(value: object, field: str, *, minimum: int = 1) -> int:
       ValueError: *value* is below *minimum*.
     """
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{field}: expected an int, got {type(value).__name__}")
+        raise TypeError(f"{field}: expected an integer, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{field}: must be >= {minimum}, got {value}")
     return value

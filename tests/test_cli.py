@@ -5,16 +5,21 @@ each)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import attrs
 import pytest
 
+import ciris_actors
 from ciris_actors import cli
-from ciris_actors.simulation import Report, Scenario, Violation, run_scenario
+from ciris_actors.simulation import Report, Scenario, Violation, parse_scenario, run_scenario
 from ciris_actors.simulation.runner import ProgressCallback
+
+from .terminal import run_in_terminal
 
 SCENARIO = """\
 name = "two-providers"
@@ -80,12 +85,21 @@ def test_simulate_prints_a_summary_and_exits_0(scenario: Path) -> None:
     result = simulate(str(scenario))
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert out.startswith("two-providers: seed 5, 2 min of traffic at 5 requests/s, mode call")
-    for expected in ("requests", "availability", "oracle", "latency", "p99"):
+    assert out.replace("\n", " ").startswith(
+        "two-providers (seed 5): 2 min of traffic at 5 requests/s, each through registry.call"
+    )
+    # First a verdict in words, then the numbers, then what to look at next.
+    verdict = out.split("\n\n")[1].replace("\n", " ")
+    assert verdict.startswith("Good run: ")
+    assert "primary's outage was noticed" in verdict
+    assert "its traffic moved to secondary" in verdict
+    assert verdict.endswith("every routing rule held.")
+    for expected in ("served", "best possible", "latency", "p99", "Providers", "Faults"):
         assert expected in out
-    assert "Providers" in out
-    assert "Faults" in out
-    assert "Invariants: all held" in out
+    assert "Routing rules: all held" in out
+    assert "Next: --plot timeline.png" in out
+    for jargon in ("oracle", "gap", "shed", "first attempts", "routing checks", "mode call"):
+        assert not re.search(rf"\b{jargon}\b", out), jargon
     provider_rows = [line.split() for line in out.splitlines() if line.startswith("  primary")]
     assert provider_rows
     assert provider_rows[0][-1] == "no"  # the primary's actor never became FAILED
@@ -95,7 +109,7 @@ def test_simulate_prints_a_summary_and_exits_0(scenario: Path) -> None:
 def test_seed_overrides_the_scenario_seed(scenario: Path) -> None:
     result = simulate(str(scenario), "--seed", "11")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("two-providers: seed 11,")
+    assert result.stdout.startswith("two-providers (seed 11): ")
 
 
 def test_json_report_accounts_for_every_request(scenario: Path, tmp_path: Path) -> None:
@@ -116,7 +130,7 @@ def test_json_to_stdout_moves_the_summary_to_stderr(scenario: Path) -> None:
     result = simulate(str(scenario), "--json", "-")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["seed"] == 5
-    assert "Invariants: all held" in result.stderr
+    assert "Routing rules: all held" in result.stderr
 
 
 def test_plot_writes_a_png(scenario: Path, tmp_path: Path) -> None:
@@ -150,7 +164,7 @@ def test_without_rich_a_pipe_gets_plain_text_and_no_hint(scenario: Path) -> None
         f"sys.exit(main(['simulate', {str(scenario)!r}]))"
     )
     assert result.returncode == 0, result.stderr
-    assert "Invariants: all held" in result.stdout
+    assert "Routing rules: all held" in result.stdout
     assert "ciris-actors[sim]" not in result.stdout + result.stderr
 
 
@@ -188,6 +202,28 @@ BAD_SCENARIOS = {
         'kind = "outage"',
         'kind = "meteor"',
         "faults[0].kind: unknown value 'meteor'",
+    ),
+    # A misspelt key is named, with the key it resembles, not reported as the key missing.
+    "misspelt-required-key": (
+        'kind = "outage"',
+        'knd = "outage"',
+        "faults[0].knd: unknown field (did you mean 'kind'?)",
+    ),
+    "misspelt-optional-key": (
+        "rate = 5.0",
+        "rtae = 5.0",
+        "workload.rtae: unknown field (did you mean 'rate'?)",
+    ),
+    "misspelt-breaker-key": (
+        "failure_threshold = 3",
+        "failure_treshold = 3",
+        "registry.breaker.failure_treshold: unknown field (did you mean 'failure_threshold'?)",
+    ),
+    # One wording for a whole number wherever it is checked.
+    "float-threshold": (
+        "failure_threshold = 3",
+        "failure_threshold = 3.5",
+        "registry.breaker.failure_threshold: expected an integer, got float",
     ),
 }
 
@@ -251,5 +287,182 @@ def test_invariant_violations_fail_the_command(
     monkeypatch.setattr("ciris_actors.cli.simulate.run_scenario", run_with_a_violation)
     assert cli.main(["simulate", str(scenario)]) == 1
     out = capsys.readouterr().out
-    assert "Invariants: 1 violation in" in out
+    assert "Needs a look: " in out
+    assert "Routing rules: 1 violation in" in out
     assert "t=42.000 s  open-breaker: routed to primary while OPEN" in out
+
+
+# -- at a terminal ----------------------------------------------------------------------------
+
+COMMAND = [sys.executable, "-m", "ciris_actors.cli"]
+
+LONG_NAMES = SCENARIO.replace('"primary"', '"primary-openai-gpt-4o-structured-output-eu-west"')
+
+
+def test_everything_fits_80_columns_at_a_terminal(scenario: Path) -> None:
+    screen = run_in_terminal([*COMMAND, "simulate", str(scenario)])
+    assert screen.status == 0, screen.text
+    assert "Good run: " in screen.text
+    printed = [line for line in screen.lines if not line.startswith("simulating")]
+    too_wide = [line for line in printed if len(line) > 80]
+    assert too_wide == []
+    assert "…" not in screen.text  # nothing cut short to fit
+
+
+def test_a_table_too_wide_for_80_columns_is_stacked_and_loses_no_value(tmp_path: Path) -> None:
+    path = tmp_path / "long-names.toml"
+    path.write_text(LONG_NAMES, encoding="utf-8")
+    screen = run_in_terminal([*COMMAND, "simulate", str(path)])
+    assert screen.status == 0, screen.text
+    assert all(len(line) <= 80 for line in screen.lines if not line.startswith("simulating"))
+    text = screen.text
+    assert "  primary-openai-gpt-4o-structured-output-eu-west\n" in text
+    report = run_scenario(parse_scenario(tomllib.loads(LONG_NAMES)))
+    primary = report.provider("primary-openai-gpt-4o-structured-output-eu-west")
+    assert f"served {primary.served}, share" in text.replace("\n    ", " ")
+
+
+def test_ctrl_c_prints_interrupted_and_exits_130(tmp_path: Path) -> None:
+    path = tmp_path / "long.toml"
+    path.write_text(SCENARIO.replace("duration = 120.0", "duration = 36000.0"), encoding="utf-8")
+    screen = run_in_terminal([*COMMAND, "simulate", str(path)], interrupt_when="simulating")
+    assert screen.status == 130
+    assert "ciris-actors: interrupted" in screen.text
+    assert "Traceback" not in screen.text
+    assert "KeyboardInterrupt" not in screen.text
+
+
+def test_ctrl_c_stops_the_demo_too() -> None:
+    screen = run_in_terminal(
+        [*COMMAND, "demo", "--requests", "100000000"], interrupt_when="request 10 ->"
+    )
+    assert screen.status == 130
+    assert "ciris-actors: interrupted" in screen.text
+    assert "Traceback" not in screen.text
+
+
+@pytest.mark.parametrize("lines_read", [0, 1])
+def test_a_reader_that_leaves_early_ends_simulate_quietly(scenario: Path, lines_read: int) -> None:
+    # `| head -0` (gone before anything is written) and `| head -1` (gone after a line).
+    process = subprocess.Popen(
+        [*COMMAND, "simulate", str(scenario), "--json", "-"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert_ends_quietly(process, 0)
+
+
+def test_a_reader_that_leaves_early_ends_the_demo_quietly() -> None:
+    process = subprocess.Popen(
+        [*COMMAND, "demo", "--requests", "100000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert_ends_quietly(process, 1)
+
+
+def assert_ends_quietly(process: subprocess.Popen[str], lines_read: int) -> None:
+    assert process.stdout is not None
+    for _ in range(lines_read):
+        assert process.stdout.readline()
+    process.stdout.close()  # the reader goes away
+    _, stderr = process.communicate(timeout=120)
+    assert "Traceback" not in stderr
+    assert "BrokenPipe" not in stderr
+    assert "Exception ignored" not in stderr
+    assert process.returncode == 141  # as a Unix tool that SIGPIPE ended
+
+
+# -- what it reads and writes -------------------------------------------------------------------
+
+
+def test_a_scenario_that_is_not_utf8_is_one_line_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "latin-1.toml"
+    path.write_bytes(SCENARIO.replace("secondary", "secondaire é").encode("latin-1"))
+    result = simulate(str(path))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"ciris-actors simulate: error: {path}: not UTF-8 text (byte 0xe9 at offset"
+        f" {SCENARIO.index('secondary') + len('secondaire ')}); save the file as UTF-8"
+    ]
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + SCENARIO.encode("utf-8"))
+    result = simulate(str(path))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("suffix", "magic"), [(".svg", b"<?xml"), (".pdf", b"%PDF")])
+def test_plot_picks_its_format_from_the_extension(
+    scenario: Path, tmp_path: Path, suffix: str, magic: bytes
+) -> None:
+    target = tmp_path / f"timeline{suffix}"
+    result = simulate(str(scenario), "--plot", str(target))
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes().startswith(magic)
+
+
+@pytest.mark.parametrize(
+    ("option", "target", "message"),
+    [
+        ("--plot", "timeline.gif", "cannot tell the picture format from '.gif'"),
+        ("--plot", "timeline", "cannot tell the picture format from 'a missing extension'"),
+        ("--plot", ".", "is a directory; name a file in it"),
+        ("--json", ".", "is a directory; name a file in it"),
+        ("--json", "no/such/folder/report.json", "no such directory 'no/such/folder'"),
+    ],
+)
+def test_an_output_that_cannot_be_written_fails_before_the_run(
+    scenario: Path, tmp_path: Path, option: str, target: str, message: str
+) -> None:
+    result = subprocess.run(
+        [*COMMAND, "simulate", str(scenario), option, target],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""  # it never ran
+    assert result.stderr.splitlines() == [
+        f"ciris-actors simulate: error: {option} {target}: {message}"
+        + ("; name it .png, .svg or .pdf" if "format" in message else "")
+    ]
+
+
+# -- the command itself ---------------------------------------------------------------------------
+
+
+def test_no_command_prints_the_help() -> None:
+    result = subprocess.run(COMMAND, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0
+    assert "usage: ciris-actors" in result.stdout
+    for command in ("simulate", "serve", "demo"):
+        assert f"    {command}" in result.stdout
+    assert result.stderr == ""
+
+
+def test_version() -> None:
+    result = subprocess.run(
+        [*COMMAND, "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0
+    assert result.stdout == f"ciris-actors {ciris_actors.__version__}\n"
+
+
+@pytest.mark.parametrize("command", ["simulate", "serve", "demo"])
+def test_every_subcommand_says_what_it_does_and_its_defaults(command: str) -> None:
+    result = subprocess.run(
+        [*COMMAND, command, "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0
+    description = result.stdout.split("\n\n")[1]
+    assert description[0].isupper()
+    assert "Exit status: 0" in description.replace("\n", " ")
+    options = result.stdout.split("options:")[1]
+    assert "default" in options

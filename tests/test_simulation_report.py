@@ -67,6 +67,7 @@ PHASE = {
     "requests": "int",
     "availability": "float?",
     "latency": PERCENTILES,
+    "failed_over": "int",
 }
 WINDOWS = {"*": [["float?"]]}
 SHAPE: dict[str, Any] = {
@@ -109,6 +110,8 @@ SHAPE: dict[str, Any] = {
             "time_to_failover": "float?",
             "time_to_recover": "float?",
             "phases": {"before": PHASE, "during": PHASE, "after": PHASE},
+            "in_use_before": "bool",
+            "served_during": {"*": "int"},
         }
     ],
     "timeline": {

@@ -4,13 +4,22 @@ its typed arguments and turns bad input into one line on stderr."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
+import trio
+
+from .. import __version__
 from . import demo, serve, simulate
 from ._usage import Parser, UsageError
 
 __all__ = ["main"]
+
+#: Exit statuses as shells report a process that SIGINT (128 + 2) or SIGPIPE (128 + 13)
+#: ended.
+INTERRUPTED = 130
+BROKEN_PIPE = 141
 
 
 def _seed(text: str) -> int:
@@ -36,17 +45,25 @@ def _port(text: str) -> int:
 def _parser() -> tuple[Parser, Parser]:
     """The parser of the command, and that of ``demo`` (which checks one value later)."""
     parser = Parser(
-        prog="ciris-actors", description="Trio-native provider supervision and routing."
+        prog="ciris-actors",
+        description=(
+            "Trio-native supervision, circuit breaking and priority routing for service"
+            " providers. Start with `ciris-actors simulate`."
+        ),
     )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    parser.add_argument("--version", action="version", version=f"ciris-actors {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", parser_class=Parser, metavar="COMMAND", title="commands"
+    )
     simulate_parser = commands.add_parser(
         "simulate",
-        help="run a fault-injection scenario on virtual time and summarize it",
+        help="run a fault-injection scenario on virtual time and say how it went",
         description=(
-            "Run a fault-injection scenario on trio's virtual clock: the real registry,"
-            " actors and routing, simulated providers. Without SCENARIO, an hour of the"
-            " seed's LLM set-up under an outage, a flapping local model and a crash loop."
-            " Exit status: 0 all invariants held, 1 invariant violations, 2 bad input."
+            "Run a fault-injection scenario on virtual time and say how the registry coped."
+            " The registry, its actors and routing are the real ones; the providers are"
+            " simulated. Without SCENARIO: an hour of the seed's LLM set-up under five"
+            " faults. Exit status: 0 every routing rule held, 1 a rule was broken, 2 bad"
+            " input, 130 interrupted."
         ),
     )
     simulate_parser.add_argument(
@@ -56,13 +73,23 @@ def _parser() -> tuple[Parser, Parser]:
         help="a scenario .toml file or the name of a bundled scenario (see --list)",
     )
     simulate_parser.add_argument(
-        "--seed", type=_seed, metavar="N", help="override the scenario's random seed"
+        "--seed",
+        type=_seed,
+        metavar="N",
+        help="the random seed (default: the scenario's own)",
     )
     simulate_parser.add_argument(
-        "--json", metavar="FILE", help="write the full report as JSON to FILE ('-': stdout)"
+        "--json",
+        metavar="FILE",
+        help="write the full report as JSON to FILE ('-': stdout; default: none)",
     )
     simulate_parser.add_argument(
-        "--plot", metavar="FILE.png", help="write a timeline picture (needs the plot extra)"
+        "--plot",
+        metavar="FILE",
+        help=(
+            "draw the run's timeline into FILE, a .png, .svg or .pdf (needs the plot extra;"
+            " default: none)"
+        ),
     )
     simulate_parser.add_argument(
         "--list", action="store_true", help="list the bundled scenarios and exit"
@@ -71,13 +98,13 @@ def _parser() -> tuple[Parser, Parser]:
         "serve",
         help="run a scenario live, on the real clock, behind the HTTP control plane",
         description=(
-            "Run a scenario live: the real registry on the real clock, the scenario's"
-            " simulated providers, traffic and faults (the fault schedule starts over when"
-            " the scenario's duration is over), and the HTTP control plane to watch and"
-            " poke it with curl. Prints breaker, health and crash events and a traffic"
-            " summary every 10 s. Ctrl-C or SIGTERM stops it. Needs the control extra."
-            " Exit status: 0 stopped, 1 the address could not be bound or a provider failure"
-            " escalated, 2 bad input."
+            "Run a scenario live, behind the HTTP control plane you can poke with curl."
+            " The real registry runs on the real clock with the scenario's simulated"
+            " providers, traffic and faults (the fault schedule starts over when the"
+            " scenario's duration is over). Prints breaker, health and crash events and a"
+            " traffic summary every 10 s until Ctrl-C or SIGTERM. Needs the control extra."
+            " Exit status: 0 stopped by SIGTERM, 130 by Ctrl-C, 1 the address could not be"
+            " bound or a provider failure escalated, 2 bad input."
         ),
     )
     serve_parser.add_argument(
@@ -87,13 +114,13 @@ def _parser() -> tuple[Parser, Parser]:
         help="a scenario .toml file or the name of a bundled scenario (see --list)",
     )
     serve_parser.add_argument(
-        "--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)"
+        "--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)"
     )
     serve_parser.add_argument(
         "--port",
         type=_port,
         default=8080,
-        help="the port to listen on (default 8080; 0 picks a free one)",
+        help="the port to listen on (default: 8080; 0 picks a free one)",
     )
     serve_parser.add_argument(
         "--token-file",
@@ -101,23 +128,34 @@ def _parser() -> tuple[Parser, Parser]:
         help="read the bearer token from PATH (default: generate one and print it)",
     )
     serve_parser.add_argument(
-        "--seed", type=_seed, metavar="N", help="override the scenario's seed"
+        "--seed", type=_seed, metavar="N", help="the random seed (default: the scenario's own)"
     )
     serve_parser.add_argument(
         "--list", action="store_true", help="list the bundled scenarios and exit"
     )
     demo_parser = commands.add_parser(
-        "demo", help="fail the primary LLM of the seed set-up and watch requests fail over"
+        "demo",
+        help="fail the primary LLM of the seed set-up and watch requests fail over",
+        description=(
+            "Fail the primary LLM of the seed set-up and watch each request fail over and"
+            " come back, one line per request, on virtual time. Exit status: 0, 2 bad"
+            " input, 130 interrupted."
+        ),
     )
     demo_parser.add_argument(
-        "--requests", type=int, default=40, help="requests to send (default 40)"
-    )
-    demo_parser.add_argument("--fail-at", type=int, default=5, help="request at which openai fails")
-    demo_parser.add_argument(
-        "--both-at", type=int, default=15, help="request at which anthropic fails too"
+        "--requests", type=int, default=40, help="requests to send (default: 40)"
     )
     demo_parser.add_argument(
-        "--recover-at", type=int, default=25, help="request at which both recover"
+        "--fail-at", type=int, default=5, help="request at which openai fails (default: 5)"
+    )
+    demo_parser.add_argument(
+        "--both-at",
+        type=int,
+        default=15,
+        help="request at which anthropic fails too (default: 15)",
+    )
+    demo_parser.add_argument(
+        "--recover-at", type=int, default=25, help="request at which both recover (default: 25)"
     )
     return parser, demo_parser
 
@@ -129,44 +167,73 @@ def main(argv: Sequence[str] | None = None) -> int:
       argv: the arguments after the program name (default: ``sys.argv[1:]``).
 
     Returns:
-      The exit status: 0 on success (for ``serve``, stopped by Ctrl-C or SIGTERM); 1 when
+      The exit status: 0 on success (and for ``serve`` stopped by SIGTERM); 1 when
       ``simulate`` found an invariant violated, or ``serve`` could not bind its address
       or stopped on a provider failure its restart policy escalates; 2 on bad input
-      (reported as one line on stderr, without a traceback).
+      (reported as one line on stderr, without a traceback); 130 when interrupted by
+      Ctrl-C; 141 when the reader of its output went away (``| head``), quietly.
     """
-    parser, demo_parser = _parser()
     try:
-        args = parser.parse_args(argv)
-        if args.command == "simulate":
-            return simulate.run(
-                simulate.SimulateArgs(
-                    scenario=args.scenario,
-                    seed=args.seed,
-                    json=args.json,
-                    plot=args.plot,
-                    list_only=args.list,
-                )
-            )
-        if args.command == "serve":
-            return serve.run(
-                serve.ServeArgs(
-                    scenario=args.scenario,
-                    seed=args.seed,
-                    host=args.host,
-                    port=args.port,
-                    token_file=args.token_file,
-                    list_only=args.list,
-                )
-            )
-        if args.requests < 1:
-            demo_parser.error("--requests must be >= 1")
+        status = _dispatch(argv)
+        sys.stdout.flush()  # here, where a reader that left can be told apart
+        return status
     except UsageError as error:
         print(f"{error.prog}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("ciris-actors: interrupted", file=sys.stderr)
-        return 130
-    # The demo runs outside the handlers above, as it always has.
+    except BaseException as exc:
+        if _only(exc, KeyboardInterrupt):
+            print("ciris-actors: interrupted", file=sys.stderr)
+            return INTERRUPTED
+        if _only(exc, BrokenPipeError):
+            # The reader left (`| head`): stop quietly, as Unix tools do, and keep Python
+            # from complaining when it flushes stdout at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return BROKEN_PIPE
+        raise
+
+
+def _only(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether *exc* is *kind*, or a group of them (with trio's Cancelled beside them)."""
+    if isinstance(exc, kind):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        matched, rest = exc.split(kind)
+        if matched is None:
+            return False
+        return rest is None or rest.split(trio.Cancelled)[1] is None
+    return False
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
+    parser, demo_parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if args.command == "simulate":
+        return simulate.run(
+            simulate.SimulateArgs(
+                scenario=args.scenario,
+                seed=args.seed,
+                json=args.json,
+                plot=args.plot,
+                list_only=args.list,
+            )
+        )
+    if args.command == "serve":
+        return serve.run(
+            serve.ServeArgs(
+                scenario=args.scenario,
+                seed=args.seed,
+                host=args.host,
+                port=args.port,
+                token_file=args.token_file,
+                list_only=args.list,
+            )
+        )
+    if args.requests < 1:
+        demo_parser.error("--requests must be >= 1")
     return demo.run(
         demo.DemoArgs(
             requests=args.requests,

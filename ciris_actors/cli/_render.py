@@ -3,11 +3,27 @@ percentages, counts, and aligned plain-text tables."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import attrs
 
-__all__ = ["Table", "clock", "count", "num", "pct", "plain_table", "secs", "span"]
+__all__ = [
+    "WIDTH",
+    "Table",
+    "clock",
+    "count",
+    "fit_table",
+    "num",
+    "number",
+    "pct",
+    "plain_table",
+    "secs",
+    "span",
+]
+
+#: Columns everything the commands print fits in: a standard terminal.
+WIDTH = 80
 
 
 def span(seconds: float) -> str:
@@ -49,9 +65,14 @@ def pct(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value * 100:.{digits}f}%"
 
 
-def count(number: int, noun: str, plural: str = "") -> str:
+def count(amount: int, noun: str, plural: str = "") -> str:
     """``1 fault``, ``2 faults``; *plural* where adding ``s`` is wrong."""
-    return f"{number} {noun if number == 1 else plural or noun + 's'}"
+    return f"{number(amount)} {noun if amount == 1 else plural or noun + 's'}"
+
+
+def number(value: int) -> str:
+    """A count with thousands separated: ``179,781``."""
+    return f"{value:,}"
 
 
 @attrs.frozen
@@ -89,3 +110,21 @@ def plain_table(table: Table) -> list[str]:
 
     lines = [table.title, line(table.columns), *(line(row) for row in table.rows)]
     return [*lines, f"  {table.note}"] if table.note else lines
+
+
+def fit_table(table: Table, width: int = WIDTH) -> list[str]:
+    """*table* as lines no wider than *width*: aligned columns when they fit, else each
+    row stacked as ``heading: value`` pairs under its first cell, wrapped to fit."""
+    lines = plain_table(table)
+    if all(len(line) <= width for line in lines):
+        return lines
+    out = [table.title]
+    for row in table.rows:
+        out.append(f"  {row[0]}")
+        pairs = ", ".join(
+            f"{heading} {cell}" for heading, cell in zip(table.columns[1:], row[1:], strict=True)
+        )
+        out += textwrap.wrap(pairs, width=width, initial_indent="    ", subsequent_indent="    ")
+    if table.note:
+        out += textwrap.wrap(table.note, width=width, initial_indent="  ", subsequent_indent="  ")
+    return out

@@ -35,6 +35,8 @@ from ._usage import UsageError
 __all__ = ["PROG", "ServeArgs", "run"]
 
 PROG = "ciris-actors serve"
+#: The exit status after Ctrl-C, as shells report a process SIGINT ended (128 + 2).
+INTERRUPTED = 130
 _CONTROL_HINT = "serve needs the control extra: pip install 'ciris-actors[control]'"
 #: Seconds between the one-line traffic summaries.
 _SUMMARY_EVERY = 10.0
@@ -129,8 +131,9 @@ def _share_text(traffic: Traffic, names: Sequence[str]) -> str:
 def _traffic_text(traffic: Traffic, names: Sequence[str]) -> str:
     outcomes = traffic.outcomes
     return (
-        f"{traffic.total} requests: {outcomes['succeeded']} ok, {outcomes['failed']} failed,"
-        f" {outcomes['rejected']} rejected, {outcomes['shed']} shed;"
+        f"{count(traffic.total, 'request')}: {outcomes['succeeded']} ok,"
+        f" {outcomes['failed']} failed, {outcomes['rejected']} rejected,"
+        f" {outcomes['shed']} shed;"
         f" {_share_text(traffic, names)}"
     )
 
@@ -316,8 +319,8 @@ def run(args: ServeArgs) -> int:
     """Run ``serve`` as *args* say, until a signal stops it.
 
     Returns:
-      The exit status: 0 when stopped by a signal, 1 when the address could not be bound
-      or a provider failure escalated.
+      The exit status: 130 when stopped by Ctrl-C (SIGINT), 0 by SIGTERM, 1 when the
+      address could not be bound or a provider failure escalated.
 
     Raises:
       UsageError: bad input (a missing extra, a bad scenario, host or token file).
@@ -339,14 +342,30 @@ def run(args: ServeArgs) -> int:
     how = f" ({command.signal})" if command.signal else ""
     if live is None:
         print(f"stopped{how} before the providers were ready", flush=True)
-        return status
-    cancelled = live.arrivals - live.traffic.total
-    opens = count(live.breaker_opens, "breaker open")
-    crashes = count(live.crashes, "crash", "crashes")
-    print(
-        f"stopped after {clock(command.elapsed)}{how}:"
-        f" {_traffic_text(live.traffic, list(live.providers))};"
-        f" {opens}, {crashes}, cycle {live.cycle}; {cancelled} in flight cancelled",
-        flush=True,
-    )
+    else:
+        print(_final_line(command, live, how), flush=True)
+    if command.signal == "SIGINT":
+        print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
+        return INTERRUPTED
     return status
+
+
+def _final_line(command: _Serve, live: LiveRun, how: str) -> str:
+    """What the run came to, in words: the traffic, what happened, and the requests cut
+    short by the stop."""
+    waiting = live.arrivals - live.traffic.total
+    if live.traffic.total:
+        traffic = _traffic_text(live.traffic, list(live.providers))
+    else:
+        traffic = "no request had finished yet"
+    events = (
+        f"{count(live.breaker_opens, 'breaker open')},"
+        f" {count(live.crashes, 'crash', 'crashes')}, cycle {live.cycle}"
+    )
+    cut = (
+        f"{count(waiting, 'request')} still waiting for an answer"
+        f" {'was' if waiting == 1 else 'were'} cancelled"
+        if waiting
+        else "nothing was left waiting"
+    )
+    return f"stopped after {clock(command.elapsed)}{how}: {traffic}; {events}; {cut}"

@@ -4,16 +4,22 @@ report and the timeline picture when asked."""
 
 from __future__ import annotations
 
+import math
+import re
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import attrs
 
+from .._types import CircuitState
 from ..simulation import Report, Scenario, ScenarioError, run_scenario
+from ..simulation.plot import picture_format
+from ..simulation.report import FaultStats
 from ._extras import available
-from ._render import Table, clock, num, pct, plain_table, secs, span
+from ._render import WIDTH, Table, clock, count, fit_table, number, pct, secs, span
 from ._scenarios import list_scenarios, resolve_scenario
 from ._usage import UsageError
 
@@ -23,6 +29,38 @@ if TYPE_CHECKING:
 __all__ = ["PROG", "SimulateArgs", "run"]
 
 PROG = "ciris-actors simulate"
+
+#: Availability this far (as a share) below the best possible still counts as good.
+GAP_TOLERANCE = 0.001
+#: Faults the verdict names one by one; the rest are counted.
+MAX_FAULT_CLAUSES = 3
+FAULT_WORDS = {
+    "outage": "outage",
+    "errors": "error burst",
+    "latency": "slowdown",
+    "crash": "crash loop",
+    "flap": "flapping health",
+    "slow_start": "slow start",
+}
+MODE_WORDS = {
+    "call": "each through registry.call (failing over on errors)",
+    "lease": "each through registry.lease (one provider, no failover)",
+}
+PROVIDER_LEGEND = (
+    "first tries: requests whose first attempt went to it; opens: times its circuit"
+    " breaker tripped; FAILED: it crashed too often and was given up on.",
+)
+FAULT_LEGEND = (
+    "noticed: until its breaker opened, a health check failed or it crashed;"
+    " traffic moved: until requests it would have taken went to another provider first;"
+    " back in routing: until, after the fault, it could be chosen again (breaker no longer"
+    " open, health passing); failed over: calls that tried more than one provider.",
+)
+NEXT_STEPS = (
+    "Next: --plot timeline.png draws this run; --list shows the other scenarios;"
+    " ciris-actors demo shows a failover request by request; docs/simulation.md"
+    " explains every number.",
+)
 _RICH_HINT = "(install ciris-actors[sim] for a progress bar and tables)"
 _PLOT_HINT = "--plot needs matplotlib: pip install 'ciris-actors[plot]'"
 
@@ -47,67 +85,248 @@ class SimulateArgs:
 
 
 def _check_writable(option: str, target: str | None) -> None:
-    """Fail before a long run rather than after it when an output folder is missing."""
+    """Fail before a long run rather than after it when an output cannot be written:
+    a missing folder, a path that is a folder, or (for ``--plot``) an unknown format."""
     if target is None or target == "-":
         return
-    folder = Path(target).parent
-    if not folder.is_dir():
-        raise UsageError(PROG, f"{option} {target}: no such directory {str(folder)!r}")
+    path = Path(target)
+    if path.is_dir():
+        raise UsageError(PROG, f"{option} {target}: is a directory; name a file in it")
+    if not path.parent.is_dir():
+        raise UsageError(PROG, f"{option} {target}: no such directory {str(path.parent)!r}")
+    if option == "--plot":
+        try:
+            picture_format(path)
+        except ValueError as exc:
+            raise UsageError(PROG, f"{option} {exc}") from None
 
 
 @attrs.frozen
 class _Summary:
-    """What the summary says, independent of how it is drawn (rich or plain text)."""
+    """What the summary says, as lines, each with a style for a terminal (plain text
+    ignores the styles). Every line fits :data:`WIDTH` columns."""
 
-    heading: str
-    description: str
-    overview: tuple[tuple[str, str], ...]
-    tables: tuple[Table, ...]
-    notes: tuple[str, ...]
-    invariants: str
-    violations: tuple[str, ...]
+    lines: tuple[tuple[str, str], ...]
     ok: bool
+
+
+def _served_clause(report: Report) -> str:
+    requests = report.requests
+    if requests.sent and requests.succeeded == requests.sent:
+        return f"every request was served ({number(requests.sent)})"
+    lost = [
+        (requests.failed, "failed"),
+        (requests.rejected, "found no provider"),
+        (requests.shed, "were dropped at the concurrency limit"),
+    ]
+    detail = ", ".join(f"{number(n)} {what}" for n, what in lost if n)
+    return (
+        f"{number(requests.succeeded)} of {number(requests.sent)} requests were served"
+        f" ({pct(report.availability, 2)}; {detail})"
+    )
+
+
+def _best_clause(report: Report) -> str:
+    gap = report.availability_gap
+    if gap is None or report.requests.succeeded == report.requests.sent:
+        return ""
+    if gap <= 0:
+        return ", as many as any router could have"
+    if gap <= GAP_TOLERANCE:
+        return f", within {gap * 100:.3f} points of the best any router could do"
+    return (
+        f", {gap * 100:.2f} points fewer than a router that knew every failure in advance"
+        f" ({pct(report.oracle_availability, 2)})"
+    )
+
+
+def _fault_clause(fault: FaultStats, report: Report) -> str:
+    provider = report.provider(fault.provider)
+    name = fault.provider
+    kind = FAULT_WORDS.get(fault.kind.value, fault.kind.value)
+    if fault.at >= report.duration:
+        return f"{name}'s {kind} came after the run ended"
+    if fault.kind.value == "crash" and provider.failed:
+        return f"the crash-looping {name} went FAILED after {count(provider.restarts, 'restart')}"
+    if fault.time_to_detect is None:
+        return f"{name}'s {kind} went unnoticed (no breaker opened, no health check failed)"
+    clause = f"{name}'s {kind} was noticed {_after(fault.time_to_detect)}"
+    others = [p for p, served in fault.served_during if p != name and served]
+    if others and _busiest_before(fault, report) == name:
+        clause += f" and its traffic moved to {others[0]}"
+    return clause
+
+
+def _after(seconds: float) -> str:
+    return "at once" if seconds < 0.001 else f"in {secs(seconds)}"
+
+
+def _busiest_before(fault: FaultStats, report: Report) -> str | None:
+    """The provider that served most in the window before *fault* (from the timeline)."""
+    timeline = report.timeline
+    start = max(0.0, fault.at - fault.duration)
+    totals = [0] * len(timeline.providers)
+    for bucket in timeline.buckets:
+        if start <= bucket.start < fault.at:
+            totals = [a + b for a, b in zip(totals, bucket.served, strict=True)]
+    if not any(totals):
+        return None
+    return timeline.providers[max(range(len(totals)), key=totals.__getitem__)]
+
+
+def _available_again(fault: FaultStats, report: Report) -> float | None:
+    """Seconds from the end of *fault* until its provider could be chosen again (actor
+    running, health not failed, breaker not open), from the report's windows and
+    breaker transitions; ``None`` if not within the run."""
+    name = fault.provider
+    windows = [*report.down_windows_of(name), *report.unhealthy_windows_of(name)]
+    changes = [c for c in report.breaker_transitions if c.provider == name]
+    t = fault.end
+    moved = True
+    while moved:
+        moved = False
+        for window in windows:
+            if window.start <= t < window.end:
+                t, moved = window.end, True
+        state = CircuitState.CLOSED
+        for change in changes:
+            if change.time <= t:
+                state = change.new
+        if state is CircuitState.OPEN:
+            later = [c.time for c in changes if c.time > t]
+            t, moved = (later[0] if later else math.inf), True
+        if math.isinf(t) or t > report.duration:
+            return None
+    return t - fault.end
+
+
+def _verdict(report: Report) -> tuple[bool, str]:
+    """Whether the run was good, and one sentence saying what happened."""
+    gap = report.availability_gap
+    good = report.ok and (gap is None or gap <= GAP_TOLERANCE)
+    clauses = [_served_clause(report) + _best_clause(report)]
+    faults = [f for f in report.faults if f.at < report.duration]
+    clauses += [_fault_clause(fault, report) for fault in faults[:MAX_FAULT_CLAUSES]]
+    if len(faults) > MAX_FAULT_CLAUSES:
+        clauses.append(f"and {count(len(faults) - MAX_FAULT_CLAUSES, 'more fault')} below")
+    broken = report.invariants.violation_count
+    clauses.append(
+        "every routing rule held"
+        if not broken
+        else f"{count(broken, 'routing rule')} broken (listed below)"
+    )
+    lead = "Good run: " if good else "Needs a look: "
+    return good, lead + "; ".join(clauses) + "."
+
+
+def _back_after(fault: FaultStats, report: Report) -> str:
+    if report.provider(fault.provider).failed:
+        return "never back (FAILED)"
+    ready = _available_again(fault, report)
+    recover = fault.time_to_recover
+    if ready is None:
+        return "not back before the run ended"
+    back = f"back in routing {_after(ready).replace('in ', '', 1)} after it ended"
+    if ready < 0.001:
+        back = "back in routing as it ended"
+    if recover is None:
+        return back + " (no request needed it again)"
+    if recover - ready > 60:
+        # A standby serves again only when traffic needs it: say so, or a long gap
+        # looks like a slow recovery.
+        return back + f" (first needed again {secs(recover)} after it ended)"
+    return back + f", serving {secs(recover)} after it ended"
+
+
+def _fault_card(fault: FaultStats, report: Report) -> list[str]:
+    kind = FAULT_WORDS.get(fault.kind.value, fault.kind.value)
+    head = f"{fault.index:>3}  {kind} on {fault.provider}, {clock(fault.at)}-{clock(fault.end)}"
+    if fault.at >= report.duration:
+        return [head, "     after the run ended: no effect"]
+    found = (
+        "never noticed"
+        if fault.time_to_detect is None
+        else f"noticed {_after(fault.time_to_detect)}"
+    )
+    parts = [found]
+    if fault.time_to_failover is not None:
+        parts.append(f"traffic moved in {secs(fault.time_to_failover)}")
+    parts.append(_back_after(fault, report))
+    during = fault.phases.during
+    before = fault.phases.before
+    while_on = [f"{pct(during.availability, 2)} served"]
+    if during.failed_over:
+        while_on.append(f"{number(during.failed_over)} calls failed over")
+    if before.latency.p99 is not None and during.latency.p99 is not None:
+        while_on.append(f"p99 {secs(before.latency.p99)} -> {secs(during.latency.p99)}")
+    return [
+        head,
+        *_wrap(", ".join(parts), indent="     "),
+        *_wrap("while it lasted: " + ", ".join(while_on), indent="     "),
+    ]
+
+
+def _wrap(text: str, indent: str = "", width: int = 0) -> list[str]:
+    """*text* wrapped to *width* (default :data:`WIDTH`), never between a number and
+    its unit."""
+    glued = _NUMBER_UNIT.sub(rf"\1{_GLUE}\2", text)
+    lines = textwrap.wrap(
+        glued,
+        width=width or WIDTH,
+        initial_indent=indent,
+        subsequent_indent=indent,
+        break_on_hyphens=False,
+    )
+    return [line.replace(_GLUE, " ") for line in lines] or [indent.rstrip()]
+
+
+#: A number and its unit, kept on one line by joining them with a character that is
+#: not a space while wrapping.
+_NUMBER_UNIT = re.compile(r"(\d) (s|min|h|points|requests)\b")
+_GLUE = "\x00"
 
 
 def _summarize(report: Report, scenario: Scenario) -> _Summary:
     requests = report.requests
     latency = report.latency
     workload = scenario.workload
-    heading = (
-        f"{report.scenario}: seed {report.seed}, {span(report.duration)} of traffic"
-        f" at {workload.rate:g} requests/s, mode {report.mode}"
+    lines: list[tuple[str, str]] = []
+
+    def add(text: str = "", style: str = "") -> None:
+        lines.append((text, style))
+
+    def paragraph(text: str, style: str = "", indent: str = "") -> None:
+        for line in _wrap(text, indent=indent):
+            add(line, style)
+
+    mode = MODE_WORDS.get(report.mode, report.mode)
+    paragraph(
+        f"{report.scenario} (seed {report.seed}): {span(report.duration)} of traffic at"
+        f" {workload.rate:g} requests/s, {mode}, {count(len(report.faults), 'fault')}.",
+        "bold",
     )
-    gap = report.availability_gap
-    overview = (
-        (
-            "requests",
-            f"{requests.sent} sent: {requests.succeeded} succeeded,"
-            f" {requests.failed} failed, {requests.rejected} rejected,"
-            f" {requests.shed} shed",
-        ),
-        (
-            "availability",
-            f"{pct(report.availability, 3)} (oracle {pct(report.oracle_availability, 3)},"
-            f" gap {'-' if gap is None else f'{gap * 100:.3f}'} points)",
-        ),
-        (
-            "latency",
-            f"p50 {secs(latency.p50)}, p95 {secs(latency.p95)},"
-            f" p99 {secs(latency.p99)} (succeeded requests)",
-        ),
+    if scenario.description:
+        paragraph(scenario.description, "dim")
+    add()
+    good, verdict = _verdict(report)
+    paragraph(verdict, "bold green" if good else "bold red")
+    add()
+    served = (
+        f"{number(requests.succeeded)} of {number(requests.sent)} requests"
+        f" ({pct(report.availability, 3)})"
     )
+    best = f"{pct(report.oracle_availability, 3)} (if a router knew every failure in advance)"
+    speed = (
+        f"p50 {secs(latency.p50)}, p95 {secs(latency.p95)}, p99 {secs(latency.p99)}"
+        " (of served requests)"
+    )
+    for label, value in (("served", served), ("best possible", best), ("latency", speed)):
+        for i, line in enumerate(_wrap(value, width=WIDTH - 17)):
+            add(f"  {label if i == 0 else '':<13}  {line}")
+    add()
     providers = Table(
         "Providers",
-        (
-            "provider",
-            "group",
-            "served",
-            "share",
-            "first attempts",
-            "breaker opens",
-            "restarts",
-            "FAILED",
-        ),
+        ("provider", "group", "served", "share", "first tries", "opens", "restarts", "FAILED"),
         tuple(
             (
                 p.name,
@@ -122,133 +341,55 @@ def _summarize(report: Report, scenario: Scenario) -> _Summary:
             for p in report.providers
         ),
     )
-    tables = [providers]
-    notes: list[str] = []
+    table_lines = fit_table(providers, WIDTH)
+    add(table_lines[0], "bold")
+    for line in table_lines[1:]:
+        add(line, "bold red" if line.rstrip().endswith(" yes") else "")
+    for line in PROVIDER_LEGEND:
+        paragraph(line, "dim", indent="  ")
     if report.faults:
-        rows = []
-        unreached = []
+        add()
+        add("Faults", "bold")
         for fault in report.faults:
-            phases = fault.phases
-            if fault.at >= report.duration:
-                unreached.append(f"#{fault.index}")
-            rows.append(
-                (
-                    str(fault.index),
-                    fault.kind.value,
-                    fault.provider,
-                    f"{num(fault.at)}-{num(fault.end)} s",
-                    secs(fault.time_to_detect),
-                    secs(fault.time_to_failover),
-                    secs(fault.time_to_recover),
-                    pct(phases.before.availability),
-                    pct(phases.during.availability),
-                    pct(phases.after.availability),
-                )
-            )
-        tables.append(
-            Table(
-                "Faults",
-                (
-                    "#",
-                    "kind",
-                    "provider",
-                    "window",
-                    "detect",
-                    "failover",
-                    "recover",
-                    "before",
-                    "during",
-                    "after",
-                ),
-                tuple(rows),
-                text_columns=4,
-                note=(
-                    "detect/failover: seconds after the fault began; recover: after it ended;"
-                    " before/during/after: availability"
-                ),
-            )
-        )
-        if unreached:
-            several = len(unreached) > 1
-            notes.append(
-                f"Fault{'s' * several} {', '.join(unreached)} start{'s' * (not several)} after"
-                f" the run ends ({num(report.duration)} s) and had no effect."
-            )
+            for line in _fault_card(fault, report):
+                add(line)
+        for line in FAULT_LEGEND:
+            paragraph(line, "dim", indent="  ")
+    add()
     invariants = report.invariants
-    count = invariants.violation_count
-    if count:
-        verdict = f"Invariants: {count} violation{'s' * (count != 1)} in {invariants.checks}"
-        verdict += " routing checks."
+    broken = invariants.violation_count
+    if broken:
+        paragraph(
+            f"Routing rules: {count(broken, 'violation')} in {number(invariants.checks)}"
+            " routing decisions checked.",
+            "bold red",
+        )
+        for v in invariants.violations:
+            paragraph(f"t={v.time:.3f} s  {v.rule}: {v.detail}", "red", indent="  ")
+        if broken > len(invariants.violations):
+            add(f"  ... and {broken - len(invariants.violations)} more (see --json)", "red")
     else:
-        verdict = f"Invariants: all held ({invariants.checks} routing checks)."
-    violations = [f"t={v.time:.3f} s  {v.rule}: {v.detail}" for v in invariants.violations]
-    if count > len(violations):
-        violations.append(f"... and {count - len(violations)} more (see --json)")
-    return _Summary(
-        heading=heading,
-        description=scenario.description,
-        overview=overview,
-        tables=tuple(tables),
-        notes=tuple(notes),
-        invariants=verdict,
-        violations=tuple(violations),
-        ok=report.ok,
-    )
+        paragraph(
+            f"Routing rules: all held in {number(invariants.checks)} routing decisions checked"
+            " (never an open breaker, a missing capability, a provider down or a better one"
+            " passed over).",
+            "green",
+        )
+    add()
+    for line in NEXT_STEPS:
+        paragraph(line, "dim")
+    return _Summary(lines=tuple(lines), ok=report.ok)
 
 
 def _print_plain(summary: _Summary, out: TextIO) -> None:
-    lines = [summary.heading]
-    if summary.description:
-        lines.append(summary.description)
-    lines.append("")
-    width = max(len(label) for label, _ in summary.overview)
-    lines += [f"  {label.ljust(width)}  {value}" for label, value in summary.overview]
-    for table in summary.tables:
-        lines += ["", *plain_table(table)]
-    lines += ["", *summary.notes] if summary.notes else []
-    lines += ["", summary.invariants, *(f"  {v}" for v in summary.violations)]
-    print("\n".join(lines), file=out)
+    print("\n".join(line.rstrip() for line, _ in summary.lines), file=out)
 
 
 def _print_rich(summary: _Summary, console: Console) -> None:
-    from rich import box
-    from rich.table import Table
     from rich.text import Text
 
-    console.print(Text(summary.heading, style="bold"))
-    if summary.description:
-        console.print(Text(summary.description, style="dim"))
-    console.print()
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    for label, value in summary.overview:
-        grid.add_row(label, value)
-    console.print(grid)
-    for spec in summary.tables:
-        table = Table(
-            title=spec.title,
-            title_justify="left",
-            title_style="bold",
-            caption=spec.note or None,
-            caption_justify="left",
-            caption_style="dim",
-            box=box.SIMPLE_HEAD,
-        )
-        for i, column in enumerate(spec.columns):
-            table.add_column(column, justify="left" if i < spec.text_columns else "right")
-        for row in spec.rows:
-            table.add_row(
-                *(Text(cell, style="bold red") if cell == "yes" else cell for cell in row)
-            )
-        console.print()
-        console.print(table)
-    for note in summary.notes:
-        console.print(Text(note, style="yellow"))
-    console.print()
-    console.print(Text(summary.invariants, style="bold green" if summary.ok else "bold red"))
-    for violation in summary.violations:
-        console.print(Text(f"  {violation}", style="red"))
+    for line, style in summary.lines:
+        console.print(Text(line.rstrip(), style=style or ""), soft_wrap=True)
 
 
 def _run_with_bar(scenario: Scenario, seed: int | None, console: Console) -> Report:
@@ -331,6 +472,8 @@ def run(args: SimulateArgs) -> int:
 
             write_timeline(report, args.plot)
             written.append(f"Timeline written to {args.plot}")
+    except BrokenPipeError:
+        raise  # the reader of stdout left: main() ends quietly
     except OSError as exc:
         raise UsageError(PROG, f"cannot write: {exc}") from None
     if written:

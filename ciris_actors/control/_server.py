@@ -130,7 +130,7 @@ async def serve_control_api(
     if not isinstance(host, str) or not host:
         raise TypeError(f"host: expected a non-empty str, got {host!r}")
     if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError(f"port: expected an int, got {type(port).__name__}")
+        raise TypeError(f"port: expected an integer, got {type(port).__name__}")
     if not 0 <= port <= 65535:
         raise ValueError(f"port: must be 0..65535, got {port}")
     if check_token(token) is None and not is_loopback(host):

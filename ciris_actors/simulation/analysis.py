@@ -6,6 +6,7 @@ times and phases, the timeline, the down and unhealthy windows.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
@@ -336,6 +337,7 @@ def _phase(log: RequestLog, start: float, end: float) -> Phase:
         requests=len(rows),
         availability=(len(ok) / len(rows)) if rows else None,
         latency=percentiles(ok),
+        failed_over=sum(1 for i in rows if log.attempts[i] > 1),
     )
 
 
@@ -378,6 +380,12 @@ def _fault_report(
             recover = log.arrival[i] + log.latency[i] - fault.end
             break
     span = fault.duration
+    served = Counter(
+        log.served[i]
+        for i in _window(log, fault.at, min(duration, fault.end))
+        if log.served[i] is not None
+    )
+    busiest = sorted(served.items(), key=lambda item: (-item[1], str(item[0])))
     return FaultStats(
         index=index,
         kind=fault.kind,
@@ -392,6 +400,8 @@ def _fault_report(
             during=_phase(log, fault.at, min(duration, fault.end)),
             after=_phase(log, fault.end, min(duration, fault.end + span)),
         ),
+        in_use_before=was_first_choice,
+        served_during=tuple((str(name), count) for name, count in busiest),
     )
 
 

@@ -6,10 +6,11 @@ field, e.g. ``faults[2].provider: unknown provider 'openia'``.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import math
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,13 @@ def load_scenario(path: str | Path) -> Scenario:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark some editors write is accepted and dropped.
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset"
+            f" {exc.start}); save the file as UTF-8"
+        ) from None
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
@@ -227,7 +234,7 @@ class _Table:
     def string(self, key: str, default: str | None = None) -> str:
         value = self.get(key, default)
         if value is None:
-            raise ScenarioError(f"{self.field(key)}: required")
+            raise self.missing(key)
         if not isinstance(value, str) or (not value and default is None):
             raise ScenarioError(f"{self.field(key)}: expected a non-empty string, got {value!r}")
         return value
@@ -246,7 +253,7 @@ class _Table:
         if value is None:
             if optional:
                 return None
-            raise ScenarioError(f"{self.field(key)}: required")
+            raise self.missing(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ScenarioError(f"{self.field(key)}: expected a number, got {value!r}")
         if math.isnan(value) or math.isinf(value):
@@ -276,7 +283,7 @@ class _Table:
         value = self.get(key)
         if value is None:
             if required:
-                raise ScenarioError(f"{self.field(key)}: required (an array of tables)")
+                raise self.missing(key, " (an array of tables)")
             return ()
         if not isinstance(value, list):
             raise ScenarioError(
@@ -284,10 +291,25 @@ class _Table:
             )
         return value
 
+    def missing(self, key: str, what: str = "") -> ScenarioError:
+        """The error for required *key* missing: a misspelling of it, if the table has
+        one (``knd`` for ``kind``), is named rather than the missing key."""
+        strays = [k for k in self.data if k not in self.used]
+        close = difflib.get_close_matches(key, strays, n=1, cutoff=0.6)
+        if close:
+            return ScenarioError(f"{self.field(close[0])}: unknown field (did you mean {key!r}?)")
+        return ScenarioError(f"{self.field(key)}: required{what}")
+
     def finish(self) -> None:
         unknown = sorted(set(self.data) - self.used)
         if unknown:
-            raise ScenarioError(f"{self.field(unknown[0])}: unknown field")
+            raise ScenarioError(unknown_field(self.field(unknown[0]), unknown[0], self.used))
+
+
+def unknown_field(field: str, key: str, known: Iterable[str]) -> str:
+    """The message for an unknown field, with the known field it most resembles."""
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    return f"{field}: unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def _kind(value: object) -> str:
@@ -314,7 +336,7 @@ def _breaker(data: object, where: str) -> CircuitBreakerConfig | None:
     fields = {f.name for f in attrs.fields(CircuitBreakerConfig)}
     for key in table.data:
         if key not in fields:
-            raise ScenarioError(f"{table.field(key)}: unknown field")
+            raise ScenarioError(unknown_field(table.field(key), key, fields))
     try:
         return CircuitBreakerConfig(**dict(table.data))
     except (TypeError, ValueError) as exc:
@@ -326,7 +348,7 @@ def _restart(data: object, where: str) -> RestartPolicy:
     fields = {f.name for f in attrs.fields(RestartPolicy)}
     for key in table.data:
         if key not in fields:
-            raise ScenarioError(f"{table.field(key)}: unknown field")
+            raise ScenarioError(unknown_field(table.field(key), key, fields))
     values = dict(table.data)
     values.setdefault("jitter", 0.1)
     try:

@@ -15,7 +15,7 @@ from typing import Any
 from .._types import Priority
 from .report import BreakerChange, ProviderStats, Report
 
-__all__ = ["write_timeline"]
+__all__ = ["FORMATS", "picture_format", "write_timeline"]
 
 #: Shades per priority group, darkest first: blues for group 0, purples for group 1,
 #: browns for group 2, teals after that. Kept clear of the breaker colours below.
@@ -32,15 +32,38 @@ _FAULT = "#3a3a3a"
 _UNHEALTHY = "#5b2a86"
 
 
-def write_timeline(report: Report, path: str | os.PathLike[str]) -> None:
-    """Draw the timeline of *report* and save it as a PNG at *path*.
+#: The picture formats :func:`write_timeline` writes, by file extension.
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
-    The top panel stacks each provider's share of the requests over time, with the
-    requests that failed, were rejected or were shed as a hatched grey layer. The lower
-    panel has one band per provider: its breaker state (closed green, half-open amber,
-    open red), dotted where its health checks were failing, and, cross-hatched, the
-    windows in which its actor was down (restarting, or
-    FAILED for good). Fault windows are shaded across both panels and labelled.
+
+def picture_format(path: str | os.PathLike[str]) -> str:
+    """The format a timeline written to *path* gets, from its extension.
+
+    Raises:
+      ValueError: the extension is not one of :data:`FORMATS`.
+    """
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    try:
+        return FORMATS[suffix]
+    except KeyError:
+        raise ValueError(
+            f"{os.fspath(path)}: cannot tell the picture format from"
+            f" {suffix or 'a missing extension'!r}; name it .png, .svg or .pdf"
+        ) from None
+
+
+def write_timeline(report: Report, path: str | os.PathLike[str]) -> None:
+    """Draw the timeline of *report* and save it at *path*, as a PNG, SVG or PDF by the
+    path's extension.
+
+    A lane at the top has a bar per fault, labelled, on as many rows as overlapping faults
+    need. The middle panel stacks each provider's share of the requests over time, with
+    the requests that failed, were rejected or were shed as a hatched grey layer. The
+    lower panel has one band per provider: its breaker state (closed green, half-open
+    amber, open red), dotted where its health checks were failing, and, cross-hatched,
+    the windows in which its actor was down (restarting, or FAILED for good). Dashed
+    lines carry each fault's start and end down through both panels, and a dark bar under
+    a provider's band marks the faults that struck it.
 
     Args:
       report: a report from :func:`~ciris_actors.simulation.run_scenario`.
@@ -61,30 +84,34 @@ def write_timeline(report: Report, path: str | os.PathLike[str]) -> None:
     names = _routing_order(report.providers)
     colors = _provider_colors(report, names)
 
-    fig = plt.figure(figsize=(12, 7), dpi=110)
+    lanes = _fault_lanes(report, duration)
+    rows = max((row for row, _ in lanes.values()), default=-1) + 1
+    fig = plt.figure(figsize=(12, 7 + 0.22 * rows), dpi=110)
     grid = fig.add_gridspec(
-        2,
+        3,
         1,
-        height_ratios=[3.0, max(1.4, 0.42 * len(names))],
+        height_ratios=[max(0.25, 0.3 * rows), 3.0, max(1.4, 0.42 * len(names))],
         hspace=0.12,
         left=0.075,
         right=0.80,
-        top=0.83,
+        top=0.86,
         bottom=0.09,
     )
-    share_ax = fig.add_subplot(grid[0])
-    state_ax = fig.add_subplot(grid[1], sharex=share_ax)
+    fault_ax = fig.add_subplot(grid[0])
+    share_ax = fig.add_subplot(grid[1], sharex=fault_ax)
+    state_ax = fig.add_subplot(grid[2], sharex=fault_ax)
 
     _draw_shares(share_ax, report, names, colors, scale)
     _draw_states(state_ax, report, names, colors, duration, scale)
-    _draw_faults(share_ax, state_ax, report, names, duration, scale)
+    _draw_faults(fault_ax, share_ax, state_ax, report, names, lanes, rows, duration, scale)
 
     share_ax.set_xlim(0, duration / scale)
+    fault_ax.tick_params(labelbottom=False)
     share_ax.tick_params(labelbottom=False)
     state_ax.set_xlabel(f"simulated time ({unit})")
     fig.suptitle(_title(report), x=0.075, y=0.975, ha="left", fontsize=13, fontweight="bold")
-    fig.text(0.075, 0.925, _subtitle(report), ha="left", fontsize=9.5, color="#444444")
-    fig.savefig(path, format="png", dpi=110, facecolor="white")
+    fig.text(0.075, 0.94, _subtitle(report), ha="left", va="top", fontsize=9.5, color="#444444")
+    fig.savefig(path, format=picture_format(path), dpi=110, facecolor="white")
     plt.close(fig)
 
 
@@ -127,20 +154,21 @@ def _span(seconds: float) -> str:
 
 def _title(report: Report) -> str:
     return (
-        f"{report.scenario}: availability {_pct(report.availability)}"
-        f"  vs oracle {_pct(report.oracle_availability)}"
+        f"{report.scenario}: {_pct(report.availability)} of requests served"
+        f"  (best possible {_pct(report.oracle_availability)})"
     )
 
 
 def _subtitle(report: Report) -> str:
     requests = report.requests
     span = _span(float(report.duration))
-    violations = report.invariants.violation_count
-    checks = "all invariants held" if not violations else f"{violations} invariant violations"
+    broken = report.invariants.violation_count
+    rules = "every routing rule held" if not broken else f"{broken:,} routing rules broken"
     return (
-        f"seed {report.seed}, {span} of virtual time, mode {report.mode}:"
-        f" {requests.sent:,} requests, {requests.succeeded:,} served,"
-        f" {requests.unserved:,} failed/rejected/shed; {checks}"
+        f"seed {report.seed}, {span} of virtual time, each request through"
+        f" registry.{report.mode}; {rules}\n{requests.sent:,} requests:"
+        f" {requests.succeeded:,} served, {requests.unserved:,} not (failed, found no"
+        " provider, or dropped at the concurrency limit)"
     )
 
 
@@ -192,7 +220,7 @@ def _draw_shares(
         edgecolor="#6e6e6e",
         hatch="////",
         linewidth=0.0,
-        label=f"failed/rejected/shed  {100 * sum(unserved) / sent if sent else 0:.2f}%",
+        label=f"not served  {100 * sum(unserved) / sent if sent else 0:.2f}%",
     )
     ax.set_ylim(0, 100)
     ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
@@ -309,12 +337,9 @@ def _draw_states(
     handles.append(Patch(facecolor="white", edgecolor="#333333", hatch="xxxx", label="actor down"))
     handles.append(
         Patch(
-            facecolor="#e6e6e6",
+            facecolor=_FAULT,
             edgecolor=_FAULT,
-            hatch="\\\\",
-            linestyle="--",
-            linewidth=0.8,
-            label="fault window\n(bar under the faulted\nprovider)",
+            label="fault (its bar above;\nalso under the provider\nit struck)",
         )
     )
     ax.legend(
@@ -326,39 +351,83 @@ def _draw_states(
     )
 
 
-def _draw_faults(
-    share_ax: Any,
-    state_ax: Any,
-    report: Report,
-    names: Sequence[str],
-    duration: float,
-    scale: float,
-) -> None:
-    # Labels sit above the top panel, on as many rows as overlapping faults need.
-    row_ends: list[float] = []
-    char = duration * 0.0066  # roughly one character of 8-point text, in seconds
-    for fault in sorted(report.faults, key=lambda f: f.at):
+def _fault_lanes(report: Report, duration: float) -> dict[int, tuple[int, bool]]:
+    """For each fault that starts within the run, its row in the fault lane and whether
+    its label goes before its bar (at the right edge) rather than after it: rows are
+    assigned so that no bar or label overlaps another."""
+    char = duration * 0.0075  # roughly one character of 8-point text, in seconds
+    ends: list[float] = []
+    lanes: dict[int, tuple[int, bool]] = {}
+    for fault in sorted(report.faults, key=lambda f: (f.at, f.index)):
         start = float(fault.at)
         if start >= duration:
             continue
         end = min(duration, start + float(fault.duration))
-        # On the traffic panel a tint would change the providers' colours (and so who
-        # seems to serve); light hatching marks the window and keeps the colours true.
-        share_ax.axvspan(
-            start / scale,
-            end / scale,
-            facecolor="none",
-            edgecolor=(1.0, 1.0, 1.0, 0.45),
-            hatch="\\\\",
-            linewidth=0.0,
-            zorder=3,
+        width = (len(_fault_label(fault)) + 2) * char
+        before = end + width > duration  # no room after the bar: put the label before it
+        left = start - width if before else start
+        right = end if before else end + width
+        row = next((i for i, e in enumerate(ends) if e <= left), len(ends))
+        if row == len(ends):
+            ends.append(right)
+        else:
+            ends[row] = right
+        lanes[fault.index] = (row, before)
+    return lanes
+
+
+def _fault_label(fault: Any) -> str:
+    return f"#{fault.index} {fault.kind.value.replace('_', ' ')}: {fault.provider}"
+
+
+def _draw_faults(
+    fault_ax: Any,
+    share_ax: Any,
+    state_ax: Any,
+    report: Report,
+    names: Sequence[str],
+    lanes: Mapping[int, tuple[int, bool]],
+    rows: int,
+    duration: float,
+    scale: float,
+) -> None:
+    for side in ("top", "right", "left", "bottom"):
+        fault_ax.spines[side].set_visible(False)
+    fault_ax.set_yticks([])
+    fault_ax.tick_params(axis="x", length=0)
+    fault_ax.set_ylim(rows - 0.5, -0.5)
+    fault_ax.set_ylabel("faults", rotation=0, ha="right", va="center", fontsize=9)
+    for fault in report.faults:
+        if fault.index not in lanes:
+            continue
+        row, before = lanes[fault.index]
+        start = float(fault.at)
+        end = min(duration, start + float(fault.duration))
+        fault_ax.broken_barh(
+            [(start / scale, max(end - start, duration * 0.002) / scale)],
+            (row - 0.28, 0.56),
+            facecolors=_FAULT,
+            edgecolor="none",
         )
-        state_ax.axvspan(
-            start / scale, end / scale, facecolor=_FAULT, alpha=0.1, edgecolor="none", zorder=3
+        fault_ax.annotate(
+            _fault_label(fault),
+            ((start if before else end) / scale, row),
+            xytext=(-4 if before else 4, 0),
+            textcoords="offset points",
+            ha="right" if before else "left",
+            va="center",
+            fontsize=8,
+            color="#222222",
+            annotation_clip=False,
         )
+        # Dashed lines carry the window down through the panels; no fill on the traffic
+        # panel, where a tint or hatching would read as a provider or as failed requests.
         for ax in (share_ax, state_ax):
             for x in (start, end):
                 ax.axvline(x / scale, color=_FAULT, linestyle="--", linewidth=0.8, zorder=3)
+        state_ax.axvspan(
+            start / scale, end / scale, facecolor=_FAULT, alpha=0.08, edgecolor="none", zorder=0
+        )
         y = len(names) - 1 - names.index(fault.provider)
         state_ax.plot(
             [start / scale, end / scale],
@@ -367,22 +436,4 @@ def _draw_faults(
             linewidth=2.2,
             solid_capstyle="butt",
             zorder=4,
-        )
-        label = f"{fault.kind.value.replace('_', ' ')}: {fault.provider}"
-        row = next((i for i, e in enumerate(row_ends) if e < start), len(row_ends))
-        label_end = start + (len(label) + 2) * char
-        if row == len(row_ends):
-            row_ends.append(label_end)
-        else:
-            row_ends[row] = label_end
-        share_ax.annotate(
-            label,
-            (start / scale, 1.0),
-            xycoords=("data", "axes fraction"),
-            xytext=(2, 3 + 12 * row),
-            textcoords="offset points",
-            fontsize=8,
-            color="#222222",
-            va="bottom",
-            annotation_clip=False,
         )

@@ -144,6 +144,7 @@ class Phase:
       requests: arrivals in it.
       availability: the share of them that succeeded (``None`` without arrivals).
       latency: the percentiles of those that succeeded.
+      failed_over: arrivals whose call tried more than one provider.
     """
 
     start: float
@@ -151,6 +152,7 @@ class Phase:
     requests: int
     availability: float | None
     latency: Percentiles
+    failed_over: int
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
@@ -160,6 +162,7 @@ class Phase:
             "requests": self.requests,
             "availability": self.availability,
             "latency": self.latency.as_dict(),
+            "failed_over": self.failed_over,
         }
 
 
@@ -197,6 +200,11 @@ class FaultStats:
       time_to_recover: from its end to the first answer by the provider to a request
         that arrived after the end, if any.
       phases: the traffic before, during and after it.
+      in_use_before: whether the provider took first attempts before the fault (a
+        standby that did not is brought back only when traffic needs it, so its
+        ``time_to_recover`` measures that need, not the provider).
+      served_during: the requests each provider answered while the fault lasted,
+        busiest first (ties by name).
     """
 
     index: int
@@ -208,6 +216,8 @@ class FaultStats:
     time_to_failover: float | None
     time_to_recover: float | None
     phases: FaultPhases
+    in_use_before: bool
+    served_during: tuple[tuple[str, int], ...]
 
     @property
     def end(self) -> float:
@@ -226,6 +236,8 @@ class FaultStats:
             "time_to_failover": self.time_to_failover,
             "time_to_recover": self.time_to_recover,
             "phases": self.phases.as_dict(),
+            "in_use_before": self.in_use_before,
+            "served_during": dict(self.served_during),
         }
 
 

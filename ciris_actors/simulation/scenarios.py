@@ -12,13 +12,13 @@ from .model import Scenario, parse_scenario
 
 __all__ = ["bundled_scenarios", "default_scenario", "scenario_folder"]
 
-#: The seed design's three-group LLM set-up under an hour of traffic: an outage of the
-#: primary, a flapping local model, and a crash loop in the mock tier.
+#: The seed design's three-group LLM set-up under an hour of traffic and five faults.
 _DEFAULT = {
     "name": "default",
     "description": (
-        "The seed's three-group LLM set-up, one hour at 50 requests/s: the primary goes"
-        " down for ten minutes, a local model flaps, the last-resort model crash-loops."
+        "The seed's three-group LLM set-up: openai goes down for ten minutes (anthropic"
+        " too, for two of them), a local model's health flaps, the last-resort mock"
+        " crash-loops, and openai slows down by 20 s for two minutes."
     ),
     "seed": 1,
     "registry": {
