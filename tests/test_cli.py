@@ -171,7 +171,7 @@ def test_without_rich_a_pipe_gets_plain_text_and_no_hint(scenario: Path) -> None
 def test_list_shows_the_bundled_scenarios() -> None:
     result = simulate("--list")
     assert result.returncode == 0, result.stderr
-    names = [line.split()[0] for line in result.stdout.splitlines()[1:]]
+    names = [line.split()[0] for line in result.stdout.splitlines()[1:] if line[2] != " "]
     assert "primary-outage" in names
     assert "(default)" in names
 
@@ -466,3 +466,12 @@ def test_every_subcommand_says_what_it_does_and_its_defaults(command: str) -> No
     assert "Exit status: 0" in description.replace("\n", " ")
     options = result.stdout.split("options:")[1]
     assert "default" in options
+
+
+def test_the_demo_and_the_scenario_list_fit_80_columns() -> None:
+    for command in (["demo"], ["simulate", "--list"]):
+        result = subprocess.run(
+            [*COMMAND, *command], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        assert [line for line in result.stdout.splitlines() if len(line) > 80] == []

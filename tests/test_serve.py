@@ -149,6 +149,12 @@ class Serve:
                 self.lines.append(line)
 
     @property
+    def statements(self) -> list[str]:
+        """:attr:`lines` with each wrapped continuation (an indented line) joined to the
+        line it continues, as one statement."""
+        return unwrapped(self.lines)
+
+    @property
     def output(self) -> str:
         return "\n".join(self.lines)
 
@@ -170,13 +176,30 @@ class Serve:
                 pipe.close()
 
 
+def unwrapped(lines: list[str]) -> list[str]:
+    """*lines* with every indented line (a continuation of a wrapped line) joined to the
+    one before it."""
+    joined: list[str] = []
+    for line in lines:
+        if line.startswith("  ") and joined:
+            joined[-1] += " " + line.strip()
+        else:
+            joined.append(line)
+    return joined
+
+
 def banner(serve: Serve) -> dict[str, str]:
-    """Read the start-up banner; return its ``label: value`` lines by label."""
+    """Read the start-up banner; return its ``label: value`` lines by label, and as
+    ``"try"`` the curl command it suggests, its continuation lines joined as a shell
+    would."""
     serve.expect(r"^Ctrl-C stops it\.$")
     fields = {}
-    for line in serve.lines:
+    for line in serve.statements:
         label, _, value = line.partition(": ")
         fields[label] = value
+    # The curl line is split with a shell continuation: joined as a shell would.
+    command = fields.pop("try, in another terminal", "")
+    fields["try"] = command.replace(" \\ ", " ")
     return fields
 
 
@@ -235,7 +258,8 @@ def test_serve_runs_the_scenario_live_and_stops_on_sigint(scenario: Path, token_
         assert returncode == 130, stderr  # Ctrl-C: as shells report a SIGINT stop
         assert stderr == "ciris-actors serve: interrupted\n"
         assert re.search(r"  SIGINT: stopping", serve.output), serve.output
-        final = serve.lines[-1]
+        assert [line for line in serve.lines if len(line) > 80] == []  # fits a terminal
+        final = serve.statements[-1]
         match = re.match(
             r"stopped after \d+:\d\d \(SIGINT\): ([\d,]+) requests?: (\d+) ok, ", final
         )
@@ -279,7 +303,7 @@ def test_serve_generates_a_token_and_stops_on_sigterm() -> None:
 
         returncode, stderr = serve.stop(signal.SIGTERM)
         assert returncode == 0, stderr
-        assert re.match(r"stopped after \d+:\d\d \(SIGTERM\): ", serve.lines[-1]), serve.output
+        assert re.match(r"stopped after \d+:\d\d \(SIGTERM\): ", serve.statements[-1]), serve.output
 
 
 def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
@@ -366,7 +390,7 @@ def test_a_provider_failure_the_restart_policy_escalates_exits_1(tmp_path: Path)
         "ciris-actors serve: error: provider 'secondary' exceeded its restart intensity"
         " (0 restarts within 5s); last error: SimulatedError: secondary: simulated crash\n"
     )
-    last = result.stdout.splitlines()[-1]
+    last = unwrapped(result.stdout.splitlines())[-1]
     assert re.match(r"stopped after 0:0\d: [\d,]+ requests?: .*, 1 crash, cycle 1;", last), last
 
 
@@ -493,7 +517,7 @@ async def test_a_summary_line_every_interval(
         nursery.start_soon(_summaries, live, 1.0)
         await trio.sleep(2.5)
         nursery.cancel_scope.cancel()
-    lines = capsys.readouterr().out.splitlines()
+    lines = unwrapped(capsys.readouterr().out.splitlines())
     assert len(lines) == 2
     for line in lines:
         match = re.fullmatch(
@@ -521,7 +545,7 @@ def test_a_stop_before_any_request_finished_says_so_plainly(tmp_path: Path) -> N
         serve.expect(r"traffic, last 10 s: ", timeout=DEADLINE)
         returncode, _ = serve.stop(signal.SIGTERM)
     assert returncode == 0  # SIGTERM is an orderly stop, not an interruption
-    final = serve.lines[-1]
+    final = serve.statements[-1]
     assert re.match(
         r"stopped after \d+:\d\d \(SIGTERM\): no request had finished yet; .*;"
         r" [1-9][\d,]* requests still waiting for an answer were cancelled$",

@@ -3,6 +3,7 @@ percentages, counts, and aligned plain-text tables."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Sequence
 
@@ -20,6 +21,7 @@ __all__ = [
     "plain_table",
     "secs",
     "span",
+    "wrap",
 ]
 
 #: Columns everything the commands print fits in: a standard terminal.
@@ -128,3 +130,24 @@ def fit_table(table: Table, width: int = WIDTH) -> list[str]:
     if table.note:
         out += textwrap.wrap(table.note, width=width, initial_indent="  ", subsequent_indent="  ")
     return out
+
+
+def wrap(text: str, indent: str = "", width: int = WIDTH, first: str | None = None) -> list[str]:
+    """*text* wrapped to *width*, every line after the first indented by *indent* (the
+    first by *first*, default *indent*), never breaking between a number and its unit."""
+    glued = _NUMBER_UNIT.sub(rf"\1{_GLUE}\2", text)
+    lines = textwrap.wrap(
+        glued,
+        width=width,
+        initial_indent=indent if first is None else first,
+        subsequent_indent=indent,
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
+    return [line.replace(_GLUE, " ") for line in lines] or [indent.rstrip()]
+
+
+#: A number and its unit, kept on one line by joining them with a character that is
+#: not a space while wrapping.
+_NUMBER_UNIT = re.compile(r"(\d) (s|min|h|points|requests)\b")
+_GLUE = "\x00"

@@ -13,6 +13,7 @@ from ..simulation import (
     default_scenario,
     load_scenario,
 )
+from ._render import wrap
 
 __all__ = ["list_scenarios", "resolve_scenario"]
 
@@ -50,4 +51,6 @@ def list_scenarios(prog: str, out: TextIO) -> None:
     width = max(len(name) for name, _ in rows)
     print(f"Bundled scenarios ({prog} NAME, or a path to your own .toml):", file=out)
     for name, description in rows:
-        print(f"  {name.ljust(width)}  {description}", file=out)
+        indent = " " * (width + 4)
+        for line in wrap(description, indent=indent, first=f"  {name.ljust(width)}  "):
+            print(line, file=out)

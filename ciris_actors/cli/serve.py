@@ -28,7 +28,7 @@ from .._nursery import unwrap_single_exception
 from ..simulation import Scenario, ScenarioError
 from ..simulation.live import CycleNotice, FaultNotice, LiveRun, Notice, Traffic, run_live
 from ._extras import available
-from ._render import clock, count, num, span
+from ._render import clock, count, num, span, wrap
 from ._scenarios import list_scenarios, resolve_scenario
 from ._usage import UsageError
 
@@ -113,7 +113,9 @@ def _stamp() -> str:
 
 
 def _say(text: str) -> None:
-    print(f"{_stamp()}  {text}", flush=True)
+    stamp = _stamp()
+    lines = wrap(text, indent=" " * (len(stamp) + 2), first=f"{stamp}  ")
+    print("\n".join(lines), flush=True)
 
 
 def _share_text(traffic: Traffic, names: Sequence[str]) -> str:
@@ -176,12 +178,14 @@ def _banner(options: _ServeOptions, live: LiveRun, url: str) -> list[str]:
     scenario = options.scenario
     workload = scenario.workload
     names = ", ".join(live.providers)
-    lines = [
+    lines = wrap(
         f"{PROG}: scenario {scenario.name} (seed {live.seed}),"
         f" {count(len(live.providers), 'provider')}: {names}",
-    ]
+        indent="  ",
+        first="",
+    )
     if scenario.description:
-        lines.append(f"  {scenario.description}")
+        lines += wrap(scenario.description, indent="  ")
     faults = scenario.faults
     if faults:
         first = min(f.at for f in faults)
@@ -191,12 +195,16 @@ def _banner(options: _ServeOptions, live: LiveRun, url: str) -> list[str]:
         )
     else:
         schedule = "no faults"
+    lines += wrap(
+        f"traffic: {workload.rate:g} requests/s, each through registry.{workload.mode}; {schedule}",
+        indent="  ",
+    )
+    lines += [f"control plane: {url}", *wrap(f"token: {options.token_note}", indent="  ", first="")]
+    # The curl line is meant to be pasted: split with a shell continuation, not wrapped.
     lines += [
-        f"traffic: {workload.rate:g} requests/s, mode {workload.mode}; {schedule}",
-        f"control plane: {url}",
-        f"token: {options.token_note}",
-        f'try: curl -H "Authorization: Bearer {options.token_shell}"'
-        f" {url}/v1/runtime/services/health",
+        "try, in another terminal:",
+        f'  curl -H "Authorization: Bearer {options.token_shell}" \\',
+        f"    {url}/v1/runtime/services/health",
         "Ctrl-C stops it.",
     ]
     return lines
@@ -343,7 +351,7 @@ def run(args: ServeArgs) -> int:
     if live is None:
         print(f"stopped{how} before the providers were ready", flush=True)
     else:
-        print(_final_line(command, live, how), flush=True)
+        print("\n".join(wrap(_final_line(command, live, how), indent="  ", first="")), flush=True)
     if command.signal == "SIGINT":
         print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
         return INTERRUPTED

@@ -5,9 +5,7 @@ report and the timeline picture when asked."""
 from __future__ import annotations
 
 import math
-import re
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -19,7 +17,7 @@ from ..simulation import Report, Scenario, ScenarioError, run_scenario
 from ..simulation.plot import picture_format
 from ..simulation.report import FaultStats
 from ._extras import available
-from ._render import WIDTH, Table, clock, count, fit_table, number, pct, secs, span
+from ._render import WIDTH, Table, clock, count, fit_table, number, pct, secs, span, wrap
 from ._scenarios import list_scenarios, resolve_scenario
 from ._usage import UsageError
 
@@ -267,23 +265,7 @@ def _fault_card(fault: FaultStats, report: Report) -> list[str]:
 
 
 def _wrap(text: str, indent: str = "", width: int = 0) -> list[str]:
-    """*text* wrapped to *width* (default :data:`WIDTH`), never between a number and
-    its unit."""
-    glued = _NUMBER_UNIT.sub(rf"\1{_GLUE}\2", text)
-    lines = textwrap.wrap(
-        glued,
-        width=width or WIDTH,
-        initial_indent=indent,
-        subsequent_indent=indent,
-        break_on_hyphens=False,
-    )
-    return [line.replace(_GLUE, " ") for line in lines] or [indent.rstrip()]
-
-
-#: A number and its unit, kept on one line by joining them with a character that is
-#: not a space while wrapping.
-_NUMBER_UNIT = re.compile(r"(\d) (s|min|h|points|requests)\b")
-_GLUE = "\x00"
+    return wrap(text, indent, width or WIDTH)
 
 
 def _summarize(report: Report, scenario: Scenario) -> _Summary:
