@@ -203,7 +203,8 @@ def _banner(options: _ServeOptions, live: LiveRun, url: str) -> list[str]:
     # The curl line is meant to be pasted: split with a shell continuation, not wrapped.
     lines += [
         "try, in another terminal:",
-        f'  curl -H "Authorization: Bearer {options.token_shell}" \\',
+        "  curl \\",
+        f'    -H "Authorization: Bearer {options.token_shell}" \\',
         f"    {url}/v1/runtime/services/health",
         "Ctrl-C stops it.",
     ]
