@@ -19,6 +19,7 @@ from ._errors import (
     UnknownProviderError as UnknownProviderError,
 )
 from ._inspect import SelectionExplanation as SelectionExplanation
+from ._lease import Outcome as Outcome, Ticket as Ticket
 from ._observe import ResolveObserver as ResolveObserver, ResolveTiming as ResolveTiming
 from ._types import (
     ActorStatus as ActorStatus,
@@ -67,6 +68,7 @@ __all__ = [
     "HealthChanged",
     "HealthCheckProtocol",
     "NoServiceAvailable",
+    "Outcome",
     "Priority",
     "ProviderClosed",
     "ProviderRegistered",
@@ -82,6 +84,7 @@ __all__ = [
     "SelectionExplanation",
     "SelectionStrategy",
     "Skip",
+    "Ticket",
     "UnknownProviderError",
     "open_registry",
 ]

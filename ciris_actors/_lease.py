@@ -13,11 +13,11 @@ from typing import Any, Literal, TypeVar
 
 import trio
 
-from ._actors.record import ProviderRecord
+from ._actors.record import Permit, ProviderRecord
 from ._actors.supervisor import Resolve
-from ._errors import Attempt, NoServiceAvailable
+from ._errors import Attempt, NoServiceAvailable, RegistryError
 
-__all__ = ["Lease", "Outcome", "call_with_failover", "settle"]
+__all__ = ["Lease", "Outcome", "Ticket", "call_with_failover", "settle", "settle_ticket"]
 
 T = TypeVar("T")
 
@@ -48,6 +48,70 @@ def settle(record: ProviderRecord, generation: int, outcome: Outcome, now: float
         breaker.record_failure(now, generation)
     else:
         breaker.release(generation)
+
+
+class Ticket:
+    """One admission of :meth:`Registry.admit`: the provider chosen for a call, and what
+    :meth:`Registry.settle` needs to record how the call went.
+
+    A ticket is settled once. One that holds a half-open probe permit and is not settled
+    by its :attr:`deadline` is settled as a failure then, by the registry; a later
+    :meth:`Registry.settle` of it records nothing.
+
+    Attributes:
+      name: the provider's name.
+      instance: the provider instance to call.
+      deadline: when the call's time is up (registry clock: admission plus the
+        breaker's ``timeout_duration``, or the timeout asked for).
+    """
+
+    __slots__ = ("_generation", "_permit", "_record", "_settled", "deadline")
+
+    def __init__(
+        self, record: ProviderRecord, deadline: float, permit: Permit | None = None
+    ) -> None:
+        self._record = record
+        self._generation = record.breaker.generation
+        self._permit = permit
+        self._settled = False
+        self.deadline = deadline
+
+    @property
+    def name(self) -> str:
+        """The provider's name."""
+        return self._record.name
+
+    @property
+    def instance(self) -> Any:
+        """The provider instance."""
+        return self._record.instance
+
+    @property
+    def settled(self) -> bool:
+        """Whether its outcome has been recorded."""
+        return self._settled
+
+    def __repr__(self) -> str:
+        return f"<Ticket for {self.name!r}, due {self.deadline:g}>"
+
+
+def settle_ticket(ticket: Ticket, outcome: Outcome, now: float) -> None:
+    """Record *outcome* for *ticket* (``Registry.settle``).
+
+    Raises:
+      RegistryError: the ticket was settled already.
+    """
+    if ticket._settled:
+        raise RegistryError(f"{ticket!r} is settled already")
+    ticket._settled = True
+    record = ticket._record
+    permit = ticket._permit
+    if permit is not None:
+        if permit.expired:
+            return  # the breaker actor settled it as a failure at its deadline
+        if permit in record.permits:
+            record.permits.remove(permit)
+    settle(record, ticket._generation, outcome, now)
 
 
 def outcome_of(error: BaseException | None, timed_out: bool) -> Outcome:

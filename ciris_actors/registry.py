@@ -21,7 +21,7 @@ from ._actors.messages import BreakerMessage
 from ._actors.record import ProviderRecord
 from ._actors.supervisor import RegistrySupervisor, Resolve
 from ._errors import Attempt, DuplicateProviderError, NoServiceAvailable, RegistryError
-from ._lease import Lease, Outcome, call_with_failover, settle
+from ._lease import Lease, Outcome, Ticket, call_with_failover, settle, settle_ticket
 from ._nursery import unwrap_single_exception
 from ._observe import Observation, ResolveObserver
 from ._types import (
@@ -406,6 +406,69 @@ class Registry:
             sup.take_permit(record)
         return record.instance
 
+    def admit(
+        self,
+        handler: str,
+        service_type: str,
+        required_capabilities: Iterable[str] | None = None,
+        *,
+        exclude: Iterable[str] = (),
+        fallback_to_global: bool = True,
+        timeout: float | None = None,
+    ) -> Ticket | None:
+        """Choose a provider for a call and admit it, without waiting: what ``lease`` does
+        on entry, for callers that run the call themselves (an event loop, a simulator).
+
+        Report how the call went with :meth:`settle`, once. In HALF_OPEN the ticket holds a
+        probe permit: settle it by its ``deadline``, or the registry counts it as a
+        failure then.
+
+        Args:
+          handler: the handler asking (``"*"``: global providers only).
+          service_type: the service type wanted.
+          required_capabilities: capabilities the provider must have.
+          exclude: names of providers not to choose (those already tried).
+          fallback_to_global: try global providers after the handler's own.
+          timeout: seconds the call may take (default: the breaker's
+            ``timeout_duration``); sets the ticket's ``deadline``.
+
+        Returns:
+          A :class:`Ticket`, or ``None`` when no provider is available.
+        """
+        self._check_open()
+        required = (
+            _NO_CAPS if required_capabilities is None else self._required(required_capabilities)
+        )
+        limit = check_duration(timeout, "timeout", allow_none=True)
+        providers = self._sup.providers
+        tried = [providers[name] for name in exclude if name in providers]
+        record = self._resolve(handler, service_type, required, fallback_to_global, tried)
+        if record is None:
+            return None
+        limit = record.breaker.config.timeout_duration if limit is None else limit
+        permit = None
+        if record.breaker.state is not _CLOSED:
+            permit = self._sup.take_permit(record, owned=True, timeout=limit)
+        return Ticket(record, trio.current_time() + limit, permit)
+
+    def settle(self, ticket: Ticket, outcome: Outcome | str) -> None:
+        """Record how the call of *ticket* (from :meth:`admit`) went.
+
+        Args:
+          ticket: the ticket, settled once.
+          outcome: ``Outcome.SUCCESS``, ``Outcome.FAILURE`` (an error, or the call's
+            deadline passed), or ``Outcome.NONE`` (it never reached the provider, or was
+            cancelled); or the value's string.
+
+        Raises:
+          RegistryError: the ticket was settled already, or the registry is closed.
+          TypeError, ValueError: *ticket* is not a ticket, or *outcome* is unknown.
+        """
+        self._check_open()
+        if not isinstance(ticket, Ticket):
+            raise TypeError(f"ticket: expected a Ticket, got {type(ticket).__name__}")
+        settle_ticket(ticket, _outcome(outcome), trio.current_time())
+
     # -- outcomes -------------------------------------------------------------------------
 
     def report_success(self, name: str) -> None:
@@ -709,6 +772,19 @@ def _ordered_names(value: object, field: str) -> tuple[str, ...]:
     items: tuple[str, ...] = tuple(value)
     coerce_capabilities(items, field)
     return tuple(dict.fromkeys(items))
+
+
+def _outcome(value: object) -> Outcome:
+    if isinstance(value, Outcome):
+        return value
+    if isinstance(value, str):
+        try:
+            return Outcome(value.strip().lower())
+        except ValueError:
+            pass
+        known = ", ".join(o.value for o in Outcome)
+        raise ValueError(f"outcome: unknown outcome {value!r} (expected one of {known})")
+    raise TypeError(f"outcome: expected an Outcome or its value, got {type(value).__name__}")
 
 
 def _check_trio() -> None:

@@ -50,7 +50,7 @@ async def _loop(sup: RegistrySupervisor, record: ProviderRecord) -> None:
                 deadline = min(deadline, breaker.next_attempt_time or 0.0)
             if record.permits:
                 # Not just the oldest: update_circuit_breaker can shorten timeout_duration.
-                deadline = min(deadline, min(due for due, _ in record.permits))
+                deadline = min(deadline, min(permit.deadline for permit in record.permits))
             messages = BreakerMessage.NONE
             if deadline == math.inf:
                 # Nothing timed to wait for (the common, idle case): no cancel scope needed.
@@ -70,13 +70,15 @@ async def _loop(sup: RegistrySupervisor, record: ProviderRecord) -> None:
             if messages & BreakerMessage.CHECK_NOW:
                 next_check = now
             breaker.advance(now)
-            expired = [permit for permit in record.permits if permit[0] <= now]
+            expired = [permit for permit in record.permits if permit.deadline <= now]
             for permit in expired:
                 if permit in record.permits:  # a failure below clears the rest
                     record.permits.remove(permit)
-                    if permit[1] == breaker.generation:
-                        # A probe permit not returned within timeout_duration is a failure.
-                        breaker.record_failure(now, permit[1])
+                    if permit.generation == breaker.generation:
+                        # A probe permit not returned within timeout_duration is a failure
+                        # (and the ticket that held it, if any, has been settled by it).
+                        permit.expired = True
+                        breaker.record_failure(now, permit.generation)
             if now >= next_check:
                 next_check = math.inf
                 if check is not None:

@@ -16,7 +16,23 @@ from ..restart import RestartTracker
 from ..selection import Member
 from .messages import BreakerMessage, Mailbox
 
-__all__ = ["Lifecycle", "ProviderCounters", "ProviderRecord"]
+__all__ = ["Lifecycle", "Permit", "ProviderCounters", "ProviderRecord"]
+
+
+@attrs.define(slots=True, eq=False)
+class Permit:
+    """A half-open probe permit handed out without a lease to return it (by
+    ``get_service``, or with a :class:`~ciris_actors.Ticket`), which the breaker actor
+    expires as a failure if it is not returned by *deadline*."""
+
+    deadline: float
+    #: The breaker generation it was taken in.
+    generation: int
+    #: Taken by ``Registry.admit`` (its ticket returns it), not ``get_service`` (returned
+    #: by the oldest-first ``report_*``).
+    owned: bool = False
+    #: Set when the breaker actor expired it; a settle that comes later records nothing.
+    expired: bool = False
 
 
 @attrs.define(slots=True, eq=False)
@@ -50,9 +66,9 @@ class ProviderRecord(Member):
     #: ``stop_all``, one at a time in reverse registration order.
     cancel_scope: trio.CancelScope = attrs.field(factory=lambda: trio.CancelScope(shield=True))
     mailbox: Mailbox = attrs.field(factory=Mailbox)
-    #: Probe permits handed out by ``get_service``, oldest first: (deadline, breaker
-    #: generation). A list, not a deque: it is almost always empty, and small.
-    permits: list[tuple[float, int]] = attrs.field(factory=list)
+    #: Probe permits handed out without a lease, oldest first. A list, not a deque: it is
+    #: almost always empty, and small.
+    permits: list[Permit] = attrs.field(factory=list)
     counters: ProviderCounters = attrs.field(factory=ProviderCounters)
 
     @property

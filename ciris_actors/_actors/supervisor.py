@@ -36,7 +36,7 @@ from ..selection import Member, Plan, plan_insert, plan_remove
 from .breaker_actor import breaker_actor
 from .messages import BreakerMessage
 from .provider_actor import provider_actor
-from .record import Lifecycle, ProviderRecord
+from .record import Lifecycle, Permit, ProviderRecord
 
 __all__ = ["RegistrySupervisor", "Resolve"]
 
@@ -414,19 +414,32 @@ class RegistrySupervisor:
                 BreakerTransition(name=breaker.name, time=now, old=old, new=new, reason=reason)
             )
 
-    def take_permit(self, record: ProviderRecord) -> None:
-        """Remember a probe permit handed out by ``get_service``, to expire it on time."""
+    def take_permit(
+        self, record: ProviderRecord, *, owned: bool = False, timeout: float | None = None
+    ) -> Permit:
+        """Remember a probe permit handed out without a lease, to expire it on time.
+
+        Args:
+          record: the provider it was taken from.
+          owned: taken by ``admit`` (its ticket returns it), not by ``get_service``.
+          timeout: seconds until it expires (default: the breaker's
+            ``timeout_duration``).
+        """
         breaker = record.breaker
-        deadline = trio.current_time() + breaker.config.timeout_duration
-        record.permits.append((deadline, breaker.generation))
+        limit = breaker.config.timeout_duration if timeout is None else timeout
+        permit = Permit(trio.current_time() + limit, breaker.generation, owned)
+        record.permits.append(permit)
         record.tell(BreakerMessage.PERMIT_TAKEN)
+        return permit
 
     def return_permit(self, record: ProviderRecord) -> int:
         """Pop the oldest outstanding ``get_service`` permit and return its generation,
-        or :data:`NO_PERMIT` when none is outstanding (a permit a lease holds must not be
-        returned by a report about another call)."""
-        if record.permits:
-            return record.permits.pop(0)[1]
+        or :data:`NO_PERMIT` when none is outstanding (a permit a lease or a ticket holds
+        must not be returned by a report about another call)."""
+        for index, permit in enumerate(record.permits):
+            if not permit.owned:
+                del record.permits[index]
+                return permit.generation
         return NO_PERMIT
 
     # -- health checks -----------------------------------------------------------------
