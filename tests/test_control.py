@@ -43,6 +43,8 @@ from ciris_actors.control import (
 from ciris_actors.control._metrics import metric_table
 from ciris_actors.testing import FakeProvider
 
+from .helpers import event_subscriptions, snapshot
+
 TOKEN = "test-token-3f9a"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BASE = "/v1/runtime/services"
@@ -105,14 +107,6 @@ async def control_plane(token: str | None = TOKEN, **serve: Any) -> AsyncIterato
 async def plane() -> AsyncIterator[Plane]:
     async with control_plane() as value:
         yield value
-
-
-def snapshot(registry: Registry) -> dict[str, Any]:
-    """Everything get_provider_info() says, minus the one figure that moves with time."""
-    info = registry.get_provider_info()
-    for stats in info["circuit_breaker_stats"].values():
-        del stats["time_in_open"]
-    return info
 
 
 def assert_error(response: httpx.Response, status: int, fragment: str = "") -> None:
@@ -1135,6 +1129,7 @@ async def test_head_on_the_event_stream_answers_headers_and_opens_no_subscriptio
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with open_registry(health_check_interval=None) as registry:
+        subscriptions = event_subscriptions()
         app = create_app(registry, token=TOKEN)
         call = _AsgiCall()
         try:
@@ -1145,7 +1140,7 @@ async def test_head_on_the_event_stream_answers_headers_and_opens_no_subscriptio
         assert call.start["status"] == 200
         assert (b"content-type", b"text/event-stream; charset=utf-8") in call.start["headers"]
         assert call.finished
-        assert not registry._sup.bus.has_subscribers
+        assert event_subscriptions() == subscriptions
 
 
 def test_the_documented_metric_table_is_the_collectors_own() -> None:

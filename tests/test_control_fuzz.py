@@ -30,6 +30,8 @@ from ciris_actors import CircuitBreakerConfig, HealthChanged, Registry, open_reg
 from ciris_actors.control import openapi_document, serve_control_api
 from ciris_actors.testing import FakeProvider
 
+from .helpers import snapshot
+
 TOKEN = "fuzz-token-5d2b"
 NAMES = ("primary", "backup", "archive")
 BREAKER = CircuitBreakerConfig(failure_threshold=3, recovery_timeout=600.0, timeout_duration=60.0)
@@ -75,14 +77,6 @@ _HEADER_VALUE = re.compile(
 #: Headers that frame the request: a random value would only make the client hang or
 #: refuse to send, not test the app.
 _FRAMING = {"content-length", "transfer-encoding", "host", "connection", "expect", "upgrade", "te"}
-
-
-def snapshot(registry: Registry) -> dict[str, Any]:
-    """Everything get_provider_info() says, minus the one figure that moves with time."""
-    info = registry.get_provider_info()
-    for stats in info["circuit_breaker_stats"].values():
-        del stats["time_in_open"]
-    return info
 
 
 def sendable(name: str, value: str) -> bool:

@@ -1,88 +1,81 @@
-"""Property-based tests of selection: the registry against a brute-force oracle."""
+"""Property-based tests of selection: the registry against a brute-force oracle, on
+provider sets staged into real states through the public API."""
 
 from __future__ import annotations
 
 import collections
 from typing import Any
 
+import attrs
 import trio
-import trio.testing
 from hypothesis import given, settings, strategies as st
 
-from ciris_actors import (
-    ActorStatus,
-    CircuitBreakerConfig,
-    Registry,
-    SelectionStrategy,
-    open_registry,
+from ciris_actors import ActorStatus, Priority, ProviderView, Registry, SelectionStrategy
+from ciris_actors.testing.strategies import (
+    STAGING_TIMEOUT,
+    ProviderSpec,
+    StagedProvider,
+    breaker_configs,
+    provider_sets,
+    provider_specs,
+    stage,
+    staging_registry,
 )
-from ciris_actors._actors.record import ProviderRecord
-from ciris_actors.control import RegistryCollector
 
 from .conftest import run_on_virtual_time
-from .strategies import ProviderSpec, capability_sets, commands, provider_specs
 
-# One probe permit, so "half_open_full" is reachable and permits visibly run out.
-CONFIG = CircuitBreakerConfig(
-    failure_threshold=1, recovery_timeout=100.0, success_threshold=1, half_open_max_calls=1
+CAPABILITIES = ("chat", "structured_output", "vision")
+
+#: Breakers with small probe quotas, so that half-open permits visibly run out.
+configs = breaker_configs(max_threshold=3, timeout_duration=STAGING_TIMEOUT)
+
+#: Commands interleaved with resolves: ("unregister", i), ("priority", i, Priority) or
+#: ("group", i, group).
+commands = st.one_of(
+    st.tuples(st.just("resolve")),
+    st.tuples(st.just("unregister"), st.integers(0, 20)),
+    st.tuples(st.just("priority"), st.integers(0, 20), st.sampled_from(list(Priority))),
+    st.tuples(st.just("group"), st.integers(0, 20), st.integers(0, 2)),
 )
 
 
-class Instance:
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-    def __repr__(self) -> str:
-        return f"Instance({self.index})"
-
-
-def apply_state(registry: Registry, name: str, spec: ProviderSpec) -> None:
-    """Put a registered provider into the spec's breaker, actor and health state."""
-    sup = registry._sup
-    record: ProviderRecord = sup.providers[name]
-    now = trio.current_time()
-    breaker = record.breaker
-    if spec.breaker == "open":
-        breaker.force_open(now, 1000.0)
-    elif spec.breaker in ("half_open", "half_open_full"):
-        breaker.force_open(now - 2.0, 1.0)
-        breaker.advance(now)
-        if spec.breaker == "half_open_full":
-            assert breaker.acquire(now)
-    record.has_health_check = spec.has_health_check
-    # A (re)starting provider has had no health check yet.
-    starting = spec.status in (ActorStatus.STARTING, ActorStatus.RESTARTING)
-    record.healthy = None if starting else spec.healthy
-    record.status = spec.status
-    record.refresh()
+def admits(view: ProviderView, now: float) -> bool:
+    """Whether the breaker admits a call now, from its state (semantics, 1.5 item 4)."""
+    stats = view.breaker
+    if stats["state"] == "closed":
+        return True
+    if stats["state"] == "open":
+        return bool(now >= stats["next_attempt_time"])
+    return bool(stats["probes_in_flight"] < view.breaker_config.half_open_max_calls)
 
 
-def available(record: ProviderRecord, required: frozenset[str], now: float) -> bool:
-    """Availability written from the contract, field by field."""
-    health_ok = record.healthy is True or (record.healthy is None and not record.has_health_check)
+def available(view: ProviderView, required: frozenset[str], now: float) -> bool:
+    """Availability written from the contract, field by field (not the view's own
+    ``routable`` or ``available``)."""
+    health_ok = view.health is True or (view.health is None and not view.has_health_check)
     return (
-        required <= record.capabilities
-        and record.status is ActorStatus.RUNNING
+        required <= view.capabilities
+        and view.actor_status is ActorStatus.RUNNING
         and health_ok
-        and record.breaker.is_available(now)
+        and admits(view, now)
     )
 
 
 def oracle(
     registry: Registry, required: frozenset[str], fallback: bool
-) -> tuple[SelectionStrategy, list[ProviderRecord]] | None:
+) -> tuple[SelectionStrategy, list[ProviderView]] | None:
     """Brute force: the first group, in scope/group order, with an available provider;
     returns its strategy and its available providers in priority/registration order."""
     now = trio.current_time()
-    records = [r for r in registry._sup.providers.values() if not r.mock]
+    views = [v for v in registry.snapshot() if not v.mock and v.service_type == "llm"]
     for scope in ["H", "*"] if fallback else ["H"]:
-        in_scope = [r for r in records if r.handler == scope]
-        for group in sorted({r.priority_group for r in in_scope}):
+        in_scope = [v for v in views if v.handler == scope]
+        for group in sorted({v.priority_group for v in in_scope}):
             members = sorted(
-                (r for r in in_scope if r.priority_group == group),
-                key=lambda r: (int(r.priority), r.seq),
+                (v for v in in_scope if v.priority_group == group),
+                key=lambda v: (int(v.priority), v.registration),
             )
-            candidates = [r for r in members if available(r, required, now)]
+            candidates = [v for v in members if available(v, required, now)]
             if candidates:
                 return members[0].strategy, candidates
     return None
@@ -90,46 +83,37 @@ def oracle(
 
 @settings(max_examples=150, deadline=None)
 @given(
-    specs=st.lists(provider_specs, max_size=10),
-    required=capability_sets,
+    specs=provider_sets(max_size=10, capabilities=CAPABILITIES),
+    config=configs,
+    required=st.frozensets(st.sampled_from(CAPABILITIES)),
     fallback=st.booleans(),
     steps=st.lists(commands, min_size=1, max_size=15),
     observed=st.booleans(),
 )
 def test_get_service_matches_the_oracle_and_never_returns_an_unavailable_provider(
     specs: list[ProviderSpec],
+    config: Any,
     required: frozenset[str],
     fallback: bool,
     steps: list[tuple[Any, ...]],
     observed: bool,
 ) -> None:
-    """For random provider sets, states and interleaved unregister/priority changes, with
-    or without a metrics collector attached (which swaps in the counting resolve):
-    FALLBACK groups return exactly the oracle's first available provider, ROUND_ROBIN
-    groups one of the oracle's group's available providers, handler-specific always
-    before global, and None exactly when the oracle finds nothing. Never raises. An
-    attached collector counts every hit and miss; without one nothing is counted."""
+    """For random provider sets staged in every breaker, actor and health state, with
+    interleaved unregister/priority changes, observed or not: FALLBACK groups return
+    exactly the oracle's first available provider, ROUND_ROBIN groups one of the
+    oracle's group's available providers, handler-specific always before global, and
+    None exactly when the oracle finds nothing. Never raises. While a resolve observer
+    is attached every hit (on the provider chosen) and miss is counted; without one
+    nothing is counted."""
 
     async def scenario() -> None:
-        async with open_registry(default_breaker=CONFIG, health_check_interval=None) as registry:
-            if observed:
-                RegistryCollector(registry)
+        async with staging_registry(default_breaker=config) as registry:
+            await stage(registry, specs)
+            observer = registry.observe() if observed else None
             hits = misses = 0
-            names = []
-            for index, spec in enumerate(specs):
-                name = registry.register(
-                    spec.scope,
-                    "llm",
-                    Instance(index),
-                    spec.priority,
-                    capabilities=spec.capabilities,
-                    priority_group=spec.group,
-                    strategy=spec.strategy,
-                )
-                names.append(name)
-                apply_state(registry, name, spec)
+            picks: collections.Counter[str] = collections.Counter()
             for step in steps:
-                live = list(registry._sup.providers)
+                live = [v.name for v in sorted(registry.snapshot(), key=lambda v: v.registration)]
                 if step[0] == "unregister" and live:
                     registry.unregister(live[step[1] % len(live)])
                 elif step[0] == "priority" and live:
@@ -143,49 +127,76 @@ def test_get_service_matches_the_oracle_and_never_returns_an_unavailable_provide
                 if expected is None:
                     assert chosen is None
                     continue
+                assert isinstance(chosen, StagedProvider)
+                picks[chosen.name] += 1
                 strategy, candidates = expected
-                instances = [r.instance for r in candidates]
+                names = [v.name for v in candidates]
                 if strategy is SelectionStrategy.FALLBACK:
-                    assert chosen is instances[0]
+                    assert chosen.name == names[0]
                 else:
-                    assert chosen in instances
+                    assert chosen.name in names
             with registry.observe() as counts:
                 assert sum(counts.hits.values()) == (hits if observed else 0)
                 assert sum(counts.misses.values()) == (misses if observed else 0)
+                for view in registry.snapshot():
+                    assert view.selections == (picks[view.name] if observed else 0)
+            if observer is not None:
+                observer.detach()
 
     run_on_virtual_time(scenario)
+
+
+#: Round-robin members that no resolve may choose, in every unavailable state: breaker
+#: open or out of probe permits, actor not running, health failed or not known yet.
+unavailable_members = st.one_of(
+    provider_specs(handlers=["H"], capabilities=(), breaker_states=["open", "half_open_full"]),
+    provider_specs(
+        handlers=["H"], capabilities=(), actor_states=["starting", "restarting", "failed"]
+    ),
+    provider_specs(handlers=["H"], capabilities=(), health_states=["unhealthy"]),
+    provider_specs(handlers=["H"], capabilities=(), health_states=["unknown"]).filter(
+        lambda spec: spec.has_health_check
+    ),
+)
 
 
 @settings(max_examples=100, deadline=None)
 @given(
     size=st.integers(1, 8),
-    unavailable=st.sets(st.integers(0, 7)),
+    unavailable=st.dictionaries(st.integers(0, 7), unavailable_members),
     k=st.integers(1, 5),
 )
 def test_round_robin_picks_each_available_provider_within_one_of_its_fair_share(
-    size: int, unavailable: set[int], k: int
+    size: int, unavailable: dict[int, ProviderSpec], k: int
 ) -> None:
-    """Over k*n resolves of a ROUND_ROBIN group of n providers (some unavailable), every
-    available provider is picked within one of its fair share, and no unavailable one
-    ever is."""
+    """Over k*n resolves of a ROUND_ROBIN group of n providers (some unavailable, in any
+    unavailable state), every available provider is picked within one of its fair
+    share, and no unavailable one ever is."""
+    member = ProviderSpec(handler="H", strategy=SelectionStrategy.ROUND_ROBIN)
+    specs = [
+        attrs.evolve(
+            unavailable.get(i, member),
+            priority=Priority.NORMAL,
+            priority_group=0,
+            strategy=SelectionStrategy.ROUND_ROBIN,
+        )
+        for i in range(size)
+    ]
 
     async def scenario() -> None:
-        async with open_registry(default_breaker=CONFIG, health_check_interval=None) as registry:
-            instances = [Instance(i) for i in range(size)]
-            for i, instance in enumerate(instances):
-                name = registry.register("H", "llm", instance, strategy="round_robin")
-                if i in unavailable:
-                    registry.force_open(name, 1000.0)
+        async with staging_registry() as registry:
+            names = await stage(registry, specs)
             picks = collections.Counter(
-                registry.get_service_nowait("H", "llm") for _ in range(k * size)
+                getattr(registry.get_service_nowait("H", "llm"), "name", None)
+                for _ in range(k * size)
             )
-            up = [x for i, x in enumerate(instances) if i not in unavailable]
+            up = [name for i, name in enumerate(names) if i not in unavailable]
             if not up:
                 assert picks == {None: k * size}
                 return
             assert set(picks) <= set(up)
             fair = k * size / len(up)
-            for instance in up:
-                assert abs(picks[instance] - fair) <= 1
+            for name in up:
+                assert abs(picks[name] - fair) <= 1
 
     run_on_virtual_time(scenario)

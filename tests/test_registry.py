@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import math
 import tracemalloc
@@ -12,11 +13,11 @@ import trio
 import trio.testing
 
 from ciris_actors import (
-    BreakerTransition,
     CircuitBreakerConfig,
-    CircuitState,
+    DuplicateProviderError,
     Priority,
     Registry,
+    RegistryError,
     RestartPolicy,
     SelectionStrategy,
     open_registry,
@@ -232,41 +233,6 @@ async def test_hanging_health_check_times_out_and_never_blocks_a_resolve(
         assert trio.current_time() - start < 50.0
 
 
-async def test_breaker_actor_moves_open_to_half_open_at_the_deadline(
-    autojump_clock: trio.testing.MockClock, registry: Registry
-) -> None:
-    name = registry.register("H", "llm", Plain("a"))
-    # The actor is already idle when the hot path opens the breaker: it must be told.
-    await trio.testing.wait_all_tasks_blocked()
-    async with registry.events() as events:
-        registry.report_failure(name)
-        registry.report_failure(name)
-        opened = await events.receive()
-        half_open = await events.receive()
-    assert isinstance(opened, BreakerTransition)
-    assert isinstance(half_open, BreakerTransition)
-    assert (opened.old, opened.new) == (CircuitState.CLOSED, CircuitState.OPEN)
-    assert (half_open.old, half_open.new) == (CircuitState.OPEN, CircuitState.HALF_OPEN)
-    assert half_open.time - opened.time == pytest.approx(10.0)
-
-
-async def test_unreturned_half_open_permit_counts_as_a_failure(
-    autojump_clock: trio.testing.MockClock, registry: Registry
-) -> None:
-    provider = Plain("a")
-    name = registry.register("H", "llm", provider)
-    registry.force_open(name, duration=1.0)
-    await trio.sleep(1.0)
-    assert registry.get_service_nowait("H", "llm") is provider  # takes the only permit
-    stats = registry.get_provider_info()["circuit_breaker_stats"][name]
-    assert stats["state"] == "half_open"
-    assert stats["probes_in_flight"] == 1
-    await trio.sleep(5.5)  # timeout_duration (5 s) passes without a report
-    stats = registry.get_provider_info()["circuit_breaker_stats"][name]
-    assert stats["state"] == "open"
-    assert stats["total_failures"] == 1
-
-
 async def test_reported_success_returns_the_permit_and_closes(
     autojump_clock: trio.testing.MockClock, registry: Registry
 ) -> None:
@@ -406,3 +372,153 @@ def test_open_registry_under_asyncio_says_it_needs_trio() -> None:
 def test_a_registry_made_directly_says_how_to_get_one() -> None:
     with pytest.raises(TypeError, match="use `async with open_registry"):
         Registry()
+
+
+async def test_a_permit_from_an_earlier_half_open_period_is_not_returned_by_a_report(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = CircuitBreakerConfig(
+        recovery_timeout=1.0, success_threshold=2, half_open_max_calls=1, timeout_duration=30.0
+    )
+    async with open_registry(default_breaker=config) as registry:
+        name = registry.register("H", "llm", Plain())
+        registry.force_open(name, 1.0)
+        await trio.sleep(1.0)
+        assert registry.get_service_nowait("H", "llm") is not None  # A's permit
+        registry.force_open(name, 1.0)  # A's period ends without A reporting
+        await trio.sleep(1.0)
+        assert registry.get_service_nowait("H", "llm") is not None  # B's permit
+        registry.report_success(name)  # B's report returns B's permit
+        assert registry.get_service_nowait("H", "llm") is not None  # so C may probe
+        stats = registry.get_provider_info()["circuit_breaker_stats"][name]
+        assert (stats["state"], stats["success_count"]) == ("half_open", 1)
+
+
+async def test_wait_ready_raises_when_the_registry_closes_under_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    outcome: list[BaseException] = []
+    async with trio.open_nursery() as nursery, open_registry(["llm"]) as registry:
+
+        async def wait() -> None:
+            try:
+                await registry.wait_ready(timeout=3600.0)
+            except RegistryError as error:
+                outcome.append(error)
+
+        nursery.start_soon(wait)
+        await trio.testing.wait_all_tasks_blocked()
+    assert len(outcome) == 1
+    assert "closed" in str(outcome[0])
+
+
+async def test_required_services_keep_their_order(autojump_clock: trio.testing.MockClock) -> None:
+    order = ["memory", "llm", "audit", "communication", "llm"]
+    async with open_registry(required_services=iter(order)) as registry:
+        assert registry.health_status()["required_services"] == [
+            "memory",
+            "llm",
+            "audit",
+            "communication",
+        ]
+
+
+async def test_concurrent_round_robin_resolves_spread_over_the_pool(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The seed awaited is_healthy between reading and advancing the round-robin index,
+    so concurrent resolves all read the same index and picked the same provider."""
+    pool = [FakeProvider(f"p{i}", health_latency=1.0) for i in range(3)]
+    picks: list[str] = []
+    async with open_registry() as registry:
+        for provider in pool:
+            registry.register("H", "llm", provider, strategy="round_robin")
+        assert await registry.wait_ready(5.0, ["llm"])
+
+        async def resolve() -> None:
+            provider = await registry.get_service("H", "llm")
+            picks.append(provider.name)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(30):
+                nursery.start_soon(resolve)
+    assert collections.Counter(picks) == {"p0": 10, "p1": 10, "p2": 10}
+
+
+async def test_a_lookup_is_not_counted_as_a_breaker_success(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    """The seed recorded a success on every resolve, resetting the consecutive-failure
+    count, so a provider failing every real call never opened."""
+    name = registry.register("H", "llm", Plain("a"))  # failure_threshold=2
+    registry.report_failure(name)
+    for _ in range(5):
+        assert await registry.get_service("H", "llm") is not None
+    registry.report_failure(name)
+    assert await registry.get_service("H", "llm") is None
+    stats = registry.get_provider_info()["circuit_breaker_stats"][name]
+    assert (stats["state"], stats["total_successes"]) == ("open", 0)
+
+
+async def test_half_open_admits_no_more_than_its_probe_quota(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The seed's HALF_OPEN admitted every request, so a recovering provider took the
+    full load at once."""
+    config = CircuitBreakerConfig(recovery_timeout=5.0, success_threshold=3, half_open_max_calls=2)
+    async with open_registry(default_breaker=config) as registry:
+        name = registry.register("H", "llm", Plain("a"))
+        registry.force_open(name)
+        await trio.sleep(5.0)
+        handed_out = [registry.get_service_nowait("H", "llm") for _ in range(10)]
+        assert sum(p is not None for p in handed_out) == 2
+        registry.report_success(name)
+        assert registry.get_service_nowait("H", "llm") is not None
+        assert registry.get_service_nowait("H", "llm") is None
+
+
+async def test_a_hanging_is_healthy_never_hangs_get_service(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The seed awaited is_healthy inside get_service."""
+    provider = FakeProvider("a")
+    async with open_registry(health_check_interval=1.0) as registry:
+        registry.register("H", "llm", provider)
+        assert await registry.wait_ready(5.0, ["llm"])
+        provider.health_latency = float("inf")
+        await trio.sleep(1.5)  # a health check is now hanging
+        before = trio.current_time()
+        assert await registry.get_service("H", "llm") is provider
+        assert trio.current_time() == before
+
+
+async def test_reset_undoes_force_open(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    """The seed's force-open flag survived reset_circuit_breakers()."""
+    provider = Plain("a")
+    name = registry.register("H", "llm", provider)
+    registry.force_open(name, duration=1000.0)
+    assert registry.get_service_nowait("H", "llm") is None
+    registry.reset_circuit_breakers()
+    assert registry.get_service_nowait("H", "llm") is provider
+    stats = registry.get_provider_info()["circuit_breaker_stats"][name]
+    assert (stats["state"], stats["forced_open"]) == ("closed", False)
+
+
+async def test_duplicate_names_do_not_shadow_each_others_breakers(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    """The seed named providers by class and kept breakers in a dict by name, so two
+    providers of one class shared (or overwrote) one breaker."""
+    a, b = Plain("a"), Plain("b")
+    name_a = registry.register("H", "llm", a, "HIGH")
+    name_b = registry.register("H", "llm", b, "LOW")
+    assert name_a != name_b
+    with pytest.raises(DuplicateProviderError):
+        registry.register("H", "llm", Plain("c"), name=name_a)
+    registry.report_failure(name_a)
+    registry.report_failure(name_a)
+    stats = registry.get_provider_info()["circuit_breaker_stats"]
+    assert (stats[name_a]["state"], stats[name_b]["state"]) == ("open", "closed")
+    assert registry.get_service_nowait("H", "llm") is b

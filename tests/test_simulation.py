@@ -32,6 +32,8 @@ from ciris_actors.simulation import (
     simulate,
 )
 
+from .helpers import first_member_whatever_its_state
+
 #: Health checks every 10 s; breaker: 3 failures open it for 20 s, 5 s call deadline.
 HEALTH_INTERVAL = 10.0
 TIMEOUT = 5.0
@@ -354,21 +356,6 @@ def test_every_outcome_is_counted_once() -> None:
 Router = Callable[
     [Plan[Member], frozenset[str], Callable[[], float], Collection[Member]], Member | None
 ]
-
-
-def first_member_whatever_its_state(
-    plan: Plan[Member],
-    required: frozenset[str],
-    now: Callable[[], float],
-    exclude: Collection[Member] = (),
-) -> Member | None:
-    """Broken: the first capable, untried member of the first group, whatever its actor,
-    health or breaker state, admitted without asking the breaker; the real router only
-    when no such member is left."""
-    for member in plan[0].members if plan else ():
-        if member not in exclude and required <= member.capabilities:
-            return member
-    return select(plan, required, now, exclude)
 
 
 def last_ready_member_first(

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from hypothesis import given, settings, strategies as st
 
-from ciris_actors.simulation import Report, parse_scenario, simulate
+from ciris_actors.simulation import Report, Scenario, parse_scenario, simulate
 from ciris_actors.simulation.runner import _seed_trio_scheduler
+from ciris_actors.testing.strategies import breaker_configs, fault_schedules
 
 from .conftest import run_on_virtual_time
 
@@ -22,7 +24,8 @@ CAPABILITY_SETS: tuple[list[str], ...] = (
     [],
 )
 REQUIRED_SETS: tuple[list[str], ...] = ([], [], ["chat"], ["vision"], ["chat", "vision"])
-FAULT_KINDS = ("outage", "errors", "latency", "crash", "flap", "slow_start")
+#: Breakers within the bounds a few minutes of traffic exercise.
+breakers = breaker_configs(max_threshold=3, min_seconds=1.0, max_seconds=60.0, max_backoff=2.0)
 
 
 @st.composite
@@ -36,18 +39,6 @@ def latencies(draw: st.DrawFn) -> dict[str, Any]:
         median = max(median, 0.01)
         return {"distribution": kind, "median": median, "p99": median * draw(st.floats(1.0, 6.0))}
     return {"distribution": kind, "median": median}
-
-
-@st.composite
-def breakers(draw: st.DrawFn) -> dict[str, Any]:
-    return {
-        "failure_threshold": draw(st.integers(1, 5)),
-        "recovery_timeout": draw(st.floats(1.0, 60.0)),
-        "success_threshold": draw(st.integers(1, 3)),
-        "timeout_duration": draw(st.floats(1.0, 15.0)),
-        "half_open_max_calls": draw(st.integers(1, 3)),
-        "recovery_backoff": draw(st.sampled_from([1.0, 2.0])),
-    }
 
 
 @st.composite
@@ -65,36 +56,13 @@ def providers(draw: st.DrawFn, index: int) -> dict[str, Any]:
         "health_check": draw(st.booleans()),
         "start_delay": draw(st.sampled_from([0.0, 0.0, 2.0])),
     }
-    if draw(st.booleans()):
-        spec["breaker"] = draw(breakers())
     return spec
 
 
 @st.composite
-def faults(draw: st.DrawFn, names: list[str], duration: float) -> dict[str, Any]:
-    at = draw(st.floats(0.0, duration - 1.0))
-    kind = draw(st.sampled_from(FAULT_KINDS))
-    fault: dict[str, Any] = {
-        "kind": kind,
-        "provider": draw(st.sampled_from(names)),
-        "at": at,
-        "duration": draw(st.floats(1.0, duration - at)),
-    }
-    if kind == "errors":
-        fault["error_rate"] = draw(st.floats(0.0, 1.0))
-    elif kind == "latency":
-        fault["added_latency"] = draw(st.floats(0.0, 40.0))
-    elif kind == "crash":
-        fault["interval"] = draw(st.sampled_from([0.0, 1.0, 5.0, 30.0]))
-    elif kind == "flap":
-        fault["period"] = draw(st.floats(2.0, 60.0))
-    else:
-        fault["start_delay"] = draw(st.floats(0.0, 60.0))
-    return fault
-
-
-@st.composite
-def scenarios(draw: st.DrawFn) -> dict[str, Any]:
+def scenarios(draw: st.DrawFn) -> Scenario:
+    """A random scenario: its providers and traffic as a scenario file gives them, its
+    breakers and fault schedule from the public strategies."""
     count = draw(st.integers(1, 5))
     specs = [draw(providers(i)) for i in range(count)]
     names = [spec["name"] for spec in specs]
@@ -114,12 +82,11 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
             max_size=3,
         )
     )
-    return {
+    data = {
         "name": "random",
         "seed": draw(st.integers(0, 2**16)),
         "registry": {
             "health_check_interval": draw(st.sampled_from([None, 2.0, 10.0, 30.0])),
-            "breaker": draw(breakers()),
             "restart_policy": {
                 "max_restarts": draw(st.integers(0, 3)),
                 "within": draw(st.floats(1.0, 60.0)),
@@ -135,14 +102,21 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
             "mode": draw(st.sampled_from(["call", "lease"])),
             "mix": mix,
         },
-        "faults": draw(st.lists(faults(names, duration), max_size=4)),
     }
+    scenario = parse_scenario(data)
+    return attrs.evolve(
+        scenario,
+        default_breaker=draw(breakers),
+        providers=tuple(
+            attrs.evolve(spec, breaker=draw(st.none() | breakers)) for spec in scenario.providers
+        ),
+        faults=tuple(draw(fault_schedules(names, duration, max_faults=4))),
+    )
 
 
-def run(data: dict[str, Any]) -> Report:
+def run(scenario: Scenario) -> Report:
     """Run the scenario inside the test's own trio run (under the deadlock watchdog),
     scheduler seeded as ``run_scenario`` does, so a failing example replays exactly."""
-    scenario = parse_scenario(data)
     _seed_trio_scheduler(scenario.seed)
     reports: list[Report] = []
 
@@ -156,12 +130,12 @@ def run(data: dict[str, Any]) -> Report:
 @settings(max_examples=40, deadline=None)
 @given(scenarios())
 def test_random_scenarios_never_lose_a_request_and_never_violate_an_invariant(
-    data: dict[str, Any],
+    scenario: Scenario,
 ) -> None:
     """Whatever the providers, traffic and faults: every request sent ends as exactly one
     of succeeded, failed, rejected or shed, and no routing decision breaks a rule
     (open breaker, capability, unroutable, tier, probe quota)."""
-    report = run(data)
+    report = run(scenario)
     result = report.as_dict()
     requests = result["requests"]
     outcomes = ("succeeded", "failed", "rejected", "shed")

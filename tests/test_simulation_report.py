@@ -12,7 +12,6 @@ import attrs
 import pytest
 
 import ciris_actors.selection
-from ciris_actors.selection import Member, Plan, select
 from ciris_actors.simulation import (
     FaultKind,
     Report,
@@ -21,6 +20,8 @@ from ciris_actors.simulation import (
     parse_scenario,
     run_scenario,
 )
+
+from .helpers import first_member_whatever_its_state
 
 #: A two-minute run that fills every list of the report: an outage (breaker opens,
 #: failing health checks), a crash loop that makes the secondary FAILED (restarts, an
@@ -189,17 +190,6 @@ def normalized(path: str) -> str:
 
 def scenario() -> Scenario:
     return parse_scenario(SCENARIO)
-
-
-def first_member_whatever_its_state(
-    plan: Plan[Member], required: frozenset[str], now: Any, exclude: Any = ()
-) -> Member | None:
-    """A broken router (routes to the first capable member, whatever its state), so the
-    report carries violations."""
-    for member in plan[0].members if plan else ():
-        if member not in exclude and required <= member.capabilities:
-            return member
-    return select(plan, required, now, exclude)
 
 
 @pytest.fixture(scope="module")

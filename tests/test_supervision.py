@@ -26,7 +26,7 @@ from ciris_actors import (
 from ciris_actors.testing import FakeProvider
 
 from .conftest import run_on_virtual_time
-from .helpers import TaskCounter
+from .helpers import Plain, TaskCounter
 
 
 class CrashingProvider:
@@ -431,3 +431,69 @@ async def test_health_check_all_checks_a_shared_instance_once(
         before = provider.health_checks
         assert await registry.health_check_all() == {"*.memory.b": True, "H.llm.a": True}
         assert provider.health_checks == before + 1
+
+
+async def test_a_crashed_provider_is_not_handed_out_while_it_closes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    closing = trio.Event()
+
+    class SlowToClose:
+        async def run(self) -> None:
+            await trio.sleep(1.0)
+            raise RuntimeError("crash")
+
+        async def aclose(self) -> None:
+            closing.set()
+            await trio.sleep(2.0)
+
+    provider = SlowToClose()
+    policy = RestartPolicy(initial=1.0, jitter=0.0)
+    async with open_registry(restart_policy=policy) as registry, registry.events() as events:
+        registry.register("H", "llm", provider)
+        assert registry.get_service_nowait("H", "llm") is provider
+        await closing.wait()
+        assert registry.get_service_nowait("H", "llm") is None
+        while not isinstance(event := await events.receive(), ActorCrashed):
+            pass
+        assert event.time == pytest.approx(trio.current_time())  # before the close ends
+
+
+async def test_the_body_exception_keeps_its_own_context(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def body() -> None:
+        async with open_registry():
+            try:
+                raise KeyError("first")
+            except KeyError:
+                raise ValueError("second") from None
+
+    with pytest.raises(ValueError, match="second") as caught:
+        await body()
+    assert isinstance(caught.value.__context__, KeyError)
+    assert caught.value.__suppress_context__
+
+
+async def test_an_unregistered_providers_late_crash_is_not_reported_under_its_name(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class ShieldedStart:
+        async def start(self) -> None:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(1.0)
+            raise RuntimeError("late crash")
+
+    seen: list[RegistryEvent] = []
+    async with open_registry() as registry, registry.events() as events:
+        registry.register("H", "llm", ShieldedStart(), name="p")
+        await trio.sleep(0.5)
+        registry.unregister("p")
+        replacement = Plain()
+        registry.register("H", "llm", replacement, name="p")
+        await trio.sleep(2.0)
+        with trio.move_on_after(0):
+            while True:
+                seen.append(await events.receive())
+        assert registry.get_service_nowait("H", "llm") is replacement
+    assert not [e for e in seen if isinstance(e, ActorCrashed)]

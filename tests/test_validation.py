@@ -352,3 +352,27 @@ def test_a_standalone_breaker_refuses_a_force_open_too_large_for_a_float() -> No
     with pytest.raises(ValueError, match="duration"):
         breaker.force_open(0.0, HUGE)
     assert breaker.state is CircuitState.CLOSED
+
+
+async def test_call_with_a_bad_fn_raises_type_error_and_changes_no_breaker(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    names = [registry.register("H", "llm", Plain()) for _ in range(3)]
+
+    def not_async(instance: object) -> str:
+        return "oops"
+
+    with pytest.raises(TypeError, match="fn"):
+        await registry.call("H", "llm", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="awaitable"):
+        await registry.call("H", "llm", not_async)  # type: ignore[arg-type]
+    stats = registry.get_provider_info()["circuit_breaker_stats"]
+    for name in names:
+        assert (stats[name]["state"], stats[name]["total_failures"]) == ("closed", 0)
+
+
+async def test_a_frozenset_of_non_strings_is_refused_like_a_list(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    with pytest.raises(TypeError, match="required_capabilities"):
+        registry.get_service_nowait("H", "llm", frozenset({1}))  # type: ignore[arg-type]

@@ -1,5 +1,5 @@
 """Registry.snapshot(), Registry.view() and ProviderView: the frozen views the edges
-read, and ProviderClosed, the event that says a provider is closed."""
+read, and the routing version."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from ciris_actors import (
     ActorStatus,
     CircuitBreakerConfig,
     Priority,
-    ProviderClosed,
     ProviderView,
     Registry,
     SelectionStrategy,
@@ -122,60 +121,3 @@ async def test_routing_version_changes_with_the_routing_table_only(
     assert moved != registered
     registry.unregister(name)
     assert registry.routing_version != moved
-
-
-class Closing:
-    """A provider whose aclose does what it is told."""
-
-    def __init__(self, behaviour: str) -> None:
-        self.behaviour = behaviour
-
-    async def aclose(self) -> None:
-        if self.behaviour == "raise":
-            await trio.lowlevel.checkpoint()
-            raise OSError("connection already gone")
-        if self.behaviour == "hang":
-            await trio.sleep_forever()
-        await trio.lowlevel.checkpoint()
-
-
-@pytest.mark.parametrize(
-    ("behaviour", "error"),
-    [
-        ("clean", None),
-        ("raise", "aclose raised OSError: connection already gone"),
-        ("hang", "aclose did not return within 2s"),
-    ],
-)
-async def test_provider_closed_says_how_the_close_went(
-    autojump_clock: trio.testing.MockClock, behaviour: str, error: str | None
-) -> None:
-    async with (
-        open_registry(close_timeout=2.0) as registry,
-        registry.events(types=[ProviderClosed]) as events,
-    ):
-        registry.register("H", "llm", Closing(behaviour), name="p")
-        await trio.testing.wait_all_tasks_blocked()
-        registry.unregister("p")
-        closed = await events.receive()
-        assert isinstance(closed, ProviderClosed)
-        assert (closed.name, closed.error, closed.instance_closed) == ("p", error, True)
-
-
-async def test_provider_closed_is_not_published_once_the_name_is_taken_again(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async with open_registry(close_timeout=2.0) as registry:
-        registry.register("H", "llm", Closing("hang"), name="p")
-        await trio.testing.wait_all_tasks_blocked()
-        async with registry.events(types=[ProviderClosed]) as events:
-            registry.unregister("p")
-            registry.register("H", "llm", Plain("new"), name="p")  # before the old one closed
-            await trio.sleep(5.0)  # the old close has been cut off by now
-            registry.unregister("p")
-            closed = await events.receive()
-            assert isinstance(closed, ProviderClosed)
-            assert closed.error is None  # the new one's, which closed cleanly
-            with trio.move_on_after(5.0) as nothing_more:
-                await events.receive()
-            assert nothing_more.cancelled_caught
