@@ -65,11 +65,12 @@ class Ticket:
         breaker's ``timeout_duration``, or the timeout asked for).
     """
 
-    __slots__ = ("_generation", "_permit", "_record", "_settled", "deadline")
+    __slots__ = ("_generation", "_owner", "_permit", "_record", "_settled", "deadline")
 
     def __init__(
-        self, record: ProviderRecord, deadline: float, permit: Permit | None = None
+        self, owner: object, record: ProviderRecord, deadline: float, permit: Permit | None
     ) -> None:
+        self._owner = owner
         self._record = record
         self._generation = record.breaker.generation
         self._permit = permit
@@ -95,12 +96,15 @@ class Ticket:
         return f"<Ticket for {self.name!r}, due {self.deadline:g}>"
 
 
-def settle_ticket(ticket: Ticket, outcome: Outcome, now: float) -> None:
-    """Record *outcome* for *ticket* (``Registry.settle``).
+def settle_ticket(owner: object, ticket: Ticket, outcome: Outcome, now: float) -> None:
+    """Record *outcome* for *ticket* (``Registry.settle`` of the registry *owner*).
 
     Raises:
+      ValueError: another registry admitted the ticket.
       RegistryError: the ticket was settled already.
     """
+    if ticket._owner is not owner:
+        raise ValueError(f"ticket: {ticket!r} was admitted by another registry")
     if ticket._settled:
         raise RegistryError(f"{ticket!r} is settled already")
     ticket._settled = True

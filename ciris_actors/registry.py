@@ -46,6 +46,8 @@ __all__ = ["Registry", "open_registry"]
 T = TypeVar("T")
 _CLOSED = CircuitState.CLOSED
 _NO_CAPS: frozenset[str] = frozenset()
+#: ``admit``'s default *exclude*: nothing to look up.
+_NOTHING: tuple[str, ...] = ()
 
 
 class Registry:
@@ -412,36 +414,43 @@ class Registry:
         service_type: str,
         required_capabilities: Iterable[str] | None = None,
         *,
-        exclude: Iterable[str] = (),
+        exclude: Iterable[str] = _NOTHING,
         fallback_to_global: bool = True,
         timeout: float | None = None,
     ) -> Ticket | None:
         """Choose a provider for a call and admit it, without waiting: what ``lease`` does
         on entry, for callers that run the call themselves (an event loop, a simulator).
 
-        Report how the call went with :meth:`settle`, once. In HALF_OPEN the ticket holds a
-        probe permit: settle it by its ``deadline``, or the registry counts it as a
-        failure then.
+        Report how the call went with :meth:`settle`, once. A ticket admitted in
+        HALF_OPEN holds a probe permit: settle it by its ``deadline``, or the registry
+        counts the call as a failure then (as a lease's deadline would) and a later
+        settle records nothing. A ticket admitted in CLOSED that is never settled
+        records nothing.
 
         Args:
           handler: the handler asking (``"*"``: global providers only).
           service_type: the service type wanted.
           required_capabilities: capabilities the provider must have.
-          exclude: names of providers not to choose (those already tried).
+          exclude: names of providers not to choose (those already tried); names no
+            longer registered are ignored.
           fallback_to_global: try global providers after the handler's own.
           timeout: seconds the call may take (default: the breaker's
             ``timeout_duration``); sets the ticket's ``deadline``.
 
         Returns:
           A :class:`Ticket`, or ``None`` when no provider is available.
+
+        Raises:
+          RegistryError: the registry is closed.
+          TypeError, ValueError: a bad capability list, *exclude* or *timeout* (nothing
+            is admitted).
         """
         self._check_open()
         required = (
             _NO_CAPS if required_capabilities is None else self._required(required_capabilities)
         )
-        limit = check_duration(timeout, "timeout", allow_none=True)
-        providers = self._sup.providers
-        tried = [providers[name] for name in exclude if name in providers]
+        limit = None if timeout is None else check_duration(timeout, "timeout")
+        tried = () if exclude is _NOTHING else self._excluded(exclude)
         record = self._resolve(handler, service_type, required, fallback_to_global, tried)
         if record is None:
             return None
@@ -449,7 +458,22 @@ class Registry:
         permit = None
         if record.breaker.state is not _CLOSED:
             permit = self._sup.take_permit(record, owned=True, timeout=limit)
-        return Ticket(record, trio.current_time() + limit, permit)
+        return Ticket(self._sup, record, trio.current_time() + limit, permit)
+
+    def _excluded(self, exclude: Iterable[str]) -> list[ProviderRecord]:
+        """The registered providers among *exclude* (names no longer registered are
+        ignored: they cannot be chosen anyway)."""
+        providers = self._sup.providers
+        try:
+            if isinstance(exclude, str):
+                raise TypeError
+            return [providers[name] for name in exclude if name in providers]
+        except TypeError:
+            raise TypeError(
+                "exclude: expected an iterable of provider names,"
+                f" got {type(exclude).__name__}"
+                + (" (a single name: put it in a list)" if isinstance(exclude, str) else "")
+            ) from None
 
     def settle(self, ticket: Ticket, outcome: Outcome | str) -> None:
         """Record how the call of *ticket* (from :meth:`admit`) went.
@@ -462,12 +486,14 @@ class Registry:
 
         Raises:
           RegistryError: the ticket was settled already, or the registry is closed.
-          TypeError, ValueError: *ticket* is not a ticket, or *outcome* is unknown.
+          TypeError: *ticket* is not a :class:`Ticket`, or *outcome* not an outcome.
+          ValueError: *outcome* is no outcome's value, or another registry admitted
+            *ticket*.
         """
         self._check_open()
         if not isinstance(ticket, Ticket):
             raise TypeError(f"ticket: expected a Ticket, got {type(ticket).__name__}")
-        settle_ticket(ticket, _outcome(outcome), trio.current_time())
+        settle_ticket(self._sup, ticket, _outcome(outcome), trio.current_time())
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -609,6 +635,20 @@ class Registry:
         unregistered or moved), so what is derived from it can be cached."""
         return self._sup.version
 
+    @property
+    def state_version(self) -> int:
+        """A number that changes whenever anything a resolve reads about a provider may
+        have changed, except the passing of time and half-open probe counts: the routing
+        table, a breaker's state, deadline or configuration, a health verdict, an actor's
+        status.
+
+        A reader can cache what it derives from views against it, re-reading a provider
+        whose breaker is HALF_OPEN (its probes in flight change without it) and judging an
+        OPEN breaker's availability from its ``next_attempt_time`` (the simulator's
+        invariant checker does both).
+        """
+        return self._sup.state_version
+
     def observe(self) -> ResolveObserver:
         """Attach a :class:`ResolveObserver`: count (and, when armed, time) resolves
         until it is detached. While none is attached, resolves pay nothing for it.
@@ -698,6 +738,7 @@ class Registry:
     def _reset(self, record: ProviderRecord) -> None:
         record.permits.clear()
         record.breaker.reset(trio.current_time())
+        self._sup.state_version += 1
         record.tell(BreakerMessage.RESET)
 
     def force_open(self, name: str, duration: float | None = None) -> None:
@@ -712,6 +753,7 @@ class Registry:
         record = self._sup.get(name)
         check_duration(duration, "duration", allow_none=True)
         record.breaker.force_open(trio.current_time(), duration)
+        self._sup.state_version += 1
         record.tell(BreakerMessage.FORCE_OPEN)
 
     def update_circuit_breaker(self, name: str, config: CircuitBreakerConfig) -> None:
@@ -724,6 +766,7 @@ class Registry:
         self._check_open()
         record = self._sup.get(name)
         record.breaker.configure(config, trio.current_time())
+        self._sup.state_version += 1
         record.tell(BreakerMessage.CONFIG_CHANGED)
 
     @asynccontextmanager

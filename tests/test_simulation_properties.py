@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from ciris_actors.simulation import Report, Scenario, parse_scenario, simulate
-from ciris_actors.simulation.runner import _seed_trio_scheduler
+from ciris_actors.simulation._trio_private import seed_scheduler
+from ciris_actors.simulation.engines import ENGINES, Engine
 from ciris_actors.testing.strategies import breaker_configs, fault_schedules
 
 from .conftest import run_on_virtual_time
@@ -114,28 +116,29 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     )
 
 
-def run(scenario: Scenario) -> Report:
+def run(scenario: Scenario, engine: Engine) -> Report:
     """Run the scenario inside the test's own trio run (under the deadlock watchdog),
     scheduler seeded as ``run_scenario`` does, so a failing example replays exactly."""
-    _seed_trio_scheduler(scenario.seed)
+    seed_scheduler(scenario.seed)
     reports: list[Report] = []
 
     async def main() -> None:
-        reports.append(await simulate(scenario))
+        reports.append(await simulate(scenario, engine=engine))
 
     run_on_virtual_time(main)
     return reports[0]
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @settings(max_examples=40, deadline=None)
-@given(scenarios())
+@given(scenario=scenarios())
 def test_random_scenarios_never_lose_a_request_and_never_violate_an_invariant(
-    scenario: Scenario,
+    engine: Engine, scenario: Scenario
 ) -> None:
-    """Whatever the providers, traffic and faults: every request sent ends as exactly one
-    of succeeded, failed, rejected or shed, and no routing decision breaks a rule
-    (open breaker, capability, unroutable, tier, probe quota)."""
-    report = run(scenario)
+    """Whatever the providers, traffic and faults, on either engine: every request sent
+    ends as exactly one of succeeded, failed, rejected or shed, and no routing decision
+    breaks a rule (open breaker, capability, unroutable, tier, probe quota)."""
+    report = run(scenario, engine)
     result = report.as_dict()
     requests = result["requests"]
     outcomes = ("succeeded", "failed", "rejected", "shed")

@@ -121,3 +121,58 @@ async def test_routing_version_changes_with_the_routing_table_only(
     assert moved != registered
     registry.unregister(name)
     assert registry.routing_version != moved
+
+
+async def test_state_version_moves_with_everything_a_resolve_reads_but_the_clock(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    """A reader caching what it derives from views against ``state_version`` (the
+    simulator's invariant checker) sees every change of state; ordinary calls that change
+    no state leave it alone, so the cache holds."""
+    provider = FakeProvider("p")
+    name = registry.register("H", "llm", provider)
+    await registry.wait_ready(5.0)
+    changes: list[str] = []
+    last = registry.state_version
+
+    def moved(what: str) -> None:
+        nonlocal last
+        assert registry.state_version != last, f"{what} did not move state_version"
+        changes.append(what)
+        last = registry.state_version
+
+    def still(what: str) -> None:
+        assert registry.state_version == last, f"{what} moved state_version"
+
+    registry.report_success(name)
+    registry.report_failure(name)  # one of the two failures FAST_BREAKER needs
+    registry.get_service_nowait("H", "llm")
+    await registry.health_check_all()  # passes, as the last one did
+    await trio.sleep(1.0)
+    still("calls, and a health check, that changed no state")
+    registry.report_failure(name)
+    moved("the breaker opening")
+    await trio.sleep(10.0)
+    await trio.testing.wait_all_tasks_blocked()
+    moved("the breaker going half-open on its timer")
+    registry.reset_circuit_breaker(name)
+    moved("a reset")
+    registry.force_open(name, duration=100.0)
+    moved("force_open")
+    registry.force_open(name, duration=200.0)
+    moved("force_open of an open breaker (a later deadline)")
+    registry.update_circuit_breaker(name, CircuitBreakerConfig(half_open_max_calls=3))
+    moved("a new breaker configuration")
+    registry.reset_circuit_breaker(name)
+    last = registry.state_version
+    provider.healthy = False
+    await registry.health_check_all()
+    moved("a failed health check")
+    provider.crash()
+    await trio.testing.wait_all_tasks_blocked()
+    moved("a crash")
+    registry.update_priority(name, priority="LOW")
+    moved("a move")
+    registry.unregister(name)
+    moved("an unregistration")
+    assert len(changes) == 10

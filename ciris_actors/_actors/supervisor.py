@@ -139,6 +139,10 @@ class RegistrySupervisor:
         #: Incremented whenever the routing table changes (register, unregister, move),
         #: so observers can cache what they derive from it.
         self.version = 0
+        #: Incremented whenever anything a resolve reads about a provider may have
+        #: changed, but the clock and half-open probe counts: the routing table, breaker
+        #: states and configurations, health results, actor statuses.
+        self.state_version = 0
         #: Resolve outcomes and sampled durations (read by metrics observers).
         self.resolve_stats = ResolveStats()
         #: The resolve walk over this routing table (synchronous: it admits through the
@@ -185,6 +189,7 @@ class RegistrySupervisor:
         self.providers[record.name] = record
         self._place(record)
         self.version += 1
+        self.state_version += 1
         self.publish(
             ProviderRegistered(
                 name=record.name,
@@ -214,6 +219,7 @@ class RegistrySupervisor:
         if not record.mock:
             self.resolve_stats.retire(record.service_type, record.counters.selections)
         self.version += 1
+        self.state_version += 1
         self._detach(record)
         self.publish(
             ProviderUnregistered(
@@ -269,6 +275,7 @@ class RegistrySupervisor:
         record.priority, record.priority_group, record.strategy = priority, priority_group, strategy
         self._place(record)
         self.version += 1
+        self.state_version += 1
 
     def _plans_of(self, record: ProviderRecord) -> dict[tuple[str, str], Plan[ProviderRecord]]:
         return self.mock_plans if record.mock else self.plans
@@ -351,6 +358,7 @@ class RegistrySupervisor:
         """Record an instance's lifecycle status, on every registration of it, and what
         it means for routing."""
         life.status = status
+        self.state_version += 1
         if status is ActorStatus.STARTING or status is ActorStatus.RESTARTING:
             # A (re)started provider must pass a fresh first health check.
             life.incarnation += 1
@@ -370,6 +378,8 @@ class RegistrySupervisor:
         old = life.healthy
         life.healthy = healthy
         life.health_reason = reason
+        if old != healthy:
+            self.state_version += 1
         changed = False
         for record in life.records:
             record.healthy = healthy
@@ -397,6 +407,7 @@ class RegistrySupervisor:
     ) -> None:
         """Publish a breaker's transition and refresh what routing derives from it (the
         breaker's ``on_transition`` callback)."""
+        self.state_version += 1
         record = self.providers.get(breaker.name)
         if record is not None and record.breaker is breaker:
             record.refresh()

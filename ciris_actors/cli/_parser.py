@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import trio
 
 from .. import __version__
-from . import demo, serve, simulate
+from ..simulation.engines import ENGINES
+from . import demo, serve, simulate, sweep
 from ._usage import Parser, UsageError
 
 __all__ = ["main"]
@@ -29,6 +30,16 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
@@ -92,7 +103,63 @@ def _parser() -> tuple[Parser, Parser]:
         ),
     )
     simulate_parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="events",
+        help=(
+            "how requests travel: events (one driver task, fast) or tasks (a trio task per"
+            " request through registry.call/lease); both give the same report (default:"
+            " events)"
+        ),
+    )
+    simulate_parser.add_argument(
         "--list", action="store_true", help="list the bundled scenarios and exit"
+    )
+    sweep_parser = commands.add_parser(
+        "sweep",
+        help="run a scenario over many seeds on every core and find the worst ones",
+        description=(
+            "Run a scenario over many seeds, on local processes or a Dask cluster, and say"
+            " how availability, the gap to the best possible router, p99 latency and"
+            " detection and failover times are spread, and which seeds did worst, each with"
+            " the simulate command that replays it. Exit status: 0 every seed held every"
+            " routing rule and lost no request, 1 one did not, 2 bad input, 130"
+            " interrupted."
+        ),
+    )
+    sweep_parser.add_argument(
+        "scenario",
+        nargs="?",
+        metavar="SCENARIO",
+        help="a scenario .toml file or the name of a bundled scenario (default: the default)",
+    )
+    sweep_parser.add_argument(
+        "--seeds",
+        required=True,
+        metavar="SEEDS",
+        help="the seeds: N, FIRST-LAST (inclusive) or a comma-separated list (e.g. 1-1000)",
+    )
+    sweep_parser.add_argument(
+        "--jobs",
+        type=_jobs,
+        metavar="N",
+        help="worker processes (default: the CPU count)",
+    )
+    sweep_parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="events",
+        help="the simulation engine of every run (default: events)",
+    )
+    sweep_parser.add_argument(
+        "--json",
+        metavar="FILE",
+        help="write the whole result as JSON to FILE ('-': stdout; default: none)",
+    )
+    sweep_parser.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="run on the Dask cluster of this scheduler (needs the cluster extra)",
     )
     serve_parser = commands.add_parser(
         "serve",
@@ -218,7 +285,19 @@ def _dispatch(argv: Sequence[str] | None) -> int:
                 seed=args.seed,
                 json=args.json,
                 plot=args.plot,
+                engine=args.engine,
                 list_only=args.list,
+            )
+        )
+    if args.command == "sweep":
+        return sweep.run(
+            sweep.SweepArgs(
+                scenario=args.scenario,
+                seeds=args.seeds,
+                jobs=args.jobs,
+                engine=args.engine,
+                json=args.json,
+                scheduler=args.scheduler,
             )
         )
     if args.command == "serve":

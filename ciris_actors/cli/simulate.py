@@ -14,6 +14,7 @@ import attrs
 
 from .._types import CircuitState
 from ..simulation import Report, Scenario, ScenarioError, run_scenario
+from ..simulation.engines import Engine
 from ..simulation.plot import picture_format
 from ..simulation.report import FaultStats
 from ._extras import available
@@ -72,6 +73,7 @@ class SimulateArgs:
       seed: overrides the scenario's seed.
       json: where to write the JSON report (``-``: stdout), if anywhere.
       plot: where to write the timeline PNG, if anywhere.
+      engine: the simulation engine (``events`` or ``tasks``).
       list_only: list the bundled scenarios instead of running one.
     """
 
@@ -79,6 +81,7 @@ class SimulateArgs:
     seed: int | None = None
     json: str | None = None
     plot: str | None = None
+    engine: Engine = "events"
     list_only: bool = False
 
 
@@ -374,7 +377,7 @@ def _print_rich(summary: _Summary, console: Console) -> None:
         console.print(Text(line.rstrip(), style=style or ""), soft_wrap=True)
 
 
-def _run_with_bar(scenario: Scenario, seed: int | None, console: Console) -> Report:
+def _run_with_bar(scenario: Scenario, seed: int | None, engine: Engine, console: Console) -> Report:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     total = scenario.workload.duration
@@ -391,7 +394,7 @@ def _run_with_bar(scenario: Scenario, seed: int | None, console: Console) -> Rep
         def advance(done: float, total: float) -> None:
             bar.update(task, completed=done, simulated=f"{clock(done)} / {clock(total)}")
 
-        return run_scenario(scenario, seed=seed, progress=advance)
+        return run_scenario(scenario, seed=seed, progress=advance, engine=engine)
 
 
 def run(args: SimulateArgs) -> int:
@@ -429,13 +432,13 @@ def run(args: SimulateArgs) -> int:
 
     started = time.monotonic()
     if console is not None:
-        report = _run_with_bar(scenario, args.seed, console)
+        report = _run_with_bar(scenario, args.seed, args.engine, console)
         console.print(
             f"[dim]Simulated {span(scenario.workload.duration)} of traffic in"
             f" {time.monotonic() - started:.1f} s.[/dim]\n"
         )
     else:
-        report = run_scenario(scenario, seed=args.seed)
+        report = run_scenario(scenario, seed=args.seed, engine=args.engine)
 
     summary = _summarize(report, scenario)
     if console is not None:

@@ -5,9 +5,10 @@ times and phases, the timeline, the down and unhealthy windows.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -22,7 +23,7 @@ from ..events import (
 from .faults import Fault
 from .invariants import Violation
 from .model import Scenario
-from .providers import SimulatedProvider, error_draw
+from .providers import SimulatedProvider
 from .report import (
     ActorFailure,
     BreakerChange,
@@ -133,7 +134,7 @@ def build_report(
     counts = {outcome: log.count(outcome) for outcome in OUTCOMES}
     accounted = sum(counts.values()) == sent
     succeeded = counts["succeeded"]
-    oracle = _oracle_successes(scenario, seed, log, events, origin, providers)
+    oracle = _oracle_successes(scenario, log, events, origin, providers)
     availability = succeeded / sent if sent else None
     oracle_availability = oracle / sent if sent else None
     down = _restart_windows(events, origin, providers, duration)
@@ -294,7 +295,6 @@ def _unhealthy_windows(
 
 def _oracle_successes(
     scenario: Scenario,
-    seed: int,
     log: RequestLog,
     events: Sequence[RegistryEvent],
     origin: float,
@@ -313,19 +313,23 @@ def _oracle_successes(
     for request, (t, mix_index) in enumerate(zip(log.arrival, log.mix, strict=True)):
         for name in eligible[mix_index]:
             provider = providers[name]
-            if provider.down(t) or any(a <= t < b for a, b in down[name]):
+            windows = down[name]
+            if provider.down(t) or (windows and any(a <= t < b for a, b in windows)):
                 continue
             if provider.spec.latency.median + provider.added_latency(t) > timeouts[name]:
                 continue
-            if error_draw(seed, name, request) < provider.error_rate(t):
+            rate = provider.error_rate(t)
+            if rate > 0 and provider.draw(request) < rate:
                 continue
             served += 1
             break
     return served
 
 
-def _window(log: RequestLog, start: float, end: float) -> Iterable[int]:
-    return (i for i, t in enumerate(log.arrival) if start <= t < end)
+def _window(log: RequestLog, start: float, end: float) -> range:
+    """The slots of the requests that arrived in ``[start, end)`` (arrivals are logged
+    in time order)."""
+    return range(bisect.bisect_left(log.arrival, start), bisect.bisect_left(log.arrival, end))
 
 
 def _phase(log: RequestLog, start: float, end: float) -> Phase:

@@ -19,6 +19,10 @@ from ..registry import Registry
 
 __all__ = ["InvariantChecker", "Violation"]
 
+_CLOSED = CircuitState.CLOSED.value
+_OPEN = CircuitState.OPEN.value
+_HALF_OPEN = CircuitState.HALF_OPEN.value
+
 
 @attrs.frozen
 class Violation:
@@ -51,7 +55,7 @@ class InvariantChecker:
     out than ``half_open_max_calls``), ``lost`` (a request not accounted for).
 
     It reads the registry only through its public views (``Registry.view``,
-    ``Registry.snapshot``).
+    ``Registry.snapshot``), cached against ``Registry.state_version``.
     """
 
     registry: Registry
@@ -61,6 +65,9 @@ class InvariantChecker:
     #: (handler, service type) -> (routing version, candidates in walk order), rebuilt
     #: only when registrations change.
     _orders: dict[tuple[str, str], tuple[int, list[_Candidate]]] = attrs.field(factory=dict)
+    #: Views by name, valid while the registry's state version is ``_views_version``.
+    _views: dict[str, ProviderView] = attrs.field(factory=dict)
+    _views_version: int = -1
 
     def record(self, rule: str, detail: str) -> None:
         """Add a violation at the current time."""
@@ -80,13 +87,12 @@ class InvariantChecker:
         has run since the resolve chose it.
         """
         self.checks += 1
-        try:
-            chosen = self.registry.view(name)
-        except UnknownProviderError:
+        chosen = self._view(name)
+        if chosen is None:
             self.record("unroutable", f"routed to {name!r}, which is not registered")
             return
         stats = chosen.breaker
-        if stats["state"] == CircuitState.OPEN.value:
+        if stats["state"] == _OPEN:
             self.record("open-breaker", f"routed to {name!r} while its breaker was open")
         if not required <= chosen.capabilities:
             missing = sorted(required - chosen.capabilities)
@@ -106,13 +112,34 @@ class InvariantChecker:
         for better in self._higher_tiers(chosen, handler, service_type):
             if better.name in tried:
                 continue
-            view = self.registry.view(better.name)
-            if required <= view.capabilities and _routable(view) and view.available:
+            view = self._view(better.name)
+            if (
+                view is not None
+                and required <= view.capabilities
+                and _available(view, trio.current_time())
+            ):
                 self.record(
                     "tier",
                     f"routed to {name!r} while {better.name!r} ranked higher and was available",
                 )
                 break
+
+    def _view(self, name: str) -> ProviderView | None:
+        """Provider *name*'s view (``None``: not registered), read again only when the
+        registry's ``state_version`` has moved or its breaker is HALF_OPEN (whose probe
+        count changes without moving it)."""
+        version = self.registry.state_version
+        if version != self._views_version:
+            self._views.clear()
+            self._views_version = version
+        view = self._views.get(name)
+        if view is None or view.breaker["state"] == _HALF_OPEN:
+            try:
+                view = self.registry.view(name)
+            except UnknownProviderError:
+                return None
+            self._views[name] = view
+        return view
 
     def _higher_tiers(
         self, chosen: ProviderView, handler: str, service_type: str
@@ -156,6 +183,20 @@ class InvariantChecker:
             ]
         self._orders[(handler, service_type)] = (version, order)
         return order
+
+
+def _available(view: ProviderView, now: float) -> bool:
+    """Whether a resolve at *now* could take the provider of *view*: the rules, not the
+    view's ``available`` (a cached view's is as of when it was taken)."""
+    if not _routable(view):
+        return False
+    state = view.breaker["state"]
+    if state == _CLOSED:
+        return True
+    if state == _OPEN:
+        due = view.breaker["next_attempt_time"]
+        return due is not None and now >= due
+    return int(view.breaker["probes_in_flight"]) < view.breaker_config.half_open_max_calls
 
 
 def _routable(view: ProviderView) -> bool:

@@ -33,7 +33,7 @@ from ..registry import Registry
 from .faults import Fault
 from .model import ProviderSpec, RequestMix, Scenario
 from .providers import SimulatedError, SimulatedProvider
-from .runner import arrivals, open_scenario, send_request
+from .traffic import arrivals, open_scenario, send_request
 
 __all__ = [
     "CycleNotice",

@@ -9,10 +9,11 @@ runs tasks in.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -40,18 +41,28 @@ def error_draw(seed: int, provider: str, request: object) -> float:
 
 def sample_latency(latency: Latency, rng: random.Random) -> float:
     """Draw one latency from *latency* with *rng*."""
+    return latency_sampler(latency)(rng)
+
+
+def latency_sampler(latency: Latency) -> Callable[[random.Random], float]:
+    """A function drawing latencies from *latency* with the random generator it is
+    given (its parameters worked out once, not at every draw)."""
     kind = latency.distribution
     if kind is Distribution.FIXED:
-        return latency.median
+        median = latency.median
+        return lambda rng: median
     if kind is Distribution.UNIFORM:
-        return rng.uniform(latency.low, latency.high)
-    if kind is Distribution.EXPONENTIAL:
-        return rng.expovariate(math.log(2) / latency.median) if latency.median > 0 else 0.0
+        low, high = latency.low, latency.high
+        return lambda rng: rng.uniform(low, high)
     if latency.median <= 0:
-        return 0.0
+        return lambda rng: 0.0
+    if kind is Distribution.EXPONENTIAL:
+        rate = math.log(2) / latency.median
+        return lambda rng: rng.expovariate(rate)
     # Lognormal with the given median and 99th percentile (z(0.99) = 2.3263).
     sigma = math.log(max(latency.p99, latency.median) / latency.median) / 2.3263478740408408
-    return rng.lognormvariate(math.log(latency.median), sigma)
+    mu = math.log(latency.median)
+    return lambda rng: rng.lognormvariate(mu, sigma)
 
 
 class SimulatedProvider:
@@ -67,8 +78,15 @@ class SimulatedProvider:
         self.spec = spec
         self.name = spec.name
         self.faults = tuple(sorted(faults, key=lambda f: f.at))
+        #: Every instant a fault starts or ends: between two of them, the same faults act.
+        self._edges = sorted({f.at for f in self.faults} | {f.end for f in self.faults})
+        #: The faults acting between edge ``i - 1`` and edge ``i``, by ``i``, as asked for.
+        self._rulings: dict[int, tuple[Fault, ...]] = {}
         self.seed = seed
         self.rng = random.Random(f"{seed}:{spec.name}")
+        self._sample = latency_sampler(spec.latency)
+        #: The hash state of this provider's error draws before the request's key.
+        self._draws = hashlib.blake2b(f"{seed}:{spec.name}:".encode(), digest_size=8)
         #: Calls served so far (numbers the calls made without a request key).
         self.calls = 0
         #: Virtual time the scenario's t=0 corresponds to (set by the runner).
@@ -93,16 +111,26 @@ class SimulatedProvider:
                 return fault
         return None
 
-    def ruling(self, at: float) -> list[Fault]:
+    def ruling(self, at: float) -> tuple[Fault, ...]:
         """The faults that act on the provider at scenario time *at*: of each kind active
         then, the one that started first (faults of one kind do not add up)."""
+        # Faults start and end only at edges, so every instant from one edge to the next
+        # has the ruling of the edge it starts at (none before the first edge).
+        index = bisect.bisect_right(self._edges, at)
+        ruling = self._rulings.get(index)
+        if ruling is None:
+            ruling = self._rule(self._edges[index - 1]) if index else ()
+            self._rulings[index] = ruling
+        return ruling
+
+    def _rule(self, at: float) -> tuple[Fault, ...]:
         kinds: set[FaultKind] = set()
         result = []
         for fault in self.faults:
             if fault.kind not in kinds and fault.is_active(at):
                 kinds.add(fault.kind)
                 result.append(fault)
-        return result
+        return tuple(result)
 
     def down(self, at: float) -> bool:
         """Whether the provider cannot serve at all at scenario time *at* (outage, the
@@ -175,16 +203,47 @@ class SimulatedProvider:
             await trio.lowlevel.checkpoint()
         return not self.down(at)
 
-    async def handle(self, request: object = None) -> str:
-        """Serve one request: take a latency, then fail or answer with this provider's
-        name. Whether it fails is decided when the call starts, by the draw for
-        *request* (by default, for this provider's call count)."""
+    def decide(self, request: object = None, at: float | None = None) -> tuple[float, bool]:
+        """Decide how one call starting now goes: how long it takes, and whether it fails.
+
+        Both engines come here: the ``tasks`` engine through :meth:`handle`, the
+        ``events`` engine directly. The latency comes from this provider's random stream
+        (so calls must be decided in the order they start); whether the call fails comes
+        from the draw for *request* (by default, for this provider's call count).
+
+        Args:
+          request: the request's key.
+          at: the scenario time now, if the caller knows it (saves reading the clock).
+
+        Returns:
+          ``(latency in seconds, fails)``.
+        """
         self.calls += 1
         if request is None:
             request = f"call-{self.calls}"
-        at = self.now()
-        latency = sample_latency(self.spec.latency, self.rng) + self.added_latency(at)
-        fails = self.down(at) or error_draw(self.seed, self.name, request) < self.error_rate(at)
+        if at is None:
+            at = self.now()
+        latency = self._sample(self.rng)
+        if self.faults and self.ruling(at):
+            latency += self.added_latency(at)
+            if self.down(at):
+                return latency, True
+            rate = self.error_rate(at)
+        else:
+            rate = self.spec.error_rate  # no fault acting: the common case, made short
+        # A draw is in [0, 1): with no chance of an error, it need not be taken.
+        return latency, rate > 0 and self.draw(request) < rate
+
+    def draw(self, request: object) -> float:
+        """:func:`error_draw` for this provider and *request*."""
+        digest = self._draws.copy()
+        digest.update(str(request).encode())
+        return int.from_bytes(digest.digest(), "big") / 18446744073709551616.0
+
+    async def handle(self, request: object = None) -> str:
+        """Serve one request: take a latency, then fail or answer with this provider's
+        name (see :meth:`decide`)."""
+        latency, fails = self.decide(request)
         await trio.sleep(latency)
         if fails:
             raise SimulatedError(f"{self.name}: simulated failure")

@@ -528,7 +528,13 @@ class Report:
 
     def to_json(self) -> str:
         """The report as deterministic JSON text."""
-        return json.dumps(_rounded(self.as_dict()), indent=2, sort_keys=True) + "\n"
+        return dumps(self.as_dict())
+
+
+def dumps(data: Mapping[str, Any]) -> str:
+    """JSON-ready *data* as deterministic JSON text: keys sorted, floats rounded to six
+    decimals, infinities and NaN as ``null``."""
+    return json.dumps(_rounded(data), indent=2, sort_keys=True) + "\n"
 
 
 def _violation(violation: Violation) -> dict[str, Any]:

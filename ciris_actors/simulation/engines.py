@@ -1,0 +1,272 @@
+"""The two simulation engines, sharing everything but how requests travel.
+
+``events`` (the default): one driver task (:class:`~.driver.EventDriver`) carries every
+request through the real registry synchronously: ``Registry.admit`` (the resolve with
+its real breakers, half-open permits and round-robin cursors), the invariant checker,
+the simulated provider's decision, then ``Registry.settle`` (the outcome recording that
+leases use) when the provider's answer or the call's deadline comes, and failover in
+``call`` mode. ``tasks``: a trio task per request through ``Registry.call`` or
+``Registry.lease``, exactly as an application would. Both run the registry's actors as
+tasks on the same virtual clock, so timers, health checks, crashes, restarts and slow
+starts behave the same.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Literal
+
+import attrs
+import trio
+import trio.testing
+
+from .._lease import Outcome, Ticket
+from ..events import (
+    ActorCrashed,
+    ActorFailed,
+    ActorRestarted,
+    BreakerTransition,
+    EventsDropped,
+    HealthChanged,
+    RegistryEvent,
+)
+from ..registry import Registry
+from .analysis import RequestLog, build_report
+from .driver import EventDriver
+from .invariants import InvariantChecker
+from .model import RequestMix, Scenario
+from .providers import SimulatedProvider
+from .report import Report
+from .traffic import ProgressCallback, arrivals, open_scenario, send_request
+
+__all__ = ["ENGINES", "Engine", "EventsRun", "Run", "TasksRun"]
+
+#: How a run carries its requests (see the module docstring).
+Engine = Literal["events", "tasks"]
+ENGINES: tuple[Engine, ...] = ("events", "tasks")
+
+#: The events a report is built from.
+RECORDED_EVENTS = (BreakerTransition, HealthChanged, ActorCrashed, ActorRestarted, ActorFailed)
+
+
+@attrs.define
+class Run:
+    """One run of a scenario: the setup, event recording and report both engines share."""
+
+    scenario: Scenario
+    seed: int
+    progress: ProgressCallback | None
+    log: RequestLog = attrs.field(factory=RequestLog)
+    events: list[RegistryEvent] = attrs.field(factory=list)
+    dropped_events: int = 0
+    origin: float = 0.0
+
+    async def run(self) -> Report:
+        """Open the scenario's registry, run its traffic, and build the report."""
+        scenario = self.scenario
+        async with open_scenario(
+            scenario, self.seed, max_events=10_000_000, event_types=RECORDED_EVENTS
+        ) as setup:
+            registry, providers = setup.registry, setup.providers
+            self.origin = trio.current_time()
+            for provider in providers.values():
+                provider.origin = self.origin
+            checker = InvariantChecker(registry, origin=self.origin)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._record_events, setup.events)
+                await self.traffic(registry, checker)
+                # Let the recorder take every event still buffered before it is cancelled.
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.cancel_scope.cancel()
+        return build_report(
+            scenario=scenario,
+            seed=self.seed,
+            log=self.log,
+            events=self.events,
+            origin=self.origin,
+            providers=providers,
+            violations=checker.violations,
+            checks=checker.checks,
+            dropped_events=self.dropped_events,
+        )
+
+    async def traffic(self, registry: Registry, checker: InvariantChecker) -> None:
+        """Send the workload's requests; return when every one has ended."""
+        raise NotImplementedError
+
+    async def _record_events(self, events: trio.abc.ReceiveChannel[RegistryEvent]) -> None:
+        async for event in events:
+            if isinstance(event, EventsDropped):
+                self.dropped_events += event.count
+            else:
+                self.events.append(event)
+
+    def _report_progress(self, t: float, next_report: float) -> float:
+        """Call the progress callback if scenario time *t* reached *next_report*; return
+        when to call it next."""
+        if self.progress is None or t < next_report:
+            return next_report
+        workload = self.scenario.workload
+        self.progress(t, workload.duration)
+        return t + workload.duration / 100
+
+
+@attrs.define
+class TasksRun(Run):
+    """A trio task per request, through ``Registry.call`` or ``Registry.lease``."""
+
+    in_flight: int = 0
+
+    async def traffic(self, registry: Registry, checker: InvariantChecker) -> None:
+        workload = self.scenario.workload
+        rng = random.Random(f"{self.seed}:workload")
+        next_report = 0.0
+        async with trio.open_nursery() as requests:
+            for t, mix_index in arrivals(workload, rng):
+                await trio.sleep_until(self.origin + t)
+                next_report = self._report_progress(t, next_report)
+                slot = self.log.add(t, mix_index)
+                if self.in_flight >= workload.concurrency:
+                    self.log.finish(slot, "shed", 0.0, None, ())
+                    continue
+                self.in_flight += 1
+                requests.start_soon(self._request, registry, checker, slot, workload.mix[mix_index])
+            if self.progress is not None:
+                self.progress(workload.duration, workload.duration)
+
+    async def _request(
+        self, registry: Registry, checker: InvariantChecker, slot: int, mix: RequestMix
+    ) -> None:
+        start = trio.current_time()
+        tried: list[str] = []
+        try:
+            outcome, served = await send_request(
+                registry, mix, self.scenario.workload.mode, slot, tried, checker
+            )
+        finally:
+            self.in_flight -= 1
+        self.log.finish(slot, outcome, trio.current_time() - start, served, tuple(tried))
+
+
+@attrs.define(slots=True, eq=False)
+class _Request:
+    """One request the events engine is carrying."""
+
+    slot: int
+    mix: RequestMix
+    required: frozenset[str]
+    start: float
+    tried: list[str] = attrs.field(factory=list)
+
+
+@attrs.define
+class EventsRun(Run):
+    """Every request carried synchronously by one driver task (see the module docstring)."""
+
+    async def traffic(self, registry: Registry, checker: InvariantChecker) -> None:
+        driver = EventDriver(trio.lowlevel.current_clock())
+        _Carrier(self, registry, checker, driver).start()
+        await driver.run()
+
+
+@attrs.define
+class _Carrier:
+    """Carries an :class:`EventsRun`'s requests: each step is one of the driver's events."""
+
+    run: EventsRun
+    registry: Registry
+    checker: InvariantChecker
+    driver: EventDriver
+    in_flight: int = 0
+    next_report: float = 0.0
+    arrivals: Iterator[tuple[float, int]] = attrs.field(init=False)
+    mixes: list[tuple[RequestMix, frozenset[str]]] = attrs.field(init=False)
+    failover: bool = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        workload = self.run.scenario.workload
+        self.arrivals = arrivals(workload, random.Random(f"{self.run.seed}:workload"))
+        self.mixes = [(mix, frozenset(mix.required_capabilities)) for mix in workload.mix]
+        self.failover = workload.mode == "call"
+
+    def start(self) -> None:
+        """Schedule the first arrival."""
+        self._next_arrival()
+
+    def _next_arrival(self) -> None:
+        following = next(self.arrivals, None)
+        if following is not None:
+            self.driver.schedule(self.run.origin + following[0], self._arrive, following)
+        elif self.run.progress is not None:
+            duration = self.run.scenario.workload.duration
+            self.run.progress(duration, duration)
+
+    def _arrive(self, arrival: tuple[float, int]) -> None:
+        """A request arrives: log it, then shed it or send it."""
+        t, mix_index = arrival
+        run = self.run
+        self.next_report = run._report_progress(t, self.next_report)
+        slot = run.log.add(t, mix_index)
+        if self.in_flight >= run.scenario.workload.concurrency:
+            run.log.finish(slot, "shed", 0.0, None, ())
+        else:
+            self.in_flight += 1
+            mix, required = self.mixes[mix_index]
+            self._attempt(_Request(slot, mix, required, self.driver.now))
+        self._next_arrival()
+
+    def _attempt(self, request: _Request) -> None:
+        """Route *request* to the next provider, or end it when none is left."""
+        mix = request.mix
+        tried = request.tried
+        ticket = self.registry.admit(mix.handler, mix.service_type, request.required, exclude=tried)
+        if ticket is None:
+            # As ``call``/``lease`` say: rejected when nothing was ever available.
+            self._finish(request, "failed" if tried else "rejected", None)
+            return
+        self.checker.on_route(ticket.name, mix.handler, mix.service_type, request.required, tried)
+        tried.append(ticket.name)
+        provider: SimulatedProvider = ticket.instance
+        now = self.driver.now
+        latency, fails = provider.decide(request.slot, now - self.run.origin)
+        done = now + latency
+        if done >= ticket.deadline:
+            # The lease's deadline fires first (or with the answer): a failure then.
+            answer = (request, ticket, Outcome.FAILURE)
+            self.driver.schedule(ticket.deadline, self._answer, answer)
+        else:
+            answer = (request, ticket, Outcome.FAILURE if fails else Outcome.SUCCESS)
+            self.driver.schedule(done, self._answer, answer)
+
+    def _answer(self, answer: tuple[_Request, Ticket, Outcome]) -> None:
+        """The provider answered (or the call's deadline came): settle, then finish the
+        request or, in ``call`` mode, fail over."""
+        request, ticket, outcome = answer
+        self.registry.settle(ticket, outcome)
+        if outcome is Outcome.SUCCESS:
+            self._finish(request, "succeeded", ticket.name)
+        elif self.failover:
+            self._attempt(request)
+        else:
+            self._finish(request, "failed", None)
+
+    def _finish(self, request: _Request, outcome: str, served: str | None) -> None:
+        self.in_flight -= 1
+        latency = self.driver.now - request.start
+        self.run.log.finish(request.slot, outcome, latency, served, tuple(request.tried))
+
+
+def engine_run(
+    engine: Engine, scenario: Scenario, seed: int, progress: ProgressCallback | None
+) -> Run:
+    """The run of *scenario* by *engine*.
+
+    Raises:
+      ValueError: *engine* is not one of :data:`ENGINES`.
+    """
+    if engine == "events":
+        return EventsRun(scenario, seed, progress)
+    if engine == "tasks":
+        return TasksRun(scenario, seed, progress)
+    raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")

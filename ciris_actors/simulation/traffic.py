@@ -1,0 +1,175 @@
+"""What both simulation engines and the live engine share: a registry opened as a
+scenario says, the workload's arrivals, and one request sent the ``tasks`` way (a trio
+task through ``call`` or ``lease``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import random
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
+
+import attrs
+
+from .._errors import NoServiceAvailable
+from ..events import EventSubscription, RegistryEvent
+from ..registry import Registry, open_registry
+from .faults import Fault
+from .invariants import InvariantChecker
+from .model import ProviderSpec, RequestMix, Scenario, Workload
+from .providers import SimulatedProvider
+
+__all__ = [
+    "READY_TIMEOUT",
+    "ProgressCallback",
+    "ProviderFactory",
+    "ScenarioSetup",
+    "arrivals",
+    "open_scenario",
+    "send_request",
+]
+
+#: ``progress(simulated_seconds_done, simulated_seconds_total)``.
+ProgressCallback = Callable[[float, float], None]
+
+#: How long a run waits for providers to become ready before traffic starts.
+READY_TIMEOUT = 600.0
+
+#: Builds one provider from its spec, its faults and the run's seed.
+ProviderFactory = Callable[[ProviderSpec, Sequence[Fault], int], SimulatedProvider]
+
+
+@attrs.frozen
+class ScenarioSetup:
+    """A registry with a scenario's providers registered, from :func:`open_scenario`.
+
+    Attributes:
+      registry: the open registry.
+      providers: the simulated providers by name, in the scenario's order.
+      events: a subscription to the registry's events, opened before any registration.
+    """
+
+    registry: Registry
+    providers: dict[str, SimulatedProvider]
+    events: EventSubscription
+
+
+@asynccontextmanager
+async def open_scenario(
+    scenario: Scenario,
+    seed: int,
+    *,
+    max_events: int,
+    event_types: Iterable[type[RegistryEvent]] | None = None,
+    ready_timeout: float = READY_TIMEOUT,
+    factory: ProviderFactory = SimulatedProvider,
+) -> AsyncIterator[ScenarioSetup]:
+    """Open a registry configured as *scenario* says, with its providers registered.
+
+    The block starts once every service type has a ready provider (or *ready_timeout*
+    seconds have passed); leaving it closes the registry and every provider.
+
+    Args:
+      scenario: the registry settings and the providers to register.
+      seed: seeds the providers' random streams and the restart back-off jitter.
+      max_events: the buffer of the event subscription (see :meth:`Registry.events`).
+      event_types: the event classes to subscribe to (default: all of them).
+      ready_timeout: how long to wait for the providers to become ready.
+      factory: builds each provider (default :class:`SimulatedProvider`).
+
+    Yields:
+      The registry, the providers and the event subscription.
+    """
+    providers = {
+        spec.name: factory(spec, [f for f in scenario.faults if f.provider == spec.name], seed)
+        for spec in scenario.providers
+    }
+    async with (
+        open_registry(
+            health_check_interval=scenario.health_check_interval,
+            restart_policy=scenario.restart_policy,
+            default_breaker=scenario.default_breaker,
+            seed=seed,
+        ) as registry,
+        registry.events(max_buffer=max_events, types=event_types) as events,
+    ):
+        for spec in scenario.providers:
+            registry.register(
+                spec.handler,
+                spec.service_type,
+                providers[spec.name],
+                spec.priority,
+                capabilities=spec.capabilities,
+                circuit_breaker_config=spec.breaker,
+                priority_group=spec.group,
+                strategy=spec.strategy,
+                name=spec.name,
+            )
+        types = sorted({spec.service_type for spec in scenario.providers})
+        await registry.wait_ready(ready_timeout, types)
+        yield ScenarioSetup(registry=registry, providers=providers, events=events)
+
+
+def arrivals(workload: Workload, rng: random.Random) -> Iterator[tuple[float, int]]:
+    """The workload's arrivals before its duration: ``(scenario time, mix index)``.
+
+    Each arrival draws its time, then its kind of request, from *rng*.
+    """
+    weights = list(itertools.accumulate(m.weight for m in workload.mix))
+    t = 0.0
+    for index in itertools.count():
+        if workload.arrival == "poisson":
+            t += rng.expovariate(workload.rate)
+        else:
+            t = index / workload.rate
+        if t >= workload.duration:
+            return
+        choice = rng.random() * weights[-1]
+        yield t, bisect.bisect_right(weights, choice)
+
+
+async def send_request(
+    registry: Registry,
+    mix: RequestMix,
+    mode: str,
+    request: object,
+    tried: list[str],
+    checker: InvariantChecker | None = None,
+) -> tuple[str, str | None]:
+    """Send one request of kind *mix* through *registry*, as the workload's *mode* says.
+
+    Args:
+      registry: the registry to route through.
+      mix: the handler, service type and capabilities of the request.
+      mode: ``call`` (failover across providers) or ``lease`` (one provider).
+      request: the request's key: the providers' error draws depend on it.
+      tried: each provider the request reached is appended to it, in order.
+      checker: checks every routing decision, if given.
+
+    Returns:
+      The outcome (``succeeded``, ``failed`` or ``rejected``) and the provider that
+      served the request (``None`` unless it succeeded).
+    """
+    required = frozenset(mix.required_capabilities)
+
+    async def serve(provider: SimulatedProvider, request: object) -> str:
+        if checker is not None:
+            checker.on_route(provider.name, mix.handler, mix.service_type, required, tried)
+        tried.append(provider.name)
+        return await provider.handle(request)
+
+    try:
+        if mode == "call":
+            served = await registry.call(
+                mix.handler, mix.service_type, serve, request, required_capabilities=required
+            )
+        else:
+            async with registry.lease(mix.handler, mix.service_type, required) as provider:
+                served = await serve(provider, request)
+    except NoServiceAvailable as error:
+        return ("failed" if error.attempts else "rejected"), None
+    except Exception:
+        return "failed", None  # lease mode: the provider's error or the deadline
+    return "succeeded", served
