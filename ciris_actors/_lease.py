@@ -54,9 +54,10 @@ class Ticket:
     """One admission of :meth:`Registry.admit`: the provider chosen for a call, and what
     :meth:`Registry.settle` needs to record how the call went.
 
-    A ticket is settled once. One that holds a half-open probe permit and is not settled
-    by its :attr:`deadline` is settled as a failure then, by the registry; a later
-    :meth:`Registry.settle` of it records nothing.
+    A ticket is settled once. Settled at or after its :attr:`deadline`, it records a
+    failure (the call overran), whatever the outcome given. One that holds a half-open
+    probe permit and is not settled by its deadline is settled as a failure then, by the
+    registry; a later :meth:`Registry.settle` of it records nothing.
 
     Attributes:
       name: the provider's name.
@@ -110,6 +111,10 @@ def settle_ticket(owner: object, ticket: Ticket, outcome: Outcome, now: float) -
     ticket._settled = True
     record = ticket._record
     permit = ticket._permit
+    if now >= ticket.deadline:
+        # The call overran its time: a failure, whatever the caller says, as a lease's
+        # deadline would have counted it.
+        outcome = Outcome.FAILURE
     if permit is not None:
         if permit.expired:
             return  # the breaker actor settled it as a failure at its deadline

@@ -421,11 +421,12 @@ class Registry:
         """Choose a provider for a call and admit it, without waiting: what ``lease`` does
         on entry, for callers that run the call themselves (an event loop, a simulator).
 
-        Report how the call went with :meth:`settle`, once. A ticket admitted in
-        HALF_OPEN holds a probe permit: settle it by its ``deadline``, or the registry
-        counts the call as a failure then (as a lease's deadline would) and a later
-        settle records nothing. A ticket admitted in CLOSED that is never settled
-        records nothing.
+        Report how the call went with :meth:`settle`, once, before the ticket's
+        ``deadline``: settled at or after it, the call counts as a failure (it overran,
+        as a lease's deadline would count it). A ticket admitted in HALF_OPEN holds a
+        probe permit: unsettled at its deadline, the registry counts the call as a
+        failure then, and a later settle records nothing. A ticket admitted in CLOSED
+        that is never settled records nothing.
 
         Args:
           handler: the handler asking (``"*"``: global providers only).
@@ -480,9 +481,10 @@ class Registry:
 
         Args:
           ticket: the ticket, settled once.
-          outcome: ``Outcome.SUCCESS``, ``Outcome.FAILURE`` (an error, or the call's
-            deadline passed), or ``Outcome.NONE`` (it never reached the provider, or was
-            cancelled); or the value's string.
+          outcome: ``Outcome.SUCCESS``, ``Outcome.FAILURE`` (an error), or
+            ``Outcome.NONE`` (it never reached the provider, or was cancelled); or the
+            value's string. At or after the ticket's deadline, a failure is recorded
+            whatever the outcome.
 
         Raises:
           RegistryError: the ticket was settled already, or the registry is closed.

@@ -44,6 +44,48 @@ async def test_same_instant_events_run_in_the_order_they_were_scheduled(
     assert order == list("abcde")
 
 
+async def test_at_one_instant_a_lower_rank_runs_first_whenever_it_was_scheduled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    events = driver()
+    at = trio.current_time() + 5.0
+    order: list[str] = []
+    events.schedule(at, order.append, "arrival", rank=1)
+    events.schedule(at, order.append, "answer", rank=0)
+    events.schedule(at - 1.0, lambda _: events.schedule(at, order.append, "late answer"))
+    await events.run()
+    assert order == ["answer", "late answer", "arrival"]
+
+
+async def test_an_event_a_rounding_error_before_a_trio_timer_still_runs_first_at_its_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Offsets from the current time can round two different instants to the same
+    offset; the driver's event must still run first, at exactly its own time."""
+    # From this clock reading, the offsets to these two adjacent instants are equal.
+    now = float.fromhex("0x1.3f5c28f5c28f6p+2")
+    earlier = float.fromhex("0x1.dba77ffffffffp+4")
+    later = float.fromhex("0x1.dba78p+4")
+    assert earlier < later
+    assert earlier - now == later - now
+    autojump_clock.jump(now - trio.current_time())
+    assert trio.current_time() == now
+    events = driver()
+    order: list[tuple[str, float]] = []
+
+    async def timer() -> None:
+        await trio.sleep_until(later)
+        order.append(("trio", trio.current_time()))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(timer)
+        await trio.testing.wait_all_tasks_blocked()
+        events.schedule(earlier, lambda _: order.append(("driver", trio.current_time())))
+        await events.run()
+    assert order[0] == ("driver", earlier)
+    assert order[1][0] == "trio"
+
+
 async def test_events_scheduled_by_an_event_are_handled_too(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

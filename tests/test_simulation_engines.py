@@ -55,12 +55,42 @@ def tie_heavy(concurrency: int) -> Scenario:
 
 
 def test_events_engine_answers_before_an_arrival_at_the_same_instant() -> None:
-    """Events at one instant run in the order they were scheduled: each request's answer
-    was scheduled before the next arrival, so with room for one request at a time none
-    is shed (docs/simulation.md, "Same-instant order")."""
+    """At one instant, answers come before arrivals: with room for one request at a
+    time, none is shed (docs/simulation.md, "Same-instant order")."""
     report = run_scenario(tie_heavy(concurrency=1), engine="events")
     assert report.requests.shed == 0
     assert report.requests.succeeded == report.requests.sent == 60
+
+
+def test_a_failover_answer_also_comes_before_an_arrival_at_the_same_instant() -> None:
+    """Answers rank before arrivals at one instant, even an answer scheduled after the
+    arrival was (a failover attempt's): a request failing over from a provider that
+    always fails, and answered at the instant of the next arrival, frees its slot."""
+    scenario = parse_scenario(
+        {
+            "name": "failover-ties",
+            "registry": {"breaker": {"failure_threshold": 1000000, "timeout_duration": 30.0}},
+            "providers": [
+                {
+                    "name": "bad",
+                    "priority": "CRITICAL",
+                    "latency": {"distribution": "fixed", "median": 0.5},
+                    "error_rate": 1.0,
+                    "health_check": False,
+                },
+                {
+                    "name": "good",
+                    "priority": "HIGH",
+                    "latency": {"distribution": "fixed", "median": 0.5},
+                    "health_check": False,
+                },
+            ],
+            "workload": {"duration": 10.0, "rate": 1.0, "arrival": "uniform", "concurrency": 1},
+        }
+    )
+    report = run_scenario(scenario, engine="events")
+    assert report.requests.shed == 0
+    assert report.requests.succeeded == report.requests.sent == 10
 
 
 @pytest.mark.parametrize("engine", ENGINES)

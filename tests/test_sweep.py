@@ -8,8 +8,9 @@ import json
 import shlex
 import sys
 from collections.abc import Collection, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -249,7 +250,7 @@ def test_without_dask_the_scheduler_option_says_how_to_get_it(
 # -- on a Dask cluster -------------------------------------------------------------------------
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def dask_scheduler() -> Iterator[str]:
     """A real Dask cluster of two worker processes on this machine."""
     from distributed import LocalCluster
@@ -275,6 +276,49 @@ def test_a_sweep_on_a_dask_cluster_matches_the_local_one(
     with cluster(dask_scheduler) as (executor, workers):
         assert workers == 2
         assert sweep(load_scenario(bundled_scenarios()[SCENARIO]), [2], executor=executor).ok
+
+
+def test_what_goes_wrong_inside_a_cluster_sweep_is_not_called_bad_input(
+    dask_scheduler: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*args: object, **kwargs: object) -> object:
+        raise ValueError("a bug inside a run")
+
+    monkeypatch.setattr(sweep_cli, "sweep", broken)
+    with pytest.raises(ValueError, match="a bug inside a run"):
+        main(["sweep", SCENARIO, "--seeds", "1", "--scheduler", dask_scheduler])
+
+    def workers_without_the_package(*args: object, **kwargs: object) -> object:
+        raise ModuleNotFoundError("No module named 'ciris_actors'", name="ciris_actors")
+
+    monkeypatch.setattr(sweep_cli, "sweep", workers_without_the_package)
+    assert main(["sweep", SCENARIO, "--seeds", "1", "--scheduler", dask_scheduler]) == 2
+    assert "install ciris-actors (this version) on every worker" in capsys.readouterr().err
+
+
+class InterruptedWhileSubmitting(ThreadPoolExecutor):
+    """A one-thread pool whose *n*-th submit is interrupted (Ctrl-C)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(max_workers=1)
+        self.n = n
+        self.submitted: list[Future[Any]] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if len(self.submitted) == self.n:
+            raise KeyboardInterrupt
+        future = super().submit(fn, *args, **kwargs)
+        self.submitted.append(future)
+        return future
+
+
+def test_an_interrupt_while_submitting_drops_the_seeds_already_queued() -> None:
+    scenario = load_scenario(bundled_scenarios()[SCENARIO])
+    with InterruptedWhileSubmitting(3) as pool:
+        with pytest.raises(KeyboardInterrupt):
+            sweep(scenario, range(1, 10), executor=pool)
+        queued = pool.submitted[1:]
+        assert all(future.cancelled() for future in queued)
 
 
 # -- at a terminal ---------------------------------------------------------------------------

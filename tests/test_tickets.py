@@ -241,3 +241,31 @@ async def test_report_success_never_returns_a_ticket_s_probe(
         registry.settle(ticket, Outcome.SUCCESS)
         assert breaker(registry, name)["probes_in_flight"] == 0
         assert breaker(registry, name)["success_count"] == 2
+
+
+async def test_a_settle_at_or_after_the_deadline_is_a_failure_whatever_it_says(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """Deterministic at the deadline: the ticket's settle and the breaker actor's expiry
+    agree (a lease's deadline fires at that instant too), whichever runs first."""
+    async with open_registry(default_breaker=ONE_PROBE) as registry:
+        name = registry.register("*", "llm", Plain(), name="a")
+        registry.force_open(name, duration=1.0)
+        mock_clock.jump(1.0)
+        await trio.testing.wait_all_tasks_blocked()
+        probe = registry.admit("*", "llm", timeout=2.0)
+        assert probe is not None
+        mock_clock.jump(2.0)  # exactly the deadline; the breaker actor has not run yet
+        registry.settle(probe, Outcome.SUCCESS)
+        assert breaker(registry, name)["state"] == CircuitState.OPEN.value
+        assert breaker(registry, name)["total_successes"] == 0
+        await trio.testing.wait_all_tasks_blocked()  # the actor wakes: nothing to expire
+        assert breaker(registry, name)["total_failures"] == 1
+
+        registry.reset_circuit_breaker(name)
+        late = registry.admit("*", "llm", timeout=1.0)  # CLOSED: no permit
+        assert late is not None
+        mock_clock.jump(5.0)
+        registry.settle(late, Outcome.SUCCESS)
+        assert breaker(registry, name)["total_failures"] == 2
+        assert breaker(registry, name)["total_successes"] == 0

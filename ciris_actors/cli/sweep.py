@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -223,13 +223,25 @@ def _executor(args: SweepArgs) -> Iterator[tuple[Executor | None, str]]:
             raise
         return
     address = args.scheduler
-    try:
-        with cluster(address, timeout=_CONNECT_TIMEOUT) as (executor, workers):
+    with ExitStack() as stack:
+        # Only connecting is bad input; what the sweep itself raises is not.
+        try:
+            executor, workers = stack.enter_context(cluster(address, timeout=_CONNECT_TIMEOUT))
+        except ImportError:
+            raise UsageError(PROG, _CLUSTER_HINT) from None
+        except (ValueError, ConnectionError) as exc:
+            raise UsageError(PROG, f"--scheduler: {exc}") from None
+        try:
             yield executor, f"the Dask cluster at {address} ({count(workers, 'worker')})"
-    except ImportError:
-        raise UsageError(PROG, _CLUSTER_HINT) from None
-    except (ValueError, ConnectionError) as exc:
-        raise UsageError(PROG, f"--scheduler: {exc}") from None
+        except ModuleNotFoundError as exc:
+            missing = (exc.name or "").split(".")[0]
+            if missing != "ciris_actors" and "'ciris_actors" not in str(exc):
+                raise
+            raise UsageError(
+                PROG,
+                f"the workers of the Dask cluster at {address} cannot import ciris_actors:"
+                " install ciris-actors (this version) on every worker",
+            ) from None
 
 
 @contextmanager

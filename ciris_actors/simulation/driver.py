@@ -11,8 +11,8 @@ restarts still run as tasks, at their own instants.
 
 Same-instant order: trio's work due at an instant (actor timers, health checks, tasks
 woken by them) runs before the driver's events at that instant; the driver's events at
-one instant run in the order they were scheduled; a task one of them wakes runs before
-the next one.
+one instant run by rank, then in the order they were scheduled; a task one of them wakes
+runs before the next one.
 
 Only public trio API is used: ``MockClock.jump``, ``current_statistics``,
 ``wait_all_tasks_blocked`` and an :class:`trio.abc.Instrument` that notices wake-ups.
@@ -64,7 +64,7 @@ class EventDriver:
                 f" clock, not {clock!r}"
             )
         self._clock = clock
-        self._heap: list[tuple[float, int, Callable[[Any], None], Any]] = []
+        self._heap: list[tuple[float, int, int, Callable[[Any], None], Any]] = []
         self._order = itertools.count()
         #: The clock's time, as of the event being handled (read it instead of the clock).
         self.now = clock.current_time()
@@ -73,12 +73,20 @@ class EventDriver:
         """Events scheduled and not yet handled."""
         return len(self._heap)
 
-    def schedule(self, at: float, action: Callable[[Any], None], argument: Any = None) -> None:
+    def schedule(
+        self,
+        at: float,
+        action: Callable[[Any], None],
+        argument: Any = None,
+        *,
+        rank: int = 0,
+    ) -> None:
         """Call ``action(argument)`` at clock time *at* (now, if *at* has passed).
 
-        Events at one instant run in the order they were scheduled.
+        Events at one instant run by *rank* (lower first), then in the order they were
+        scheduled.
         """
-        heapq.heappush(self._heap, (at, next(self._order), action, argument))
+        heapq.heappush(self._heap, (at, rank, next(self._order), action, argument))
 
     async def run(self) -> None:
         """Handle every event, including those scheduled while running, in time order;
@@ -95,14 +103,22 @@ class EventDriver:
                 # Seconds from *now* to trio's next deadline. Comparing offsets from one
                 # *now* keeps a tie a tie, whatever the rounding of the clock's jumps.
                 until = trio.lowlevel.current_statistics().seconds_to_next_deadline
-                if heap[0][0] - now >= until:
-                    # trio has something due first, or at the same instant (its timers
-                    # go first then): jump to it as MockClock's autojump would.
+                ahead = heap[0][0] - now
+                if ahead > until:
+                    # trio has something due first: jump to it as MockClock's autojump
+                    # would, and let it run.
                     clock.jump(max(until, 0.0))
+                    continue
+                if ahead == until:
+                    # Due together, or a rounding error apart: move the clock to our
+                    # event and ask trio again. If its deadline is there too, it expires
+                    # and its work runs first; if it was an ulp later, our event runs
+                    # first, at its own time.
+                    self._advance(heap[0][0])
                     continue
                 watch.woke = False
                 for _ in range(_STRETCH):
-                    at, _order, action, argument = heapq.heappop(heap)
+                    at, _rank, _order, action, argument = heapq.heappop(heap)
                     self._advance(at)
                     action(argument)
                     if watch.woke or not heap or heap[0][0] - now >= until:
@@ -114,15 +130,19 @@ class EventDriver:
             trio.lowlevel.remove_instrument(watch)
 
     def _advance(self, at: float) -> None:
-        """Move the clock to *at*, as many jumps of ``at - now`` as rounding needs.
+        """Move the clock to exactly *at* (never past it).
 
-        With ``rate`` 0, a ``MockClock`` reads the sum of its jumps, so :attr:`now`
-        follows it without reading it.
+        With ``rate`` 0 a ``MockClock`` reads the float sum of its jumps, so :attr:`now`
+        follows it without reading it, and a jump is chosen so that the sum lands on *at*:
+        ``now + (at - now)`` can round past *at*, so the gap is shortened until it does not
+        (and the rest is jumped again).
         """
         clock = self._clock
         current = self.now
         while current < at:
             gap = at - current
+            while current + gap > at:
+                gap = math.nextafter(gap, 0.0)
             clock.jump(gap)
             current += gap
         self.now = current

@@ -46,6 +46,11 @@ __all__ = ["ENGINES", "Engine", "EventsRun", "Run", "TasksRun"]
 Engine = Literal["events", "tasks"]
 ENGINES: tuple[Engine, ...] = ("events", "tasks")
 
+#: At one instant the events engine handles answers (which may free a concurrency slot)
+#: before arrivals.
+_ANSWER = 0
+_ARRIVAL = 1
+
 #: The events a report is built from.
 RECORDED_EVENTS = (BreakerTransition, HealthChanged, ActorCrashed, ActorRestarted, ActorFailed)
 
@@ -197,7 +202,9 @@ class _Carrier:
     def _next_arrival(self) -> None:
         following = next(self.arrivals, None)
         if following is not None:
-            self.driver.schedule(self.run.origin + following[0], self._arrive, following)
+            self.driver.schedule(
+                self.run.origin + following[0], self._arrive, following, rank=_ARRIVAL
+            )
         elif self.run.progress is not None:
             duration = self.run.scenario.workload.duration
             self.run.progress(duration, duration)
@@ -234,10 +241,10 @@ class _Carrier:
         if done >= ticket.deadline:
             # The lease's deadline fires first (or with the answer): a failure then.
             answer = (request, ticket, Outcome.FAILURE)
-            self.driver.schedule(ticket.deadline, self._answer, answer)
+            self.driver.schedule(ticket.deadline, self._answer, answer, rank=_ANSWER)
         else:
             answer = (request, ticket, Outcome.FAILURE if fails else Outcome.SUCCESS)
-            self.driver.schedule(done, self._answer, answer)
+            self.driver.schedule(done, self._answer, answer, rank=_ANSWER)
 
     def _answer(self, answer: tuple[_Request, Ticket, Outcome]) -> None:
         """The provider answered (or the call's deadline came): settle, then finish the

@@ -14,7 +14,13 @@ import os
 import re
 import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import (
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    as_completed,
+)
 from contextlib import contextmanager
 from typing import Any
 
@@ -294,11 +300,26 @@ def cluster(address: str, *, timeout: float = 10.0) -> Iterator[tuple[Executor, 
     except (OSError, TimeoutError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConnectionError(f"no Dask scheduler answered at {address} ({reason})") from None
+    executor = client.get_executor()  # type: ignore[no-untyped-call]
     try:
-        workers = len(client.scheduler_info().get("workers", {}))
-        yield client.get_executor(), workers  # type: ignore[no-untyped-call]
+        yield executor, len(client.nthreads())  # type: ignore[no-untyped-call]
     finally:
+        # Whatever is still queued is cancelled in one call, then the client goes.
+        executor.shutdown(wait=False)
         client.close()  # type: ignore[no-untyped-call]
+
+
+def _abandon(pool: Executor, futures: list[Future[SeedOutcome]], own: bool) -> None:
+    """After an error or an interrupt: drop the seeds not started, and do not wait for
+    the ones running. A pool of our own is shut down; a standard-library pool given by
+    the caller has its calls cancelled one by one (cheap); any other executor (a Dask
+    cluster's, where each cancel is a round trip) is left to its owner, who cancels in
+    bulk by shutting it down or closing its client."""
+    if own:
+        pool.shutdown(wait=False, cancel_futures=True)
+    elif isinstance(pool, (ProcessPoolExecutor, ThreadPoolExecutor)):
+        for future in futures:
+            future.cancel()
 
 
 #: ``progress(seeds_done, seeds_total)``.
@@ -326,7 +347,10 @@ def sweep(
       seeds: the seeds (each once).
       engine: the simulation engine of every run.
       executor: where to run them (a Dask ``Client.get_executor()``, a thread pool...);
-        by default a process pool of *jobs* workers, shut down at the end.
+        by default a process pool of *jobs* workers, shut down at the end. After an
+        error or an interrupt, the seeds not started are dropped: from the default pool
+        or a standard-library pool at once; on any other executor, when its owner shuts
+        it down (:func:`cluster` does).
       jobs: workers of the default process pool (default: the CPU count).
       progress: called as ``progress(done, total)`` after each seed.
 
@@ -349,18 +373,19 @@ def sweep(
     )
     outcomes: list[SeedOutcome] = []
     futures: list[Future[SeedOutcome]] = []
+    finished = False
     try:
-        futures = [pool.submit(run_seed, scenario, seed, engine) for seed in wanted]
+        for seed in wanted:  # one at a time, so an interrupt here leaves nothing behind
+            futures.append(pool.submit(run_seed, scenario, seed, engine))
         for future in as_completed(futures):
             outcomes.append(future.result())
             if progress is not None:
                 progress(len(outcomes), len(wanted))
+        finished = True
     finally:
-        unfinished = [f for f in futures if not f.done()]
-        for future in unfinished:
-            future.cancel()
-        if own:
-            # After an error or Ctrl-C, do not wait for the seeds still running.
-            pool.shutdown(wait=not unfinished, cancel_futures=True)
+        if not finished:
+            _abandon(pool, futures, own)
+        elif own:
+            pool.shutdown()
     outcomes.sort(key=lambda o: o.seed)
     return SweepResult(scenario=scenario.name, engine=engine, outcomes=tuple(outcomes))
