@@ -25,6 +25,7 @@ case "${1:-}" in
 esac
 
 mkdir -p mutants
+git describe --always --dirty > mutants/commit.txt 2>/dev/null || rm -f mutants/commit.txt
 log=mutants/run.log
 echo "+ mutmut run --max-children $children (its output: $log)"
 start=$SECONDS

@@ -46,6 +46,10 @@ def modules() -> list[str]:
 
 
 def commit() -> str:
+    """The commit the last run measured (recorded by mutation.sh), or else HEAD."""
+    recorded = ROOT / "mutants" / "commit.txt"
+    if recorded.exists():
+        return recorded.read_text(encoding="utf-8").strip().replace("-dirty", " (uncommitted)")
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
@@ -70,7 +74,7 @@ def main() -> int:
     stale: list[str] = []
     seen: set[str] = set()
     below = False
-    print(f"mutation score of the pure core, {datetime.date.today()}, commit {commit()}")
+    print(f"mutation score of the pure core ({datetime.date.today()}), run at commit {commit()}")
     header = ("module", "mutants", "caught", "equivalent", "survived", "no tests", "score")
     print("{:<26} {:>7} {:>7} {:>10} {:>8} {:>8} {:>8}".format(*header))
     for module in modules():
