@@ -138,6 +138,7 @@ class CircuitBreaker:
     _successes: int = attrs.field(default=0, init=False)
     _probes: int = attrs.field(default=0, init=False)
     _open_timeout: float = attrs.field(default=0.0, init=False)
+    #: When the current OPEN period began; ``None`` in any other state.
     _opened_at: float | None = attrs.field(default=None, init=False)
     _next_attempt: float = attrs.field(default=0.0, init=False)
     _forced: bool = attrs.field(default=False, init=False)
@@ -223,8 +224,9 @@ class CircuitBreaker:
             period. Reading stats never changes the breaker.
         """
         open_time = self._open_time
-        if self._state is _OPEN and self._opened_at is not None and now is not None:
-            open_time += max(0.0, now - self._opened_at)
+        opened_at = self._opened_at  # set exactly while OPEN
+        if opened_at is not None and now is not None:
+            open_time += max(0.0, now - opened_at)
         return {
             "name": self.name,
             "state": self._state.value,
@@ -236,7 +238,7 @@ class CircuitBreaker:
             "total_rejections": self.total_rejections,
             "transitions": self.transitions,
             "last_failure_time": self.last_failure_time,
-            "opened_at": self._opened_at if self._state is _OPEN else None,
+            "opened_at": opened_at,
             "next_attempt_time": self.next_attempt_time,
             "current_recovery_timeout": self._open_timeout,
             "forced_open": self._forced,
@@ -304,7 +306,7 @@ class CircuitBreaker:
             if self._failures >= self.config.failure_threshold:
                 self._to_open(now, f"{self._failures} consecutive failures")
         elif state is _HALF_OPEN:
-            self.release(generation)
+            # No release(generation) here: re-opening voids every permit, this one's too.
             timeout = self._open_timeout * self.config.recovery_backoff
             cap = self.config.max_recovery_timeout
             self._open_timeout = timeout if cap is None else min(timeout, cap)
@@ -394,7 +396,7 @@ class CircuitBreaker:
 
     def _transition(self, new: CircuitState, reason: str, now: float) -> None:
         old = self._state
-        if old is _OPEN and self._opened_at is not None:
+        if self._opened_at is not None:  # leaving OPEN
             self._open_time += max(0.0, now - self._opened_at)
         self._state = new
         self._last_time = now

@@ -30,6 +30,11 @@ def _jitter(instance: object, attribute: attrs.Attribute[Any], value: float) -> 
         raise ValueError(f"{attribute.name}: must be between 0 and 1, got {value!r}")
 
 
+def _flag(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{attribute.name}: expected a bool, got {type(value).__name__}")
+
+
 @attrs.frozen
 class RestartPolicy:
     """When and how often the supervisor restarts a crashed provider.
@@ -49,12 +54,13 @@ class RestartPolicy:
     initial: float = attrs.field(default=0.1, validator=attrs_check(seconds, inclusive=True))
     maximum: float = attrs.field(default=30.0, validator=_maximum)
     jitter: float = attrs.field(default=0.1, validator=_jitter)
-    escalate: bool = False
+    escalate: bool = attrs.field(default=False, validator=_flag)
 
     def delay(self, restart_number: int, rng: random.Random) -> float:
         """Back-off before the *restart_number*-th restart (1-based) in the window."""
-        # Past 2**64 the delay is at its cap anyway; 2.0**1024 would overflow.
-        base = self.initial * 2.0 ** min(restart_number - 1, 64)
+        # 2.0**1023 is the largest power of two a float holds (2.0**1024 raises
+        # OverflowError); past it the delay is at its cap, however large that is.
+        base = self.initial * 2.0 ** min(restart_number - 1, 1023)
         if self.jitter:
             base *= 1.0 + self.jitter * rng.uniform(-1.0, 1.0)
         return min(self.maximum, max(0.0, base))

@@ -130,16 +130,21 @@ def plan_insert(plan: Plan[M], member: M) -> None:
     """Insert *member* into *plan* at its place: group ascending, then priority, then
     registration order.
 
+    Everything that can fail (reading the member's sort key, comparing it with the keys
+    already there) happens before the plan changes, so a raise leaves *plan* as it was.
+
     Args:
       plan: the plan to change in place.
       member: the member to insert (its group, priority and seq decide its place).
     """
     number = member.priority_group
+    key = member.sort_key
     index = bisect.bisect_left([g.number for g in plan], number)
     if index == len(plan) or plan[index].number != number:
-        plan.insert(index, Group[M](number=number))
+        group = Group[M](number=number, members=[member], keys=[key], strategy=member.strategy)
+        plan.insert(index, group)
+        return
     group = plan[index]
-    key = member.sort_key
     position = bisect.bisect_left(group.keys, key)
     group.keys.insert(position, key)
     group.members.insert(position, member)
@@ -150,12 +155,14 @@ def plan_remove(plan: Plan[M], member: M) -> None:
     """Remove *member* from *plan*, found by its current group, priority and seq.
 
     Raises:
-      ValueError: *member* is not in *plan* where its fields say it is.
+      ValueError: *member* is not in *plan* where its fields say it is (*plan* is left
+        as it was: no other member is ever taken out in its place).
     """
-    for index, group in enumerate(plan):
-        if group.number != member.priority_group:
-            continue
-        position = bisect.bisect_left(group.keys, member.sort_key)
+    key = member.sort_key
+    index = bisect.bisect_left([g.number for g in plan], member.priority_group)
+    if index < len(plan) and plan[index].number == member.priority_group:
+        group = plan[index]
+        position = bisect.bisect_left(group.keys, key)
         if position < len(group.members) and group.members[position] is member:
             del group.keys[position]
             del group.members[position]

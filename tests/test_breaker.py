@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 
+import attrs
 import pytest
 
 from ciris_actors import CircuitBreaker, CircuitBreakerConfig, CircuitBreakerError, CircuitState
@@ -25,6 +27,21 @@ def make(**config: float | int | None) -> CircuitBreaker:
 
 
 # -- configuration ----------------------------------------------------------------------
+
+
+def test_config_defaults_are_the_documented_ones() -> None:
+    """docs/semantics.md, section 2.1, promises these."""
+    config = CircuitBreakerConfig()
+    assert attrs.asdict(config) == {
+        "failure_threshold": 5,
+        "recovery_timeout": 60.0,
+        "success_threshold": 3,
+        "timeout_duration": 30.0,
+        "half_open_max_calls": 3,
+        "recovery_backoff": 1.0,
+        "max_recovery_timeout": None,
+    }
+    assert CircuitBreaker("svc").config == config
 
 
 def test_config_half_open_max_calls_defaults_to_success_threshold() -> None:
@@ -82,8 +99,55 @@ def test_config_rejects_an_invalid_value_naming_the_field(
 
 
 def test_breaker_rejects_a_config_of_the_wrong_type() -> None:
-    with pytest.raises(TypeError, match=r"^config:"):
+    with pytest.raises(TypeError, match=r"^config: expected a CircuitBreakerConfig, got dict$"):
         CircuitBreaker("svc", {"failure_threshold": 3})  # type: ignore[arg-type]
+
+
+# -- configure --------------------------------------------------------------------------
+
+
+def test_configure_adopts_the_new_recovery_timeout_for_the_next_open_period() -> None:
+    breaker = make(failure_threshold=1, recovery_timeout=10.0)
+    breaker.configure(CircuitBreakerConfig(failure_threshold=1, recovery_timeout=3.0), now=1.0)
+    breaker.record_failure(2.0)
+    assert breaker.next_attempt_time == 5.0
+    assert breaker.get_stats()["current_recovery_timeout"] == 3.0
+
+
+def test_configure_resets_the_backed_off_open_duration_but_not_an_open_deadline() -> None:
+    breaker = make(failure_threshold=1, recovery_timeout=10.0, recovery_backoff=2.0)
+    breaker.record_failure(0.0)
+    assert breaker.acquire(10.0)
+    breaker.record_failure(10.0)  # re-opened, backed off to 20 s
+    assert breaker.next_attempt_time == 30.0
+    breaker.configure(CircuitBreakerConfig(failure_threshold=1, recovery_timeout=4.0), now=11.0)
+    assert breaker.state is OPEN
+    assert breaker.next_attempt_time == 30.0  # the deadline already set stands
+    assert breaker.get_stats()["current_recovery_timeout"] == 4.0
+    assert breaker.acquire(30.0)
+    breaker.record_failure(30.0)  # the new config's back-off: 1.0, so 4 s
+    assert breaker.next_attempt_time == 34.0
+
+
+def test_configure_carries_counts_over_to_the_new_thresholds() -> None:
+    breaker = make(failure_threshold=5)
+    for t in (1.0, 2.0, 3.0):
+        breaker.record_failure(t)
+    breaker.configure(CircuitBreakerConfig(failure_threshold=4))
+    assert breaker.failure_count == 3
+    breaker.record_failure(4.0)
+    assert breaker.state is OPEN
+    assert breaker.config.failure_threshold == 4
+
+
+def test_configure_with_the_wrong_type_raises_and_changes_nothing() -> None:
+    breaker = make(failure_threshold=1, recovery_timeout=10.0)
+    config = breaker.config
+    with pytest.raises(TypeError, match=r"^config: expected a CircuitBreakerConfig, got dict$"):
+        breaker.configure({"recovery_timeout": 1.0}, now=1.0)  # type: ignore[arg-type]
+    assert breaker.config is config
+    breaker.record_failure(2.0)
+    assert breaker.next_attempt_time == 12.0
 
 
 # -- CLOSED -----------------------------------------------------------------------------
@@ -409,6 +473,34 @@ def test_reset_clears_counts_back_off_and_probes_but_keeps_lifetime_totals() -> 
     assert breaker.next_attempt_time == 8.0
 
 
+@pytest.mark.parametrize(
+    ("step", "last_time"),
+    [
+        (lambda b: b.record_failure(7.0), 7.0),  # a failure while OPEN
+        (lambda b: b.record_success(7.0), 7.0),  # a late success while OPEN
+        (lambda b: b.force_open(7.0, duration=1.0), 7.0),  # moves an OPEN deadline
+        (lambda b: b.configure(b.config, now=7.0), 7.0),
+        (lambda b: b.configure(b.config), 2.0),  # no time given: the last one stands
+        (lambda b: b.acquire(12.0), 12.0),  # OPEN -> HALF_OPEN
+    ],
+    ids=["failure", "late-success", "force-open", "configure", "configure-no-time", "acquire"],
+)
+def test_reset_without_a_time_stamps_its_transition_with_the_last_time_given(
+    step: Callable[[CircuitBreaker], object], last_time: float
+) -> None:
+    seen: list[Transition] = []
+    breaker = CircuitBreaker(
+        "svc",
+        CircuitBreakerConfig(failure_threshold=1, recovery_timeout=10.0),
+        on_transition=lambda *args: seen.append(args),
+    )
+    breaker.record_failure(2.0)
+    step(breaker)
+    breaker.reset()
+    _, _, new, reason, now = seen[-1]
+    assert (new, reason, now) == (CLOSED, "reset", last_time)
+
+
 def test_reset_of_a_closed_breaker_clears_its_failures_without_a_transition() -> None:
     breaker = make(failure_threshold=3)
     breaker.record_failure(0.0)
@@ -461,6 +553,35 @@ def test_get_stats_is_json_serialisable_with_the_state_as_its_value_string() -> 
         assert decoded["name"] == "svc"
 
 
+def test_get_stats_has_exactly_the_documented_keys() -> None:
+    """docs/semantics.md, section 2.7: dashboards and the control plane read these."""
+    assert set(make().get_stats(0.0)) == {
+        "name",
+        "state",
+        "failure_count",
+        "success_count",
+        "probes_in_flight",
+        "total_successes",
+        "total_failures",
+        "total_rejections",
+        "transitions",
+        "last_failure_time",
+        "opened_at",
+        "next_attempt_time",
+        "current_recovery_timeout",
+        "forced_open",
+        "time_in_open",
+    }
+
+
+def test_get_stats_reports_the_last_failure_time() -> None:
+    breaker = make(failure_threshold=3)
+    assert breaker.get_stats()["last_failure_time"] is None
+    breaker.record_failure(4.0)
+    breaker.record_success(5.0)
+    assert breaker.get_stats()["last_failure_time"] == 4.0
+
+
 def test_get_stats_accounts_time_in_open() -> None:
     breaker = make(failure_threshold=1, recovery_timeout=5.0)
     assert breaker.get_stats(3.0)["time_in_open"] == 0.0
@@ -507,7 +628,15 @@ def test_on_transition_receives_every_transition_with_its_time() -> None:
         (OPEN, CLOSED, 8.0),
     ]
     assert all(who is breaker for who, *_ in seen)
-    assert all(isinstance(reason, str) and reason for *_, reason, _ in seen)
+    assert [reason for *_, reason, _ in seen] == [
+        "1 consecutive failures",
+        "recovery timeout elapsed",
+        "probe failed",
+        "recovery timeout elapsed",
+        "1 successful probes",
+        "forced open",
+        "reset",
+    ]
     assert breaker.generation == breaker.transitions == len(seen)
 
 

@@ -106,5 +106,5 @@ def test_only_a_breaker_asked_to_be_thread_safe_takes_a_lock() -> None:
     assert type(shared) is not CircuitBreaker
     assert shared.thread_safe
     assert not plain.thread_safe
-    with pytest.raises(TypeError, match="thread_safe"):
+    with pytest.raises(TypeError, match=r"^thread_safe: expected a bool, got int$"):
         CircuitBreaker("x", thread_safe=1)  # type: ignore[arg-type]

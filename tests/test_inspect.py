@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import trio
 import trio.testing
 
 from ciris_actors import (
+    ActorFailed,
     BreakerTransition,
+    CircuitBreakerConfig,
+    NoServiceAvailable,
     Priority,
     Registry,
+    RestartPolicy,
     open_registry,
 )
 from ciris_actors.testing import FakeProvider
@@ -149,3 +154,94 @@ async def test_a_provider_without_is_healthy_is_unknown_not_healthy(
     info = registry.get_provider_info()["handlers"]["H"]["llm"][0]
     assert info["health"] == "unknown"
     assert "H.llm." not in str(await registry.health_check_all())
+
+
+class HealthOnly:
+    """A provider with a health check and nothing to start."""
+
+    async def is_healthy(self) -> bool:
+        await trio.lowlevel.checkpoint()
+        return True
+
+
+async def test_explain_names_the_actor_and_health_states_that_keep_providers_out(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """FAILED, unhealthy, starting and first-check-pending providers are skipped with
+    their reason, and the provider a resolve would return is the one called chosen."""
+    policy = RestartPolicy(max_restarts=0, jitter=0.0)
+    async with open_registry(restart_policy=policy) as registry:
+        async with registry.events() as events:
+            registry.register("H", "llm", FakeProvider("failed", crash_on_start=1), "CRITICAL")
+            registry.register("H", "llm", FakeProvider("sick", healthy=False), "HIGH", name="sick")
+            registry.register("H", "llm", FakeProvider("ok"), "LOW", name="ok")
+            while not isinstance(await events.receive(), ActorFailed):
+                pass
+        await registry.wait_ready(5.0)
+        checked = await registry.health_check_all()  # sick's check is done, whatever ran first
+        assert (checked["H.llm.ok"], checked["H.llm.sick"]) == (True, False)
+        registry.register("H", "llm", FakeProvider("new"), "CRITICAL", name="starting")
+        registry.register("H", "llm", HealthOnly(), "CRITICAL", name="pending")
+        explanation = registry.explain("H", "llm")
+        assert [(c.name, c.verdict, c.reason) for c in explanation.candidates] == [
+            ("FakeProvider_0", "skipped", "actor failed"),
+            ("starting", "skipped", "actor starting"),
+            ("pending", "skipped", "first health check pending"),
+            ("sick", "skipped", "last health check failed"),
+            ("ok", "chosen", "first available"),
+        ]
+        assert explanation.chosen == "ok"
+        assert registry.get_service_nowait("H", "llm").name == "ok"
+
+
+async def test_explain_says_when_a_half_open_probe_quota_is_in_use(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    config = CircuitBreakerConfig(success_threshold=1, recovery_timeout=10.0)
+    registry.register("H", "llm", Plain("a"), circuit_breaker_config=config, name="a")
+    registry.force_open("a", duration=1.0)
+    await trio.sleep(1.0)
+    assert registry.get_service_nowait("H", "llm").label == "a"  # takes the one permit
+    explanation = registry.explain("H", "llm")
+    assert [(c.verdict, c.reason) for c in explanation.candidates] == [
+        ("skipped", "circuit half-open, probe quota in use")
+    ]
+    assert explanation.chosen is None
+
+
+async def test_explain_shows_the_round_robin_order_a_resolve_will_take(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    for x in "abc":
+        registry.register("H", "llm", Plain(x), strategy="round_robin", name=x)
+    assert [registry.get_service_nowait("H", "llm").label for _ in range(2)] == ["a", "b"]
+    explanation = registry.explain("H", "llm")
+    assert [(c.name, c.verdict, c.reason) for c in explanation.candidates] == [
+        ("c", "chosen", "next in rotation"),
+        ("a", "not reached", "an earlier candidate was chosen"),
+        ("b", "not reached", "an earlier candidate was chosen"),
+    ]
+    assert registry.get_service_nowait("H", "llm").label == "c"
+
+
+async def test_no_service_available_from_call_lists_each_attempt_once_and_every_skip(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    """A provider the call tried is listed with its error, not again as skipped."""
+    registry.register("H", "llm", FakeProvider("a", failing=True), "HIGH", name="a")
+    registry.register("H", "llm", FakeProvider("sick", healthy=False), name="sick")
+    registry.register_service("llm", FakeProvider("b", failing=True), name="b")
+    await registry.wait_ready(5.0)
+
+    async def ask(provider: FakeProvider) -> str:
+        return await provider.handle("x")
+
+    with pytest.raises(NoServiceAvailable) as caught:
+        await registry.call("H", "llm", ask)
+    error = caught.value
+    assert [a.name for a in error.attempts] == ["a", "b"]
+    assert [(s.name, s.reason) for s in error.skipped] == [("sick", "last health check failed")]
+    assert str(error).endswith(
+        "; candidates: a: failed (RuntimeError: a: request failed);"
+        " b: failed (RuntimeError: b: request failed); sick: last health check failed"
+    )

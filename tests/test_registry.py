@@ -7,6 +7,8 @@ import collections
 import gc
 import math
 import tracemalloc
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import trio
@@ -16,15 +18,18 @@ from ciris_actors import (
     CircuitBreakerConfig,
     DuplicateProviderError,
     Priority,
+    ProviderRegistered,
     Registry,
     RegistryError,
     RestartPolicy,
     SelectionStrategy,
     open_registry,
 )
+from ciris_actors._actors import supervisor as supervisor_module
+from ciris_actors.selection import plan_insert
 from ciris_actors.testing import FakeProvider
 
-from .helpers import Plain
+from .helpers import Plain, snapshot
 
 
 async def test_plain_provider_is_routable_as_soon_as_register_returns(
@@ -522,3 +527,79 @@ async def test_duplicate_names_do_not_shadow_each_others_breakers(
     stats = registry.get_provider_info()["circuit_breaker_stats"]
     assert (stats[name_a]["state"], stats[name_b]["state"]) == ("open", "closed")
     assert registry.get_service_nowait("H", "llm") is b
+
+
+def _broken_plan_operation(plan: object, member: object) -> None:
+    raise RuntimeError("plan operation failed")
+
+
+async def test_a_register_whose_plan_insert_fails_raises_and_changes_nothing(
+    autojump_clock: trio.testing.MockClock, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error reaches the caller, and no half-registered provider is left (one the
+    registry's exit would wait for forever)."""
+    registry.register("H", "llm", Plain("a"), name="a")
+    before = snapshot(registry)
+    async with registry.events() as events:
+        monkeypatch.setattr(supervisor_module, "plan_insert", _broken_plan_operation)
+        for provider in (Plain("x"), FakeProvider("x")):
+            with pytest.raises(RuntimeError, match="plan operation failed"):
+                registry.register("H", "llm", provider, name="x")
+            with pytest.raises(RuntimeError, match="plan operation failed"):
+                registry.register("Other", "memory", provider, name="x")
+        assert snapshot(registry) == before
+        monkeypatch.undo()
+        registry.register("H", "llm", FakeProvider("x"), name="x")  # the name is free
+        first = await events.receive()
+    assert (type(first), first.name) == (ProviderRegistered, "x")
+    assert registry.get_service_nowait("H", "llm").label == "a"
+
+
+async def test_an_unregister_whose_plan_remove_fails_raises_and_changes_nothing(
+    autojump_clock: trio.testing.MockClock, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider stays registered, routed to and running, as before the call."""
+    provider = FakeProvider("a")
+    registry.register("H", "llm", provider, name="a")
+    await registry.wait_ready(5.0)
+    before = snapshot(registry)
+    async with registry.events() as events:
+        monkeypatch.setattr(supervisor_module, "plan_remove", _broken_plan_operation)
+        with pytest.raises(RuntimeError, match="plan operation failed"):
+            registry.unregister("a")
+        assert snapshot(registry) == before
+        monkeypatch.undo()
+        registry.register("H", "llm", Plain("b"), name="b")
+        first = await events.receive()
+    assert (type(first), first.name) == (ProviderRegistered, "b")
+    assert registry.get_service_nowait("H", "llm") is provider
+    await trio.testing.wait_all_tasks_blocked()
+    assert provider.closes == 0
+    registry.unregister("a")  # and it still can be
+    assert registry.get_service_nowait("H", "llm").label == "b"
+
+
+async def test_an_update_priority_whose_new_place_fails_raises_and_keeps_the_old_place(
+    autojump_clock: trio.testing.MockClock, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry.register("H", "llm", Plain("a"), Priority.HIGH, name="a")
+    registry.register("H", "llm", Plain("b"), Priority.LOW, name="b")
+    before = snapshot(registry)
+    monkeypatch.setattr(supervisor_module, "plan_insert", _fails_once(plan_insert))
+    with pytest.raises(RuntimeError, match="plan operation failed"):
+        registry.update_priority("b", priority="CRITICAL", priority_group=2)
+    assert snapshot(registry) == before
+    assert registry.get_service_nowait("H", "llm").label == "a"
+
+
+def _fails_once(operation: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    calls = 0
+
+    def flaky(plan: Any, member: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            _broken_plan_operation(plan, member)
+        operation(plan, member)
+
+    return flaky

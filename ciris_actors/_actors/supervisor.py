@@ -178,16 +178,21 @@ class RegistrySupervisor:
 
     def add(self, record: ProviderRecord) -> None:
         """Insert *record* into its plan, publish, and start its actors (and its
-        instance's, if this is the instance's first registration)."""
+        instance's, if this is the instance's first registration).
+
+        The plan is changed first: if that raises, nothing else has changed, so the
+        caller gets the error and the registry is as it was (no half-registered provider
+        for the shutdown to wait on).
+        """
         life = record.lifecycle
-        first = not life.records
-        life.records.append(record)
-        self.lifecycles[id(life.instance)] = life
         record.status = life.status
         record.healthy = life.healthy
         record.refresh()
-        self.providers[record.name] = record
         self._place(record)
+        first = not life.records
+        life.records.append(record)
+        self.lifecycles[id(life.instance)] = life
+        self.providers[record.name] = record
         self.version += 1
         self.state_version += 1
         self.publish(
@@ -212,10 +217,14 @@ class RegistrySupervisor:
 
     def remove(self, name: str) -> ProviderRecord:
         """Take *name* out of routing at once and stop its actors in the background (and
-        its instance's, if this was the instance's last registration)."""
+        its instance's, if this was the instance's last registration).
+
+        The plan is changed first: if that raises, the provider is still registered
+        and running, as before the call.
+        """
         record = self.get(name)
-        del self.providers[name]
         self._unplace(record)
+        del self.providers[name]
         if not record.mock:
             self.resolve_stats.retire(record.service_type, record.counters.selections)
         self.version += 1
@@ -270,10 +279,17 @@ class RegistrySupervisor:
         priority_group: int,
         strategy: SelectionStrategy,
     ) -> None:
-        """Give *record* a new place in its plan (``update_priority``)."""
+        """Give *record* a new place in its plan (``update_priority``); if that raises,
+        *record* keeps its old place."""
+        old = record.priority, record.priority_group, record.strategy
         self._unplace(record)
         record.priority, record.priority_group, record.strategy = priority, priority_group, strategy
-        self._place(record)
+        try:
+            self._place(record)
+        except BaseException:
+            record.priority, record.priority_group, record.strategy = old
+            self._place(record)
+            raise
         self.version += 1
         self.state_version += 1
 
@@ -281,8 +297,11 @@ class RegistrySupervisor:
         return self.mock_plans if record.mock else self.plans
 
     def _place(self, record: ProviderRecord) -> None:
+        plans = self._plans_of(record)
         key = (record.routing_scope, record.service_type)
-        plan_insert(self._plans_of(record).setdefault(key, []), record)
+        plan = plans.get(key, [])
+        plan_insert(plan, record)
+        plans[key] = plan  # a new plan is stored only once it holds the record
 
     def _unplace(self, record: ProviderRecord) -> None:
         plans = self._plans_of(record)
