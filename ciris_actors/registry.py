@@ -459,7 +459,7 @@ class Registry:
         permit = None
         if record.breaker.state is not _CLOSED:
             permit = self._sup.take_permit(record, owned=True, timeout=limit)
-        return Ticket(self._sup, record, trio.current_time() + limit, permit)
+        return Ticket(self._sup, record, self._sup.now() + limit, permit)
 
     def _excluded(self, exclude: Iterable[str]) -> list[ProviderRecord]:
         """The registered providers among *exclude* (names no longer registered are
@@ -495,7 +495,7 @@ class Registry:
         self._check_open()
         if not isinstance(ticket, Ticket):
             raise TypeError(f"ticket: expected a Ticket, got {type(ticket).__name__}")
-        settle_ticket(self._sup, ticket, _outcome(outcome), trio.current_time())
+        settle_ticket(self._sup, ticket, _outcome(outcome), self._sup.now())
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -522,7 +522,7 @@ class Registry:
     def _report(self, name: str, outcome: Outcome) -> None:
         self._check_open()
         record = self._sup.get(name)
-        settle(record, self._sup.return_permit(record), outcome, trio.current_time())
+        settle(record, self._sup.return_permit(record), outcome, self._sup.now())
 
     # -- readiness and health -------------------------------------------------------------
 
@@ -629,7 +629,7 @@ class Registry:
           UnknownProviderError: no provider has that name.
         """
         self._check_open()
-        return view_of(self._sup.get(name), trio.current_time())
+        return view_of(self._sup.get(name), self._sup.now())
 
     @property
     def routing_version(self) -> int:

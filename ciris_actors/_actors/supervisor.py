@@ -58,20 +58,21 @@ class Resolve(Protocol):
 def walker(
     plans: Mapping[tuple[str, str], Plan[ProviderRecord]],
     missed: Callable[[str, str, frozenset[str]], None],
+    now: Callable[[], float],
     *,
     counting: bool,
 ) -> Resolve:
     """The resolve walk over *plans*: the handler's plan for the service type, then
     (if allowed, and the handler is not itself global) the global plan; the first member
     :func:`~ciris_actors.selection.select` admits, or ``None`` after telling *missed*.
-    *counting* makes it count each hit on the provider chosen.
+    *now* reads the clock (when a breaker that is not CLOSED needs it). *counting*
+    makes it count each hit on the provider chosen.
 
     The one walk every resolve takes (``get_service``, ``lease``, ``call``, the
     simulator). It is a closure, not a method, so a resolve costs one Python call, and
     the counting is a constant of the closure rather than an attribute read per
     resolve: a registry nobody observes pays nothing for it.
     """
-    now = trio.current_time
     select = selection.select  # read once: a test may put a broken router in its place
 
     def walk(
@@ -120,6 +121,9 @@ class RegistrySupervisor:
         self.close_timeout = close_timeout
         self.rng = rng
         self.bus = EventBus()
+        #: The run's clock, read directly: the same reading as ``trio.current_time()``
+        #: (a run's clock never changes) for two fewer calls on the hot paths.
+        self.now: Callable[[], float] = trio.lowlevel.current_clock().current_time
         self.providers: dict[str, ProviderRecord] = {}
         #: id(instance) -> the life every registration of that instance shares.
         self.lifecycles: dict[int, Lifecycle] = {}
@@ -148,10 +152,10 @@ class RegistrySupervisor:
         #: The resolve walk over this routing table (synchronous: it admits through the
         #: breakers, moves round-robin cursors and reports misses), and the same walk
         #: counting hits and misses, for while a resolve observer is attached.
-        self.resolve = walker(self.plans, self.missed, counting=False)
-        self.counting_resolve = walker(self.plans, self.missed_counted, counting=True)
+        self.resolve = walker(self.plans, self.missed, self.now, counting=False)
+        self.counting_resolve = walker(self.plans, self.missed_counted, self.now, counting=True)
         #: The walk over mock providers (``get_service_with_fallback``).
-        self.mock_resolve = walker(self.mock_plans, _ignore_miss, counting=False)
+        self.mock_resolve = walker(self.mock_plans, _ignore_miss, self.now, counting=False)
 
     # -- routing table --------------------------------------------------------------------
 
@@ -457,7 +461,7 @@ class RegistrySupervisor:
         """
         breaker = record.breaker
         limit = breaker.config.timeout_duration if timeout is None else timeout
-        permit = Permit(trio.current_time() + limit, breaker.generation, owned)
+        permit = Permit(self.now() + limit, breaker.generation, owned)
         record.permits.append(permit)
         record.tell(BreakerMessage.PERMIT_TAKEN)
         return permit

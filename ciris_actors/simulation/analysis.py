@@ -309,16 +309,17 @@ def _oracle_successes(
     timeouts = {
         p.name: (p.breaker or scenario.default_breaker).timeout_duration for p in scenario.providers
     }
+    medians = {name: p.spec.latency.median for name, p in providers.items()}
     served = 0
     for request, (t, mix_index) in enumerate(zip(log.arrival, log.mix, strict=True)):
         for name in eligible[mix_index]:
             provider = providers[name]
+            is_down, extra, rate = provider.conditions(t)
             windows = down[name]
-            if provider.down(t) or (windows and any(a <= t < b for a, b in windows)):
+            if is_down or (windows and any(a <= t < b for a, b in windows)):
                 continue
-            if provider.spec.latency.median + provider.added_latency(t) > timeouts[name]:
+            if medians[name] + extra > timeouts[name]:
                 continue
-            rate = provider.error_rate(t)
             if rate > 0 and provider.draw(request) < rate:
                 continue
             served += 1

@@ -227,7 +227,11 @@ class _Carrier:
         """Route *request* to the next provider, or end it when none is left."""
         mix = request.mix
         tried = request.tried
-        ticket = self.registry.admit(mix.handler, mix.service_type, request.required, exclude=tried)
+        # Nothing tried yet: admit's default exclude, so it has no names to look up.
+        exclude = tried if tried else ()
+        ticket = self.registry.admit(
+            mix.handler, mix.service_type, request.required, exclude=exclude
+        )
         if ticket is None:
             # As ``call``/``lease`` say: rejected when nothing was ever available.
             self._finish(request, "failed" if tried else "rejected", None)

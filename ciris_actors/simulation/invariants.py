@@ -65,8 +65,11 @@ class InvariantChecker:
     #: (handler, service type) -> (routing version, candidates in walk order), rebuilt
     #: only when registrations change.
     _orders: dict[tuple[str, str], tuple[int, list[_Candidate]]] = attrs.field(factory=dict)
-    #: Views by name, valid while the registry's state version is ``_views_version``.
-    _views: dict[str, ProviderView] = attrs.field(factory=dict)
+    #: (handler, service type, chosen) -> (routing version, names ranked above it).
+    _betters: dict[tuple[str, str, str], tuple[int, list[str]]] = attrs.field(factory=dict)
+    #: Views by name, with whether each is routable, valid while the registry's state
+    #: version is ``_views_version``.
+    _views: dict[str, tuple[ProviderView, bool]] = attrs.field(factory=dict)
     _views_version: int = -1
 
     def record(self, rule: str, detail: str) -> None:
@@ -87,17 +90,18 @@ class InvariantChecker:
         has run since the resolve chose it.
         """
         self.checks += 1
-        chosen = self._view(name)
-        if chosen is None:
+        entry = self._view(name)
+        if entry is None:
             self.record("unroutable", f"routed to {name!r}, which is not registered")
             return
+        chosen, routable = entry
         stats = chosen.breaker
         if stats["state"] == _OPEN:
             self.record("open-breaker", f"routed to {name!r} while its breaker was open")
-        if not required <= chosen.capabilities:
+        if required and not required <= chosen.capabilities:
             missing = sorted(required - chosen.capabilities)
             self.record("capability", f"routed to {name!r}, which lacks {missing}")
-        if not _routable(chosen):
+        if not routable:
             self.record(
                 "unroutable",
                 f"routed to {name!r} while its actor was {chosen.actor_status.value}"
@@ -110,43 +114,48 @@ class InvariantChecker:
                 f"{name!r} has {stats['probes_in_flight']} probes out (quota {quota})",
             )
         for better in self._higher_tiers(chosen, handler, service_type):
-            if better.name in tried:
+            if better in tried:
                 continue
-            view = self._view(better.name)
+            other = self._view(better)
             if (
-                view is not None
-                and required <= view.capabilities
-                and _available(view, trio.current_time())
+                other is not None
+                and required <= other[0].capabilities
+                and other[1]
+                and _available(other[0], trio.current_time())
             ):
                 self.record(
                     "tier",
-                    f"routed to {name!r} while {better.name!r} ranked higher and was available",
+                    f"routed to {name!r} while {better!r} ranked higher and was available",
                 )
                 break
 
-    def _view(self, name: str) -> ProviderView | None:
-        """Provider *name*'s view (``None``: not registered), read again only when the
-        registry's ``state_version`` has moved or its breaker is HALF_OPEN (whose probe
-        count changes without moving it)."""
+    def _view(self, name: str) -> tuple[ProviderView, bool] | None:
+        """Provider *name*'s view and whether it is routable (``None``: not registered),
+        read again only when the registry's ``state_version`` has moved or its breaker is
+        HALF_OPEN (whose probe count changes without moving it)."""
         version = self.registry.state_version
         if version != self._views_version:
             self._views.clear()
             self._views_version = version
-        view = self._views.get(name)
-        if view is None or view.breaker["state"] == _HALF_OPEN:
+        entry = self._views.get(name)
+        if entry is None or entry[0].breaker["state"] == _HALF_OPEN:
             try:
                 view = self.registry.view(name)
             except UnknownProviderError:
                 return None
-            self._views[name] = view
-        return view
+            entry = self._views[name] = (view, _routable(view))
+        return entry
 
-    def _higher_tiers(
-        self, chosen: ProviderView, handler: str, service_type: str
-    ) -> list[_Candidate]:
-        """Providers a resolve must prefer over *chosen*: every one in an earlier scope or
-        group, and earlier ones of its own group when that group is FALLBACK."""
-        better: list[_Candidate] = []
+    def _higher_tiers(self, chosen: ProviderView, handler: str, service_type: str) -> list[str]:
+        """The names of the providers a resolve must prefer over *chosen*: every one in an
+        earlier scope or group, and earlier ones of its own group when that group is
+        FALLBACK (worked out once per routing table)."""
+        version = self.registry.routing_version
+        key = (handler, service_type, chosen.name)
+        cached = self._betters.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        better: list[str] = []
         for candidate in self._walk_order(handler, service_type):
             if candidate.name == chosen.name:
                 break
@@ -155,7 +164,8 @@ class InvariantChecker:
                 and candidate.priority_group == chosen.priority_group
             )
             if not same_group or candidate.strategy is SelectionStrategy.FALLBACK:
-                better.append(candidate)
+                better.append(candidate.name)
+        self._betters[key] = (version, better)
         return better
 
     def _walk_order(self, handler: str, service_type: str) -> list[_Candidate]:
@@ -186,10 +196,9 @@ class InvariantChecker:
 
 
 def _available(view: ProviderView, now: float) -> bool:
-    """Whether a resolve at *now* could take the provider of *view*: the rules, not the
-    view's ``available`` (a cached view's is as of when it was taken)."""
-    if not _routable(view):
-        return False
+    """Whether a resolve at *now* could take the (routable) provider of *view*, as far
+    as its breaker goes: the rules, not the view's ``available`` (a cached view's is as
+    of when it was taken)."""
     state = view.breaker["state"]
     if state == _CLOSED:
         return True

@@ -80,8 +80,9 @@ class SimulatedProvider:
         self.faults = tuple(sorted(faults, key=lambda f: f.at))
         #: Every instant a fault starts or ends: between two of them, the same faults act.
         self._edges = sorted({f.at for f in self.faults} | {f.end for f in self.faults})
-        #: The faults acting between edge ``i - 1`` and edge ``i``, by ``i``, as asked for.
-        self._rulings: dict[int, tuple[Fault, ...]] = {}
+        #: Between edge ``i - 1`` and edge ``i``, by ``i``, as asked for: the faults
+        #: acting, the latency they add and the error rate they make.
+        self._rulings: dict[int, tuple[tuple[Fault, ...], float, float]] = {}
         self.seed = seed
         self.rng = random.Random(f"{seed}:{spec.name}")
         self._sample = latency_sampler(spec.latency)
@@ -114,14 +115,28 @@ class SimulatedProvider:
     def ruling(self, at: float) -> tuple[Fault, ...]:
         """The faults that act on the provider at scenario time *at*: of each kind active
         then, the one that started first (faults of one kind do not add up)."""
-        # Faults start and end only at edges, so every instant from one edge to the next
-        # has the ruling of the edge it starts at (none before the first edge).
+        return self._segment(at)[0]
+
+    def _segment(self, at: float) -> tuple[tuple[Fault, ...], float, float]:
+        """The ruling at *at*, with the extra latency and error rate it makes.
+
+        Faults start and end only at edges, so every instant from one edge to the next has
+        the ruling of the edge it starts at (none before the first edge): it is worked out
+        once per stretch between edges.
+        """
         index = bisect.bisect_right(self._edges, at)
-        ruling = self._rulings.get(index)
-        if ruling is None:
+        segment = self._rulings.get(index)
+        if segment is None:
             ruling = self._rule(self._edges[index - 1]) if index else ()
-            self._rulings[index] = ruling
-        return ruling
+            extra = 0.0
+            rate = self.spec.error_rate
+            for fault in ruling:
+                extra += fault.extra_latency()
+                more = fault.failure_rate()
+                if more is not None:
+                    rate = 1.0 - (1.0 - rate) * (1.0 - more)
+            segment = self._rulings[index] = (ruling, extra, rate)
+        return segment
 
     def _rule(self, at: float) -> tuple[Fault, ...]:
         kinds: set[FaultKind] = set()
@@ -132,26 +147,24 @@ class SimulatedProvider:
                 result.append(fault)
         return tuple(result)
 
+    def conditions(self, at: float) -> tuple[bool, float, float]:
+        """At scenario time *at*: whether the provider is down, the latency its faults
+        add, and the probability that a call fails although it is up."""
+        ruling, extra, rate = self._segment(at)
+        return any(fault.is_down(at) for fault in ruling), extra, rate
+
     def down(self, at: float) -> bool:
         """Whether the provider cannot serve at all at scenario time *at* (outage, the
         failing half of a flap)."""
-        return any(fault.is_down(at) for fault in self.ruling(at))
+        return any(fault.is_down(at) for fault in self._segment(at)[0])
 
     def added_latency(self, at: float) -> float:
         """Extra latency from latency faults active at *at*."""
-        total = 0.0
-        for fault in self.ruling(at):
-            total += fault.extra_latency()
-        return total
+        return self._segment(at)[1]
 
     def error_rate(self, at: float) -> float:
         """Probability that a call at *at* fails although the provider is up."""
-        rate = self.spec.error_rate
-        for fault in self.ruling(at):
-            extra = fault.failure_rate()
-            if extra is not None:
-                rate = 1.0 - (1.0 - rate) * (1.0 - extra)
-        return rate
+        return self._segment(at)[2]
 
     def start_delay(self, at: float) -> float:
         """Seconds a ``start()`` beginning at *at* takes: the spec's start delay, or a
@@ -223,14 +236,10 @@ class SimulatedProvider:
             request = f"call-{self.calls}"
         if at is None:
             at = self.now()
-        latency = self._sample(self.rng)
-        if self.faults and self.ruling(at):
-            latency += self.added_latency(at)
-            if self.down(at):
-                return latency, True
-            rate = self.error_rate(at)
-        else:
-            rate = self.spec.error_rate  # no fault acting: the common case, made short
+        down, extra, rate = self.conditions(at)
+        latency = self._sample(self.rng) + extra
+        if down:
+            return latency, True
         # A draw is in [0, 1): with no chance of an error, it need not be taken.
         return latency, rate > 0 and self.draw(request) < rate
 
