@@ -388,11 +388,15 @@ def _run_with_bar(scenario: Scenario, seed: int | None, engine: Engine, console:
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        # Redrawn by the run's own progress calls (about a hundred), not by a thread
+        # waking ten times a second to compete with the simulation for the interpreter.
+        auto_refresh=False,
     ) as bar:
         task = bar.add_task("simulate", total=total, simulated=f"0:00 / {clock(total)}")
 
         def advance(done: float, total: float) -> None:
             bar.update(task, completed=done, simulated=f"{clock(done)} / {clock(total)}")
+            bar.refresh()
 
         return run_scenario(scenario, seed=seed, progress=advance, engine=engine)
 
