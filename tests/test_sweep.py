@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, strategies as st
 
 import ciris_actors.selection
 from ciris_actors.cli import main, sweep as sweep_cli
+from ciris_actors.cli._render import command
 from ciris_actors.simulation import bundled_scenarios, load_scenario, run_scenario
 from ciris_actors.simulation.sweep import (
     MAX_SEEDS,
@@ -34,8 +36,14 @@ COMMAND = [sys.executable, "-m", "ciris_actors.cli"]
 
 
 @pytest.fixture
-def scenario_path() -> Path:
-    return bundled_scenarios()[SCENARIO]
+def scenario_path(tmp_path: Path) -> Path:
+    """The bundled scenario copied under a path long enough that the replay command cannot
+    fit one 80-column line (a CI checkout's path did that)."""
+    deep = tmp_path / "a-checkout-directory-with-a-long-name" / "simulations"
+    deep.mkdir(parents=True)
+    path = deep / f"{SCENARIO}.toml"
+    path.write_bytes(bundled_scenarios()[SCENARIO].read_bytes())
+    return path
 
 
 @pytest.mark.parametrize(
@@ -190,9 +198,21 @@ def test_the_cli_sweeps_on_processes_and_prints_spreads_and_worst_seeds(
     assert "Good sweep: all 4 seeds held every routing rule" in out
     for label in ("served", "below best router", "p99 latency", "fault noticed in"):
         assert label in out
-    assert "Worst seeds" in out
-    assert f"ciris-actors simulate {scenario_path} --seed " in out
-    assert all(len(line) <= 80 for line in out.splitlines())
+    for line in out.splitlines():
+        # Only a word longer than the line itself (the path) may pass 80 columns, alone.
+        assert len(line) <= 80 or len(line.removesuffix(" \\").split()) == 1, line
+    worst = out.split("Worst seeds")[1].splitlines()[1:]
+    # The first replay command, joined back the way a shell reads its continuation lines.
+    first = []
+    for line in worst[1:]:
+        first.append(line.removesuffix(" \\"))
+        if not line.endswith(" \\"):
+            break
+    assert len(first) > 1, "the long path should have made the command wrap"
+    argv = shlex.split(" ".join(first))
+    assert argv[:3] == ["ciris-actors", "simulate", str(scenario_path)]
+    assert argv[3] == "--seed"
+    assert int(argv[4]) in range(1, 5)
 
 
 def test_json_to_stdout_keeps_the_words_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
@@ -337,3 +357,22 @@ def test_at_a_terminal_a_progress_bar_then_80_columns_and_ctrl_c_stops_the_worke
     assert stopped.status == 130
     assert "ciris-actors: interrupted" in stopped.text
     assert "Traceback" not in stopped.text
+
+
+@given(
+    st.lists(
+        st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=30),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_a_wrapped_command_pastes_back_into_the_same_words_and_fits_the_width(
+    words: list[str],
+) -> None:
+    lines = command(words, indent="    ")
+    # A shell reads backslash-newline as nothing; shlex does not, so join as the shell would.
+    assert shlex.split(" ".join(line.removesuffix(" \\") for line in lines)) == words
+    for line in lines:
+        # Only a word too long for any line may pass the width, and then it is alone.
+        assert len(line) <= 80 or len(shlex.split(line.removesuffix(" \\"))) == 1
+    assert all(line.endswith(" \\") for line in lines[:-1])

@@ -4,6 +4,7 @@ percentages, counts, and aligned plain-text tables."""
 from __future__ import annotations
 
 import re
+import shlex
 import textwrap
 from collections.abc import Sequence
 
@@ -145,6 +146,22 @@ def wrap(text: str, indent: str = "", width: int = WIDTH, first: str | None = No
         break_long_words=False,
     )
     return [line.replace(_GLUE, " ") for line in lines] or [indent.rstrip()]
+
+
+def command(words: Sequence[str], indent: str = "", width: int = WIDTH) -> list[str]:
+    """The shell command *words*, quoted, as lines of at most *width* columns where the
+    words allow: a line that would pass *width* ends in `` \\`` and the command goes on
+    under it, indented two more columns, so the lines still paste into a shell as one
+    command. A single word longer than the line (a very long path) gets a line of its own."""
+    lines: list[str] = []
+    line = indent
+    for word in map(shlex.quote, words):
+        if line.strip() and len(line) + 1 + len(word) + 2 > width:
+            lines.append(line + " \\")
+            line = indent + "  " + word
+        else:
+            line = f"{line} {word}" if line.strip() else indent + word
+    return [*lines, line]
 
 
 #: A number and its unit, kept on one line by joining them with a character that is

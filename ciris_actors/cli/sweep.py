@@ -28,7 +28,7 @@ from ..simulation.sweep import (
     sweep,
 )
 from ._extras import available
-from ._render import WIDTH, Table, count, fit_table, number, pct, secs, wrap
+from ._render import WIDTH, Table, command, count, fit_table, number, pct, secs, wrap
 from ._scenarios import resolve_scenario
 from ._usage import UsageError
 
@@ -64,13 +64,17 @@ class SweepArgs:
 
 def replay_command(args: SweepArgs, seed: int) -> str:
     """The ``ciris-actors simulate`` command that replays *seed* of this sweep."""
+    return shlex.join(_replay_words(args, seed))
+
+
+def _replay_words(args: SweepArgs, seed: int) -> list[str]:
     words = ["ciris-actors", "simulate"]
     if args.scenario is not None:
         words.append(args.scenario)
     words += ["--seed", str(seed)]
     if args.engine != "events":
         words += ["--engine", args.engine]
-    return shlex.join(words)
+    return words
 
 
 def run(args: SweepArgs) -> int:
@@ -177,7 +181,7 @@ def summarize(result: SweepResult, args: SweepArgs) -> list[str]:
     lines += ["", "Worst seeds (replay each with the command under it):"]
     for outcome in result.worst():
         lines += wrap(_why(outcome), indent="    ", first=f"  seed {outcome.seed}: ")
-        lines.append(f"    {replay_command(args, outcome.seed)}")
+        lines += command(_replay_words(args, outcome.seed), indent="    ")
     return [line.rstrip() for line in lines]
 
 
