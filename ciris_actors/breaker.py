@@ -8,6 +8,7 @@ breaker actor owns its timers and every mutation happens between two awaits.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
@@ -16,7 +17,8 @@ import attrs
 
 from ._errors import CircuitBreakerError
 from ._types import CircuitState, check_duration
-from ._validators import attrs_check, count, seconds
+from ._validators import attrs_check, count, number, seconds
+from .outcomes import ErrorClass, ErrorKind
 
 __all__ = ["NO_PERMIT", "CircuitBreaker", "CircuitBreakerConfig", "TransitionCallback"]
 
@@ -35,6 +37,14 @@ TransitionCallback = Callable[["CircuitBreaker", CircuitState, CircuitState, str
 _count = attrs_check(count)
 _positive = attrs_check(seconds)
 _backoff = attrs_check(seconds, minimum=1.0, inclusive=True)
+
+
+def _rate(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is None:
+        return
+    share = number(value, attribute.name)
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"{attribute.name}: must be a share in (0, 1], got {value!r}")
 
 
 def _max_recovery(
@@ -65,10 +75,18 @@ class CircuitBreakerConfig:
       recovery_backoff: multiplier applied to the open duration each time the breaker
         re-opens from HALF_OPEN without having closed (1.0: no back-off).
       max_recovery_timeout: cap on the backed-off open duration (``None``: no cap).
+      failure_rate_threshold: also open a CLOSED breaker when, over the last ``window``
+        seconds, at least ``minimum_calls`` outcomes were recorded and at least this share
+        of them were failures (``None``: only the consecutive count trips it).
+      minimum_calls: outcomes in the window before the failure rate is judged.
+      window: seconds of outcomes the failure rate looks back over (kept in ten buckets
+        of ``window / 10``: an outcome leaves the count between 0.9 and 1.0 ``window``
+        after it was recorded).
 
     Raises:
       ValueError: a threshold below 1, a duration that is not > 0, NaN or infinite, a
-        back-off below 1.0, or a cap below ``recovery_timeout``; the message names the field.
+        back-off below 1.0, a cap below ``recovery_timeout``, or a failure rate outside
+        (0, 1]; the message names the field.
       TypeError: a value of the wrong type.
     """
 
@@ -82,6 +100,13 @@ class CircuitBreakerConfig:
     )
     recovery_backoff: float = attrs.field(default=1.0, validator=_backoff)
     max_recovery_timeout: float | None = attrs.field(default=None, validator=_max_recovery)
+    failure_rate_threshold: float | None = attrs.field(default=None, validator=_rate)
+    minimum_calls: int = attrs.field(default=10, validator=_count)
+    window: float = attrs.field(default=60.0, validator=_positive)
+
+
+#: Buckets the failure-rate window is kept in: its memory is fixed, whatever the traffic.
+RATE_BUCKETS = 10
 
 
 @attrs.define(slots=True, eq=False)
@@ -151,6 +176,13 @@ class CircuitBreaker:
     total_rejections: int = attrs.field(default=0, init=False)
     transitions: int = attrs.field(default=0, init=False)
     last_failure_time: float | None = attrs.field(default=None, init=False)
+    #: Why the breaker is disabled (OPEN with no deadline), or ``None``.
+    _disabled: str | None = attrs.field(default=None, init=False)
+    #: The failure-rate window, only while ``failure_rate_threshold`` is set and the
+    #: breaker is CLOSED: calls and failures of each bucket, interleaved.
+    _rate_counts: list[int] | None = attrs.field(default=None, init=False, repr=False)
+    #: The number of the newest bucket in ``_rate_counts`` (time // bucket width).
+    _rate_last: int = attrs.field(default=0, init=False, repr=False)
 
     _lock: threading.RLock | None = attrs.field(default=None, init=False, repr=False)
 
@@ -198,9 +230,34 @@ class CircuitBreaker:
         return self._forced
 
     @property
+    def disabled(self) -> str | None:
+        """Why the breaker is disabled (see :meth:`disable`), or ``None``."""
+        return self._disabled
+
+    @property
     def next_attempt_time(self) -> float | None:
-        """When an OPEN breaker will admit its first probe; ``None`` unless OPEN."""
-        return self._next_attempt if self._state is _OPEN else None
+        """When an OPEN breaker will admit its first probe; ``None`` unless OPEN, or when
+        it will not by itself (disabled)."""
+        if self._state is not _OPEN or self._disabled is not None:
+            return None
+        return self._next_attempt
+
+    def failure_rate(self, now: float) -> tuple[int, int] | None:
+        """``(failures, calls)`` in the failure-rate window at *now*, or ``None`` when
+        the breaker has no ``failure_rate_threshold`` or is not CLOSED."""
+        if self.config.failure_rate_threshold is None or self._state is not _CLOSED:
+            return None
+        counts = self._rate_counts
+        if counts is None:
+            return 0, 0
+        width = self.config.window / RATE_BUCKETS
+        newest = math.floor(now / width)
+        calls = failures = 0
+        for bucket in range(max(self._rate_last, newest) - RATE_BUCKETS + 1, self._rate_last + 1):
+            slot = 2 * (bucket % RATE_BUCKETS)
+            calls += counts[slot]
+            failures += counts[slot + 1]
+        return failures, calls
 
     def is_available(self, now: float) -> bool:
         """Return whether a call at *now* would be admitted, without admitting it."""
@@ -243,6 +300,7 @@ class CircuitBreaker:
             "current_recovery_timeout": self._open_timeout,
             "forced_open": self._forced,
             "time_in_open": open_time,
+            "disabled": self._disabled,
         }
 
     # -- admission ----------------------------------------------------------------------
@@ -287,6 +345,8 @@ class CircuitBreaker:
         state = self._state
         if state is _CLOSED:
             self._failures = 0
+            if self.config.failure_rate_threshold is not None:
+                self._note_rate(now, failed=False)
         elif state is _HALF_OPEN:
             self.release(generation)
             self._successes += 1
@@ -305,6 +365,8 @@ class CircuitBreaker:
             self._failures += 1
             if self._failures >= self.config.failure_threshold:
                 self._to_open(now, f"{self._failures} consecutive failures")
+            elif self.config.failure_rate_threshold is not None:
+                self._note_rate(now, failed=True)
         elif state is _HALF_OPEN:
             # No release(generation) here: re-opening voids every permit, this one's too.
             timeout = self._open_timeout * self.config.recovery_backoff
@@ -312,6 +374,104 @@ class CircuitBreaker:
             self._open_timeout = timeout if cap is None else min(timeout, cap)
             self._to_open(now, "probe failed")
         # In OPEN the deadline stays where the opening failure put it (seed semantics).
+
+    def record_rate_limited(
+        self, now: float, generation: int | None = None, retry_after: float | None = None
+    ) -> None:
+        """Record a call refused for its rate at *now*: a failure that opens the breaker
+        at once, until at least *retry_after* seconds from now (``None``: its current open
+        duration). An OPEN breaker's deadline is only ever extended, never shortened.
+
+        Raises:
+          TypeError, ValueError: *retry_after* is not a finite number >= 0 (nothing is
+            recorded then).
+        """
+        span = (
+            self._open_timeout
+            if retry_after is None
+            else seconds(retry_after, "retry_after", inclusive=True)
+        )
+        self._last_time = now
+        self.total_failures += 1
+        self.last_failure_time = now
+        until = now + span
+        if self._state is _OPEN:
+            if until > self._next_attempt:
+                self._next_attempt = until
+        else:
+            self._to_open(now, f"rate limited for {span:g} s", span=span)
+
+    def disable(self, now: float, reason: str) -> None:
+        """Take the breaker out of service at *now*: OPEN with no deadline, refusing
+        every call, until :meth:`reset` or :meth:`configure`. Counts as a failure.
+
+        Raises:
+          TypeError, ValueError: *reason* is not a non-empty string.
+        """
+        if not isinstance(reason, str):
+            raise TypeError(f"reason: expected a string, got {type(reason).__name__}")
+        if not reason.strip():
+            raise ValueError("reason: must say why (got an empty string)")
+        self._last_time = now
+        self.total_failures += 1
+        self.last_failure_time = now
+        if self._disabled is not None:
+            return
+        if self._state is _OPEN:
+            self._next_attempt = math.inf
+            self._disabled = reason
+        else:
+            self._to_open(now, f"disabled: {reason}", span=math.inf)
+            self._disabled = reason
+
+    def record_error(
+        self, now: float, error_class: ErrorClass, generation: int | None = None
+    ) -> None:
+        """Record a call that raised, as its :class:`~ciris_actors.outcomes.ErrorClass`
+        says: a failure, a success, nothing (``ignore``, ``reroute``: the permit is
+        returned), a rate limit, or a disable."""
+        kind = error_class.kind
+        if kind is ErrorKind.FAILURE:
+            self.record_failure(now, generation)
+        elif kind is ErrorKind.SUCCESS:
+            self.record_success(now, generation)
+        elif kind is ErrorKind.RATE_LIMITED:
+            self.record_rate_limited(now, generation, error_class.retry_after)
+        elif kind is ErrorKind.DISABLE:
+            self.disable(now, error_class.reason)
+        else:
+            self.release(generation)
+
+    def _note_rate(self, now: float, *, failed: bool) -> None:
+        """Count an outcome in the failure-rate window (CLOSED only), and open the
+        breaker if the window's failure share reached the threshold."""
+        config = self.config
+        width = config.window / RATE_BUCKETS
+        bucket = math.floor(now / width)
+        counts = self._rate_counts
+        if counts is None:
+            counts = self._rate_counts = [0] * (2 * RATE_BUCKETS)
+            self._rate_last = bucket
+        last = self._rate_last
+        if bucket > last:
+            for stale in range(max(last + 1, bucket - RATE_BUCKETS + 1), bucket + 1):
+                slot = 2 * (stale % RATE_BUCKETS)
+                counts[slot] = counts[slot + 1] = 0
+            self._rate_last = bucket
+        elif bucket <= last - RATE_BUCKETS:
+            return  # older than the window: it no longer counts
+        slot = 2 * (bucket % RATE_BUCKETS)
+        counts[slot] += 1
+        if failed:
+            counts[slot + 1] += 1
+        calls = sum(counts[0::2])
+        if calls < config.minimum_calls:
+            return
+        failures = sum(counts[1::2])
+        threshold = config.failure_rate_threshold
+        assert threshold is not None
+        if failures / calls >= threshold:
+            self._to_open(now, f"failure rate {failures}/{calls} over the last {config.window:g} s")
 
     # -- time and control ---------------------------------------------------------------
 
@@ -342,6 +502,8 @@ class CircuitBreaker:
         checked = check_duration(duration, "duration", allow_none=True)
         span = self.config.recovery_timeout if checked is None else checked
         self._last_time = now
+        if self._disabled is not None:
+            return  # already out of service for good; reset() or configure() ends it
         if self._state is _OPEN:
             self._next_attempt = now + span
             self._forced = True
@@ -350,7 +512,8 @@ class CircuitBreaker:
             self._forced = True
 
     def reset(self, now: float | None = None) -> None:
-        """Return to a fresh CLOSED breaker: counts, back-off, probes and force all cleared.
+        """Return to a fresh CLOSED breaker: counts, back-off, probes, force, the
+        failure-rate window and a disable all cleared.
 
         Lifetime totals and the transition count are kept.
 
@@ -363,6 +526,8 @@ class CircuitBreaker:
         self._successes = 0
         self._probes = 0
         self._forced = False
+        self._disabled = None
+        self._rate_counts = None
         self._open_timeout = self.config.recovery_timeout
         if self._state is not _CLOSED:
             self._transition(_CLOSED, "reset", at)
@@ -372,14 +537,24 @@ class CircuitBreaker:
 
         Counts carry over and are compared against the new thresholds at the next
         outcome; the open duration returns to the new ``recovery_timeout`` (an OPEN
-        breaker's current deadline stands).
+        breaker's current deadline stands). A disabled breaker is put back in service,
+        CLOSED. A new failure-rate window or threshold starts an empty window.
         """
         if not isinstance(config, CircuitBreakerConfig):
             raise TypeError(f"config: expected a CircuitBreakerConfig, got {type(config).__name__}")
+        old = self.config
         self.config = config
         self._open_timeout = config.recovery_timeout
         if now is not None:
             self._last_time = now
+        if (
+            config.window != old.window
+            or config.failure_rate_threshold != old.failure_rate_threshold
+        ):
+            self._rate_counts = None
+        if self._disabled is not None:
+            self._disabled = None
+            self._transition(_CLOSED, "re-enabled by a new configuration", self._last_time)
 
     # -- transitions --------------------------------------------------------------------
 
@@ -404,6 +579,7 @@ class CircuitBreaker:
         self._successes = 0
         self._probes = 0
         self._forced = False
+        self._rate_counts = None
         self._opened_at = now if new is _OPEN else None
         self.generation += 1
         self.transitions += 1
@@ -442,6 +618,10 @@ class ThreadSafeCircuitBreaker(CircuitBreaker):
     release = _locked(CircuitBreaker.release)
     record_success = _locked(CircuitBreaker.record_success)
     record_failure = _locked(CircuitBreaker.record_failure)
+    record_rate_limited = _locked(CircuitBreaker.record_rate_limited)
+    disable = _locked(CircuitBreaker.disable)
+    record_error = _locked(CircuitBreaker.record_error)
+    failure_rate = _locked(CircuitBreaker.failure_rate)
     advance = _locked(CircuitBreaker.advance)
     force_open = _locked(CircuitBreaker.force_open)
     reset = _locked(CircuitBreaker.reset)

@@ -14,6 +14,7 @@ import attrs
 import pytest
 
 from ciris_actors import CircuitBreaker, CircuitBreakerConfig, CircuitBreakerError, CircuitState
+from ciris_actors.outcomes import ErrorClass
 
 CLOSED = CircuitState.CLOSED
 OPEN = CircuitState.OPEN
@@ -40,6 +41,9 @@ def test_config_defaults_are_the_documented_ones() -> None:
         "half_open_max_calls": 3,
         "recovery_backoff": 1.0,
         "max_recovery_timeout": None,
+        "failure_rate_threshold": None,
+        "minimum_calls": 10,
+        "window": 60.0,
     }
     assert CircuitBreaker("svc").config == config
 
@@ -88,6 +92,19 @@ def test_config_accepts_ints_for_durations_and_a_cap_equal_to_the_timeout() -> N
         ("max_recovery_timeout", math.nan, ValueError),
         ("max_recovery_timeout", math.inf, ValueError),
         ("max_recovery_timeout", "120", TypeError),
+        ("failure_rate_threshold", 0.0, ValueError),
+        ("failure_rate_threshold", -0.5, ValueError),
+        ("failure_rate_threshold", 1.01, ValueError),
+        ("failure_rate_threshold", math.nan, ValueError),
+        ("failure_rate_threshold", math.inf, ValueError),
+        ("failure_rate_threshold", "0.5", TypeError),
+        ("failure_rate_threshold", True, TypeError),
+        ("minimum_calls", 0, ValueError),
+        ("minimum_calls", 2.0, TypeError),
+        ("window", 0, ValueError),
+        ("window", math.nan, ValueError),
+        ("window", math.inf, ValueError),
+        ("window", "60", TypeError),
     ],
 )
 def test_config_rejects_an_invalid_value_naming_the_field(
@@ -571,6 +588,7 @@ def test_get_stats_has_exactly_the_documented_keys() -> None:
         "current_recovery_timeout",
         "forced_open",
         "time_in_open",
+        "disabled",
     }
 
 
@@ -686,3 +704,217 @@ def test_release_without_a_generation_returns_a_permit() -> None:
     assert breaker.probes_in_flight == 0
     assert breaker.acquire(1.0)
     assert breaker.state is HALF_OPEN
+
+
+# -- failure rate -----------------------------------------------------------------------
+
+
+def test_a_failure_rate_opens_a_closed_breaker_once_minimum_calls_are_in_the_window() -> None:
+    breaker = make(failure_threshold=100, failure_rate_threshold=0.5, minimum_calls=4, window=10.0)
+    for t, failed in enumerate([True, False, True]):
+        (breaker.record_failure if failed else breaker.record_success)(float(t))
+    assert breaker.failure_rate(3.0) == (2, 3)
+    assert breaker.state is CLOSED  # 2 of 3: too few calls to judge
+    breaker.record_success(3.0)
+    # 2 of 4 = 0.5: judged at every outcome once there are enough (as resilience4j does),
+    # so the success that makes the fourth call opens the breaker.
+    assert breaker.state is OPEN
+    assert breaker.next_attempt_time == 3.0 + 60.0
+
+
+def test_a_failure_share_below_the_threshold_keeps_the_breaker_closed() -> None:
+    breaker = make(failure_threshold=100, failure_rate_threshold=0.5, minimum_calls=4, window=10.0)
+    for t, failed in enumerate([True, False, False, False, True, False, False]):
+        (breaker.record_failure if failed else breaker.record_success)(float(t))
+    assert breaker.failure_rate(6.0) == (2, 7)
+    assert breaker.state is CLOSED
+
+
+def test_the_failure_rate_reason_names_the_share_and_the_window() -> None:
+    reasons: list[str] = []
+    breaker = CircuitBreaker(
+        "svc",
+        CircuitBreakerConfig(failure_rate_threshold=0.5, minimum_calls=2, window=30.0),
+        on_transition=lambda _b, _o, _n, reason, _t: reasons.append(reason),
+    )
+    breaker.record_success(0.0)
+    breaker.record_failure(1.0)
+    assert reasons == ["failure rate 1/2 over the last 30 s"]
+
+
+def test_outcomes_leave_the_failure_rate_window_after_it_passes() -> None:
+    """Ten buckets of window / 10: an outcome stops counting once its bucket is ten
+    buckets old, between 0.9 and 1.0 window after it was recorded."""
+    breaker = make(failure_threshold=100, failure_rate_threshold=0.5, minimum_calls=3, window=10.0)
+    breaker.record_failure(0.5)  # bucket 0
+    breaker.record_failure(5.0)  # bucket 5
+    assert breaker.failure_rate(9.99) == (2, 2)
+    assert breaker.failure_rate(10.0) == (1, 1)  # bucket 10: bucket 0 has left
+    breaker.record_success(10.0)
+    assert breaker.failure_rate(10.0) == (1, 2)
+    breaker.record_failure(14.9)  # 2 of 3 in the window: opens
+    assert breaker.state is OPEN
+
+
+def test_a_long_quiet_gap_empties_the_failure_rate_window() -> None:
+    breaker = make(failure_threshold=100, failure_rate_threshold=0.5, minimum_calls=2, window=10.0)
+    breaker.record_failure(1.0)
+    breaker.record_success(1000.0)
+    assert breaker.failure_rate(1000.0) == (0, 1)
+    assert breaker.state is CLOSED
+
+
+def test_the_failure_rate_is_none_without_a_threshold_or_outside_closed() -> None:
+    assert make().failure_rate(0.0) is None
+    breaker = make(failure_rate_threshold=0.5)
+    assert breaker.failure_rate(0.0) == (0, 0)
+    breaker.force_open(0.0)
+    assert breaker.failure_rate(0.0) is None
+
+
+def test_reconfiguring_the_window_starts_an_empty_one() -> None:
+    breaker = make(failure_threshold=100, failure_rate_threshold=0.5, minimum_calls=2)
+    breaker.record_failure(0.0)
+    breaker.configure(CircuitBreakerConfig(failure_threshold=100, failure_rate_threshold=0.9))
+    assert breaker.failure_rate(0.0) == (0, 0)
+    breaker.record_failure(1.0)
+    assert breaker.state is CLOSED  # the earlier failure did not carry over
+    breaker.configure(CircuitBreakerConfig(failure_threshold=99, failure_rate_threshold=0.9))
+    assert breaker.failure_rate(1.0) == (1, 1)  # same window and threshold: kept
+
+
+# -- rate limits and disabling ----------------------------------------------------------
+
+
+def test_a_rate_limit_opens_at_once_until_retry_after() -> None:
+    breaker = make(failure_threshold=5)
+    breaker.record_rate_limited(10.0, retry_after=7.5)
+    assert breaker.state is OPEN
+    assert breaker.next_attempt_time == 17.5
+    assert breaker.total_failures == 1
+    assert breaker.last_failure_time == 10.0
+
+
+def test_a_rate_limit_without_retry_after_opens_for_the_current_open_duration() -> None:
+    breaker = make(recovery_timeout=20.0)
+    breaker.record_rate_limited(1.0)
+    assert breaker.next_attempt_time == 21.0
+
+
+def test_a_shorter_second_rate_limit_keeps_the_longer_deadline() -> None:
+    breaker = make()
+    breaker.record_rate_limited(0.0, retry_after=30.0)
+    breaker.record_rate_limited(1.0, retry_after=5.0)
+    assert breaker.next_attempt_time == 30.0
+    breaker.record_rate_limited(2.0, retry_after=40.0)
+    assert breaker.next_attempt_time == 42.0
+    assert breaker.transitions == 1  # extending an open period is not a transition
+
+
+def test_a_rate_limit_on_a_probe_reopens_and_voids_the_permits() -> None:
+    breaker = make(recovery_timeout=1.0, success_threshold=2)
+    breaker.force_open(0.0)
+    assert breaker.acquire(1.0)
+    generation = breaker.generation
+    breaker.record_rate_limited(1.0, generation, retry_after=9.0)
+    assert breaker.state is OPEN
+    assert breaker.next_attempt_time == 10.0
+    assert breaker.probes_in_flight == 0
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "error"),
+    [(-1.0, ValueError), (math.nan, ValueError), (math.inf, ValueError), ("5", TypeError)],
+)
+def test_an_invalid_retry_after_raises_and_records_nothing(
+    retry_after: object, error: type[Exception]
+) -> None:
+    breaker = make()
+    with pytest.raises(error, match=r"^retry_after:"):
+        breaker.record_rate_limited(0.0, retry_after=retry_after)  # type: ignore[arg-type]
+    assert breaker.state is CLOSED
+    assert breaker.total_failures == 0
+
+
+def test_disable_holds_open_without_a_deadline_until_reset() -> None:
+    reasons: list[str] = []
+    breaker = CircuitBreaker(
+        "svc", on_transition=lambda _b, _o, _n, reason, _t: reasons.append(reason)
+    )
+    breaker.disable(1.0, "401 Unauthorized")
+    assert breaker.state is OPEN
+    assert breaker.disabled == "401 Unauthorized"
+    assert breaker.next_attempt_time is None
+    assert not breaker.acquire(1e12)
+    assert not breaker.advance(1e12)
+    breaker.force_open(2.0, 1.0)  # does not shorten "for good"
+    breaker.record_rate_limited(3.0, retry_after=1.0)
+    assert not breaker.is_available(1e12)
+    with pytest.raises(CircuitBreakerError) as excinfo:
+        breaker.check_and_raise(5.0)
+    assert excinfo.value.next_attempt_time is None
+    assert breaker.get_stats(5.0)["disabled"] == "401 Unauthorized"
+    json.dumps(breaker.get_stats(5.0), allow_nan=False)  # no infinite deadline leaks out
+    breaker.reset(6.0)
+    assert breaker.disabled is None
+    assert breaker.acquire(6.0)
+    assert reasons == ["disabled: 401 Unauthorized", "reset"]
+
+
+def test_disabling_an_open_breaker_keeps_the_first_reason_and_drops_the_deadline() -> None:
+    breaker = make(failure_threshold=1)
+    breaker.record_failure(0.0)
+    breaker.disable(1.0, "revoked key")
+    breaker.disable(2.0, "another reason")
+    assert breaker.disabled == "revoked key"
+    assert breaker.next_attempt_time is None
+    assert breaker.transitions == 1
+    assert breaker.total_failures == 3
+
+
+def test_a_new_configuration_re_enables_a_disabled_breaker() -> None:
+    reasons: list[str] = []
+    breaker = CircuitBreaker(
+        "svc", on_transition=lambda _b, _o, _n, reason, _t: reasons.append(reason)
+    )
+    breaker.disable(1.0, "revoked key")
+    breaker.configure(CircuitBreakerConfig(failure_threshold=2), now=4.0)
+    assert breaker.state is CLOSED
+    assert breaker.disabled is None
+    assert reasons[-1] == "re-enabled by a new configuration"
+
+
+@pytest.mark.parametrize(
+    ("reason", "error"), [("", ValueError), ("  ", ValueError), (None, TypeError)]
+)
+def test_disable_needs_a_reason_and_changes_nothing_without_one(
+    reason: object, error: type[Exception]
+) -> None:
+    breaker = make()
+    with pytest.raises(error, match=r"^reason:"):
+        breaker.disable(0.0, reason)  # type: ignore[arg-type]
+    assert breaker.state is CLOSED
+    assert breaker.total_failures == 0
+
+
+@pytest.mark.parametrize(
+    ("error_class", "state", "failures", "successes"),
+    [
+        (ErrorClass.failure(), OPEN, 1, 0),
+        (ErrorClass.success(), CLOSED, 0, 1),
+        (ErrorClass.ignore(), CLOSED, 0, 0),
+        (ErrorClass.reroute(require=("long_context",)), CLOSED, 0, 0),
+        (ErrorClass.rate_limited(3.0), OPEN, 1, 0),
+        (ErrorClass.disable("revoked"), OPEN, 1, 0),
+    ],
+)
+def test_record_error_records_each_class_as_documented(
+    error_class: ErrorClass, state: CircuitState, failures: int, successes: int
+) -> None:
+    breaker = make(failure_threshold=1)
+    breaker.record_error(0.0, error_class)
+    assert (breaker.state, breaker.total_failures, breaker.total_successes) == (
+        state,
+        failures,
+        successes,
+    )

@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.strategies import DrawFn, SearchStrategy, composite
 
 from ciris_actors import CircuitBreaker, CircuitBreakerConfig, CircuitBreakerError, CircuitState
+from ciris_actors.breaker import RATE_BUCKETS
+from ciris_actors.outcomes import ErrorClass, ErrorKind
 
 CLOSED = CircuitState.CLOSED
 OPEN = CircuitState.OPEN
@@ -49,6 +51,9 @@ class ModelBreaker:
         self.opened_at: float | None = None
         self.finished_open_time = 0.0
         self.log: list[tuple[CircuitState, CircuitState, float]] = []
+        self.disabled: str | None = None
+        #: CLOSED outcomes for the failure rate: (bucket number, failed), oldest first.
+        self.window: list[tuple[int, bool]] = []
 
     @property
     def quota(self) -> int:
@@ -56,7 +61,16 @@ class ModelBreaker:
 
     @property
     def next_attempt_time(self) -> float | None:
-        return self.deadline
+        return None if self.disabled is not None else self.deadline
+
+    def bucket(self, now: float) -> int:
+        return math.floor(now / (self.config.window / 10))
+
+    def failure_rate(self, now: float) -> tuple[int, int] | None:
+        if self.config.failure_rate_threshold is None or self.state is not CLOSED:
+            return None
+        live = [failed for b, failed in self.window if b > self.bucket(now) - 10]
+        return sum(live), len(live)
 
     def is_available(self, now: float) -> bool:
         if self.state is CLOSED:
@@ -81,6 +95,7 @@ class ModelBreaker:
         self.forced = False
         self.opened_at = now if new is OPEN else None
         self.deadline = None
+        self.window = []
 
     def _open(self, now: float, span: float) -> None:
         self._enter(OPEN, now)
@@ -112,6 +127,7 @@ class ModelBreaker:
         self.total_successes += 1
         if self.state is CLOSED:
             self.failures = 0
+            self._note(now, failed=False)
         elif self.state is HALF_OPEN:
             self._give_back(generation)
             self.successes += 1
@@ -126,6 +142,8 @@ class ModelBreaker:
             self.failures += 1
             if self.failures >= self.config.failure_threshold:
                 self._open(now, self.open_for)
+            else:
+                self._note(now, failed=True)
         elif self.state is HALF_OPEN:
             self._give_back(generation)
             self.open_for *= self.config.recovery_backoff
@@ -133,6 +151,54 @@ class ModelBreaker:
             if cap is not None and self.open_for > cap:
                 self.open_for = cap
             self._open(now, self.open_for)
+
+    def _note(self, now: float, *, failed: bool) -> None:
+        threshold = self.config.failure_rate_threshold
+        if threshold is None:
+            return
+        self.window = [(b, f) for b, f in self.window if b > self.bucket(now) - 10]
+        self.window.append((self.bucket(now), failed))
+        failures = sum(f for _, f in self.window)
+        if len(self.window) >= self.config.minimum_calls and failures >= threshold * len(
+            self.window
+        ):
+            self._open(now, self.open_for)
+
+    def record_rate_limited(
+        self, now: float, generation: int | None = None, retry_after: float | None = None
+    ) -> None:
+        self.total_failures += 1
+        self.last_failure_time = now
+        until = now + (self.open_for if retry_after is None else retry_after)
+        if self.state is OPEN:
+            assert self.deadline is not None
+            self.deadline = max(self.deadline, until)
+        else:
+            self._open(now, until - now)
+
+    def disable(self, now: float, reason: str) -> None:
+        self.total_failures += 1
+        self.last_failure_time = now
+        if self.disabled is not None:
+            return
+        if self.state is not OPEN:
+            self._open(now, math.inf)
+        self.deadline = math.inf
+        self.disabled = reason
+
+    def record_error(
+        self, now: float, error_class: ErrorClass, generation: int | None = None
+    ) -> None:
+        if error_class.kind is ErrorKind.FAILURE:
+            self.record_failure(now, generation)
+        elif error_class.kind is ErrorKind.SUCCESS:
+            self.record_success(now, generation)
+        elif error_class.kind is ErrorKind.RATE_LIMITED:
+            self.record_rate_limited(now, generation, error_class.retry_after)
+        elif error_class.kind is ErrorKind.DISABLE:
+            self.disable(now, error_class.reason)
+        else:  # ignore, reroute: not the provider's doing; only the permit goes back
+            self._give_back(generation)
 
     def advance(self, now: float) -> bool:
         if self.state is OPEN:
@@ -145,6 +211,8 @@ class ModelBreaker:
     def force_open(self, now: float, duration: float | None = None) -> None:
         # Without a duration: the configured recovery_timeout, whatever the back-off.
         span = self.config.recovery_timeout if duration is None else duration
+        if self.disabled is not None:
+            return
         if self.state is OPEN:
             self.deadline = now + span
         else:
@@ -155,6 +223,8 @@ class ModelBreaker:
         self.failures = self.successes = self.probes = 0
         self.forced = False
         self.open_for = self.config.recovery_timeout
+        self.disabled = None
+        self.window = []
         if self.state is not CLOSED:
             assert now is not None
             self._enter(CLOSED, now)
@@ -207,6 +277,21 @@ class Call:
 
 
 @attrs.frozen
+class Classified:
+    """An outcome recorded by its error class, with a generation like ``Failure``'s."""
+
+    error_class: ErrorClass
+    generation: GenerationChoice
+
+
+@attrs.frozen
+class ClassifiedCall:
+    """A whole guarded call that raised an error of this class."""
+
+    error_class: ErrorClass
+
+
+@attrs.frozen
 class Advance:
     pass
 
@@ -229,6 +314,8 @@ Op = (
     | Success
     | Failure
     | Call
+    | Classified
+    | ClassifiedCall
     | Advance
     | ForceOpen
     | Reset
@@ -268,7 +355,29 @@ probes_at_deadline: SearchStrategy[list[Op]] = st.builds(
 )
 
 
-def op_lists() -> SearchStrategy[list[Op]]:
+error_classes: SearchStrategy[ErrorClass] = st.one_of(
+    st.just(ErrorClass.failure()),
+    st.just(ErrorClass.ignore()),
+    st.just(ErrorClass.success()),
+    st.builds(
+        ErrorClass.rate_limited,
+        st.none() | st.floats(0.0, 90.0) | st.integers(0, 30).map(float),
+    ),
+    st.sampled_from(["revoked key", "no such model"]).map(ErrorClass.disable),
+    st.just(ErrorClass.reroute(require=("long_context",))),
+)
+
+#: The seed's operations plus outcomes recorded by error class.
+CLASSIFIED_KINDS: tuple[tuple[SearchStrategy[Op], int], ...] = (
+    *OPERATION_KINDS,
+    (st.builds(Classified, error_classes, generation_choices), 3),
+    (st.builds(ClassifiedCall, error_classes), 3),
+)
+
+
+def op_lists(
+    kinds: tuple[tuple[SearchStrategy[Op], int], ...] = OPERATION_KINDS,
+) -> SearchStrategy[list[Op]]:
     """Sequences of operations, drawn as runs of one kind and probes at the deadline.
 
     Runs matter: a breaker only opens on a run of ``failure_threshold`` failures and only
@@ -276,11 +385,7 @@ def op_lists() -> SearchStrategy[list[Op]]:
     operations almost never produce, so paths like trip, probe, fail, back off, probe,
     close would go untested.
     """
-    runs = [
-        st.lists(kind, min_size=1, max_size=5)
-        for kind, weight in OPERATION_KINDS
-        for _ in range(weight)
-    ]
+    runs = [st.lists(kind, min_size=1, max_size=5) for kind, weight in kinds for _ in range(weight)]
     chunks = st.one_of(*runs, *[probes_at_deadline] * 6)
     return st.lists(chunks, min_size=8, max_size=40).map(
         lambda chunks: [op for chunk in chunks for op in chunk]
@@ -288,7 +393,8 @@ def op_lists() -> SearchStrategy[list[Op]]:
 
 
 @composite
-def configs(draw: DrawFn) -> CircuitBreakerConfig:
+def configs(draw: DrawFn, *, rates: bool = True) -> CircuitBreakerConfig:
+    """Breaker configurations; with *rates*, half of them also trip on a failure rate."""
     recovery = draw(
         st.one_of(st.integers(1, 10).map(float), st.floats(0.01, 30.0, allow_nan=False))
     )
@@ -303,6 +409,12 @@ def configs(draw: DrawFn) -> CircuitBreakerConfig:
     quota = draw(st.none() | st.integers(1, 5))
     if quota is not None:
         kwargs["half_open_max_calls"] = quota
+    if rates and draw(st.booleans()):
+        kwargs["failure_rate_threshold"] = draw(
+            st.sampled_from([0.25, 0.5, 1.0]) | st.floats(0.01, 1.0)
+        )
+        kwargs["minimum_calls"] = draw(st.integers(1, 8))
+        kwargs["window"] = draw(st.sampled_from([5.0, 10.0, 60.0]) | st.floats(0.5, 100.0))
     return CircuitBreakerConfig(**kwargs)
 
 
@@ -322,6 +434,10 @@ class Target(Protocol):
     def record_success(self, now: float, generation: int | None = None) -> None: ...
 
     def record_failure(self, now: float, generation: int | None = None) -> None: ...
+
+    def record_error(
+        self, now: float, error_class: ErrorClass, generation: int | None = None
+    ) -> None: ...
 
     def advance(self, now: float) -> bool: ...
 
@@ -361,6 +477,11 @@ def apply(target: Target, op: Op, now: float) -> tuple[float, bool | None]:
             else:
                 target.record_failure(now, generation=generation)
         return now, admitted
+    if isinstance(op, ClassifiedCall):
+        admitted = target.acquire(now)
+        if admitted:
+            target.record_error(now, op.error_class, generation=target.generation)
+        return now, admitted
     if isinstance(op, Advance):
         return now, target.advance(now)
     if isinstance(op, Release):
@@ -369,6 +490,8 @@ def apply(target: Target, op: Op, now: float) -> tuple[float, bool | None]:
         target.record_success(now, pick_generation(op.generation, target.generation))
     elif isinstance(op, Failure):
         target.record_failure(now, pick_generation(op.generation, target.generation))
+    elif isinstance(op, Classified):
+        target.record_error(now, op.error_class, pick_generation(op.generation, target.generation))
     elif isinstance(op, ForceOpen):
         target.force_open(now, op.duration)
     else:
@@ -397,6 +520,8 @@ def observed(breaker: CircuitBreaker, now: float) -> dict[str, object]:
         "last_failure_time": breaker.last_failure_time,
         "current_recovery_timeout": stats["current_recovery_timeout"],
         "stats_state": stats["state"],
+        "disabled": (breaker.disabled, stats["disabled"]),
+        "failure_rate": breaker.failure_rate(now),
     }
 
 
@@ -406,7 +531,7 @@ def expected(model: ModelBreaker, now: float) -> dict[str, object]:
         "failure_count": model.failures,
         "success_count": model.successes,
         "probes_in_flight": model.probes,
-        "next_attempt_time": model.deadline,
+        "next_attempt_time": model.next_attempt_time,
         "is_available": model.is_available(now),
         "forced": model.forced,
         "generation": model.generation,
@@ -417,16 +542,19 @@ def expected(model: ModelBreaker, now: float) -> dict[str, object]:
         "last_failure_time": model.last_failure_time,
         "current_recovery_timeout": model.open_for,
         "stats_state": model.state.value,
+        "disabled": (model.disabled, model.disabled),
+        "failure_rate": model.failure_rate(now),
     }
 
 
 @settings(MODEL_SETTINGS)
-@given(config=configs(), ops=op_lists())
+@given(config=configs(), ops=op_lists() | op_lists(CLASSIFIED_KINDS))
 def test_breaker_matches_the_reference_model_after_every_step(
     config: CircuitBreakerConfig, ops: list[Op]
 ) -> None:
-    """Every operation leaves the breaker exactly where the reference model says, with
-    the same return values and the same transitions reported to ``on_transition``."""
+    """Every operation, outcomes recorded by error class included, leaves the breaker
+    exactly where the reference model says, with the same return values and the same
+    transitions reported to ``on_transition``."""
     log: list[tuple[CircuitState, CircuitState, float]] = []
 
     def on_transition(
@@ -526,7 +654,7 @@ def test_half_open_never_has_more_than_quota_probes_out(
 
 
 @SETTINGS
-@given(config=configs(), outcomes=st.lists(st.booleans(), max_size=40))
+@given(config=configs(rates=False), outcomes=st.lists(st.booleans(), max_size=40))
 def test_closed_opens_exactly_at_threshold_th_consecutive_failure(
     config: CircuitBreakerConfig, outcomes: list[bool]
 ) -> None:
@@ -598,3 +726,120 @@ def test_reading_state_never_changes_it(
 
     after = (breaker.get_stats(), breaker.get_stats(now), breaker.generation, len(transitions))
     assert after == before
+
+
+# -- error classes ----------------------------------------------------------------------
+
+classified_ops = op_lists(CLASSIFIED_KINDS)
+
+
+def _error_class(op: Op) -> ErrorClass | None:
+    return op.error_class if isinstance(op, Classified | ClassifiedCall) else None
+
+
+@SETTINGS
+@given(config=configs(), ops=classified_ops)
+def test_a_rate_limit_never_shortens_an_open_deadline(
+    config: CircuitBreakerConfig, ops: list[Op]
+) -> None:
+    """After a ``rate_limited(retry_after)`` outcome at t the breaker is OPEN until at
+    least t + retry_after, and a deadline it already had is never moved earlier."""
+    breaker = CircuitBreaker("svc", config)
+    now = 0.0
+    for op in ops:
+        error_class = _error_class(op)
+        before = breaker.next_attempt_time if breaker.state is OPEN else None
+        disabled = breaker.disabled
+        now, admitted = apply(breaker, op, now)
+        if error_class is None or error_class.kind is not ErrorKind.RATE_LIMITED:
+            continue
+        if isinstance(op, ClassifiedCall) and not admitted:
+            continue  # refused: nothing was recorded
+        assert breaker.state is OPEN
+        assert breaker.disabled == disabled  # a rate limit neither disables nor re-enables
+        after = breaker.next_attempt_time
+        if disabled is not None:
+            assert after is None  # held open for good, not by a deadline
+            continue
+        assert after is not None
+        if error_class.retry_after is not None:
+            assert after >= now + error_class.retry_after
+        if before is not None:
+            assert after >= before
+
+
+@SETTINGS
+@given(config=configs(), ops=classified_ops)
+def test_ignore_and_reroute_never_change_the_breaker_but_return_the_permit(
+    config: CircuitBreakerConfig, ops: list[Op]
+) -> None:
+    """An ``ignore`` or ``reroute`` outcome leaves state, counts, totals, deadline and
+    failure-rate window as they were; only a half-open permit it carried goes back."""
+    breaker = CircuitBreaker("svc", config)
+    now = 0.0
+    for op in ops:
+        error_class = _error_class(op)
+        if error_class is None or error_class.kind not in (ErrorKind.IGNORE, ErrorKind.REROUTE):
+            now, _ = apply(breaker, op, now)
+            continue
+        if isinstance(op, ClassifiedCall):
+            if not breaker.acquire(now):
+                continue
+            generation: int | None = breaker.generation
+        else:
+            assert isinstance(op, Classified)
+            generation = pick_generation(op.generation, breaker.generation)
+        before = breaker.get_stats(now)
+        rate = breaker.failure_rate(now)
+        breaker.record_error(now, error_class, generation)
+        after = breaker.get_stats(now)
+        returned = before["probes_in_flight"] - after["probes_in_flight"]
+        assert returned == (
+            1 if before["probes_in_flight"] and generation in (None, breaker.generation) else 0
+        )
+        del before["probes_in_flight"], after["probes_in_flight"]
+        assert after == before
+        assert breaker.failure_rate(now) == rate
+
+
+@SETTINGS
+@given(config=configs(), ops=classified_ops, reason=st.sampled_from(["revoked key", "no model"]))
+def test_a_disabled_breaker_admits_nothing_until_reset(
+    config: CircuitBreakerConfig, ops: list[Op], reason: str
+) -> None:
+    """Once disabled, no operation but ``reset`` (not time, successes, probes or
+    ``force_open``) lets a call through; the reason stays the first one given."""
+    breaker = CircuitBreaker("svc", config)
+    breaker.disable(0.0, reason)
+    now = 0.0
+    for op in ops:
+        if isinstance(op, Reset):
+            break
+        now, admitted = apply(breaker, op, now)
+        assert not admitted
+        assert breaker.state is OPEN
+        assert breaker.disabled == reason
+        assert not breaker.is_available(now + 1e9)
+        assert breaker.next_attempt_time is None
+    breaker.reset(now)
+    assert breaker.disabled is None
+    assert breaker.acquire(now)
+
+
+@SETTINGS
+@given(config=configs(), ops=classified_ops)
+def test_the_failure_rate_window_is_a_fixed_number_of_buckets_whatever_the_traffic(
+    config: CircuitBreakerConfig, ops: list[Op]
+) -> None:
+    """However many outcomes arrive, the window keeps ten buckets of two counters: its
+    memory does not grow with traffic (the breaker's only record of the window)."""
+    breaker = CircuitBreaker("svc", config)
+    now = 0.0
+    for op in ops * 5:
+        now, _ = apply(breaker, op, now)
+        counts = breaker._rate_counts
+        assert counts is None or len(counts) == 2 * RATE_BUCKETS
+        rate = breaker.failure_rate(now)
+        if rate is not None:
+            failures, calls = rate
+            assert 0 <= failures <= calls

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ciris_actors import CircuitBreaker, CircuitBreakerConfig, CircuitState
+from ciris_actors.outcomes import ErrorClass
 
 
 @pytest.fixture(autouse=True)
@@ -96,6 +97,43 @@ def test_threads_recording_outcomes_lose_no_count() -> None:
 
     at_once(8, record)
     assert breaker.failure_count == breaker.total_failures == 16000
+
+
+class Crowded(float):
+    """A clock reading that notes how many threads are inside the breaker's failure-rate
+    arithmetic at once, and lets another thread run while it is there."""
+
+    inside = 0
+    most = 0
+    guard = threading.Lock()
+
+    def __truediv__(self, other: object) -> float:
+        cls = Crowded
+        with cls.guard:
+            cls.inside += 1
+            cls.most = max(cls.most, cls.inside)
+        time.sleep(0)
+        with cls.guard:
+            cls.inside -= 1
+        return float(self) / other  # type: ignore[operator]
+
+
+def test_threads_recording_classified_outcomes_take_turns_in_the_rate_window() -> None:
+    config = CircuitBreakerConfig(
+        failure_threshold=10**9, failure_rate_threshold=1.0, minimum_calls=10**9, window=1e6
+    )
+    breaker = CircuitBreaker("shared", config, thread_safe=True)
+    now = Crowded(0.0)
+
+    def record() -> None:
+        for i in range(200):
+            breaker.record_error(now, ErrorClass.failure() if i % 2 else ErrorClass.success())
+            breaker.record_error(now, ErrorClass.ignore())
+
+    Crowded.most = 0
+    at_once(8, record)
+    assert Crowded.most == 1  # one thread at a time in the window's check-then-act
+    assert breaker.failure_rate(0.0) == (800, 1600)
 
 
 def test_only_a_breaker_asked_to_be_thread_safe_takes_a_lock() -> None:
