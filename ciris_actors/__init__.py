@@ -39,10 +39,17 @@ from .events import (
     EventSubscription as EventSubscription,
     HealthChanged as HealthChanged,
     ProviderClosed as ProviderClosed,
+    ProviderDisabled as ProviderDisabled,
     ProviderRegistered as ProviderRegistered,
     ProviderUnregistered as ProviderUnregistered,
     RegistryEvent as RegistryEvent,
     ResolveMiss as ResolveMiss,
+)
+from .outcomes import (
+    ErrorClass as ErrorClass,
+    ErrorKind as ErrorKind,
+    classify_http as classify_http,
+    http_classifier as http_classifier,
 )
 from .registry import Registry as Registry, open_registry as open_registry
 from .restart import RestartPolicy as RestartPolicy
@@ -63,6 +70,8 @@ __all__ = [
     "CircuitBreakerError",
     "CircuitState",
     "DuplicateProviderError",
+    "ErrorClass",
+    "ErrorKind",
     "EventSubscription",
     "EventsDropped",
     "HealthChanged",
@@ -71,6 +80,7 @@ __all__ = [
     "Outcome",
     "Priority",
     "ProviderClosed",
+    "ProviderDisabled",
     "ProviderRegistered",
     "ProviderUnregistered",
     "ProviderView",
@@ -86,6 +96,8 @@ __all__ = [
     "Skip",
     "Ticket",
     "UnknownProviderError",
+    "classify_http",
+    "http_classifier",
     "open_registry",
 ]
 

@@ -44,18 +44,27 @@ class CircuitBreakerError(RegistryError):
       name: the breaker's name.
       state: its state when it refused.
       next_attempt_time: when it will next admit a call (``None`` if it would admit now
-        but its half-open probe quota is used up).
+        but its half-open probe quota is used up, or if it is disabled).
+      disabled: why it is disabled (it will not admit by itself), or ``None``.
     """
 
-    def __init__(self, name: str, state: CircuitState, next_attempt_time: float | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        state: CircuitState,
+        next_attempt_time: float | None,
+        disabled: str | None = None,
+    ) -> None:
         self.name = name
         self.state = state
         self.next_attempt_time = next_attempt_time
-        when = (
-            f"; next admission at t={next_attempt_time:.3f}"
-            if next_attempt_time is not None
-            else "; half-open probe quota in use"
-        )
+        self.disabled = disabled
+        if disabled is not None:
+            when = f"; disabled: {disabled}"
+        elif next_attempt_time is not None:
+            when = f"; next admission at t={next_attempt_time:.3f}"
+        else:
+            when = "; half-open probe quota in use"
         super().__init__(f"circuit breaker {name!r} is {state.value}, service unavailable{when}")
 
 
@@ -77,10 +86,13 @@ class Skip:
 
 @attrs.frozen
 class Attempt:
-    """One provider that :meth:`Registry.call` tried, and the error it raised."""
+    """One provider that :meth:`Registry.call` tried, the error it raised, and what the
+    error was classified as (``"failure"``, ``"rate_limited"``, ``"disabled"``,
+    ``"rerouted"`` or ``"timeout"``)."""
 
     name: str
     error: BaseException
+    outcome: str = "failure"
 
 
 class NoServiceAvailable(RegistryError):
@@ -92,6 +104,9 @@ class NoServiceAvailable(RegistryError):
       required_capabilities: the capabilities asked for.
       skipped: every candidate not chosen, in selection order, with the reason.
       attempts: for :meth:`Registry.call`, every provider tried and its error.
+      retry_after: seconds until the earliest skipped candidate's breaker will admit
+        again by itself (``None`` when none will: each is disabled, unroutable, lacks a
+        capability, or waits for a half-open probe to come back).
     """
 
     def __init__(
@@ -101,8 +116,10 @@ class NoServiceAvailable(RegistryError):
         required_capabilities: frozenset[str] = frozenset(),
         skipped: Sequence[Skip] = (),
         attempts: Sequence[Attempt] = (),
+        retry_after: float | None = None,
     ) -> None:
         self.handler = handler
+        self.retry_after = retry_after
         self.service_type = service_type
         self.required_capabilities = required_capabilities
         self.skipped = tuple(skipped)
@@ -116,8 +133,27 @@ class NoServiceAvailable(RegistryError):
             else ""
         )
         head = f"no {self.service_type!r} service available for handler {self.handler!r}{caps}"
-        parts = [f"{a.name}: failed ({type(a.error).__name__}: {a.error})" for a in self.attempts]
+        parts = [
+            f"{a.name}: {_ATTEMPT_WORDS.get(a.outcome, a.outcome)}"
+            f" ({type(a.error).__name__}: {a.error})"
+            for a in self.attempts
+        ]
         parts += [f"{s.name}: {s.reason}" for s in self.skipped]
         if not parts:
             return head + " (no provider is registered for it)"
-        return head + "; candidates: " + "; ".join(parts)
+        tail = (
+            f"; the earliest admits again in {self.retry_after:.3g} s"
+            if self.retry_after is not None
+            else ""
+        )
+        return head + "; candidates: " + "; ".join(parts) + tail
+
+
+#: How an attempt's outcome reads in :class:`NoServiceAvailable`'s message.
+_ATTEMPT_WORDS = {
+    "failure": "failed",
+    "timeout": "timed out",
+    "rate_limited": "rate limited",
+    "disabled": "disabled",
+    "rerouted": "needs more capabilities",
+}

@@ -149,7 +149,14 @@ def no_service(
     skipped = [
         Skip(c.name, c.reason) for c in rows if c.verdict == "skipped" and c.name not in tried_names
     ]
-    return NoServiceAvailable(handler, service_type, required, skipped, tuple(attempts))
+    reopen = min(
+        (c.open_until for c in rows if c.open_until is not None and c.name not in tried_names),
+        default=None,
+    )
+    retry_after = None if reopen is None else max(0.0, reopen - now)
+    return NoServiceAvailable(
+        handler, service_type, required, skipped, tuple(attempts), retry_after
+    )
 
 
 def provider_info(

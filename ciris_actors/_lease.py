@@ -13,11 +13,21 @@ from typing import Any, Literal, TypeVar
 
 import trio
 
-from ._actors.record import Permit, ProviderRecord
-from ._actors.supervisor import Resolve
+from ._actors.record import OUTCOMES, Permit, ProviderRecord
+from ._actors.supervisor import RegistrySupervisor, Resolve
 from ._errors import Attempt, NoServiceAvailable, RegistryError
+from .outcomes import ErrorClass, ErrorKind
 
-__all__ = ["Lease", "Outcome", "Ticket", "call_with_failover", "settle", "settle_ticket"]
+__all__ = [
+    "Lease",
+    "Outcome",
+    "Ticket",
+    "call_with_failover",
+    "outcome_word",
+    "settle",
+    "settle_error",
+    "settle_ticket",
+]
 
 T = TypeVar("T")
 
@@ -33,21 +43,74 @@ class Outcome(enum.Enum):
     NONE = "none"
 
 
-def settle(record: ProviderRecord, generation: int, outcome: Outcome, now: float) -> None:
+#: Indexes into ``ProviderCounters.outcomes`` (see ``OUTCOMES``).
+_SUCCESS, _FAILURE, _TIMEOUT, _CANCELLED = (
+    OUTCOMES.index(word) for word in ("success", "failure", "timeout", "cancelled")
+)
+#: The outcome each error class counts as.
+_CLASS_OUTCOME: dict[ErrorKind, int] = {
+    ErrorKind.FAILURE: OUTCOMES.index("failure"),
+    ErrorKind.SUCCESS: OUTCOMES.index("success"),
+    ErrorKind.IGNORE: OUTCOMES.index("ignored"),
+    ErrorKind.RATE_LIMITED: OUTCOMES.index("rate_limited"),
+    ErrorKind.DISABLE: OUTCOMES.index("disabled"),
+    ErrorKind.REROUTE: OUTCOMES.index("rerouted"),
+}
+#: Classes of error after which ``call`` stops and raises the error itself: the
+#: provider did its job (``success``) or the request is at fault (``ignore``).
+_FINAL = frozenset({ErrorKind.SUCCESS, ErrorKind.IGNORE})
+
+
+def settle(
+    record: ProviderRecord,
+    generation: int,
+    outcome: Outcome,
+    now: float,
+    *,
+    timed_out: bool = False,
+) -> None:
     """Record *outcome* of a call to *record* admitted at breaker *generation*.
 
-    The one place an outcome is recorded: leases, ``call``, ``report_success`` /
-    ``report_failure`` and the simulator's event engine all come here, so they cannot
-    drift apart. A half-open permit taken at *generation* is returned whatever the
-    outcome. Synchronous: it never awaits.
+    The one place an outcome without an error class is recorded: leases, ``call``,
+    ``report_success`` / ``report_failure`` and the simulator's event engine all come
+    here (and to :func:`settle_error` for a classified error), so they cannot drift
+    apart. A half-open permit taken at *generation* is returned whatever the outcome.
+    Counted per provider (a failure that was the call's own deadline as ``timeout``).
+    Synchronous: it never awaits.
     """
     breaker = record.breaker
     if outcome is Outcome.SUCCESS:
         breaker.record_success(now, generation)
+        record.counters.outcomes[_SUCCESS] += 1
     elif outcome is Outcome.FAILURE:
         breaker.record_failure(now, generation)
+        record.counters.outcomes[_TIMEOUT if timed_out else _FAILURE] += 1
     else:
         breaker.release(generation)
+
+
+def settle_error(
+    sup: RegistrySupervisor,
+    record: ProviderRecord,
+    generation: int,
+    error_class: ErrorClass,
+    now: float,
+) -> None:
+    """Record a call to *record* that raised an error of *error_class*, as the class
+    says (see :class:`~ciris_actors.outcomes.ErrorClass`), and publish what a rate limit
+    or a disable did. Synchronous."""
+    breaker = record.breaker
+    kind = error_class.kind
+    was_disabled = breaker.disabled
+    breaker.record_error(now, error_class, generation)
+    record.counters.outcomes[_CLASS_OUTCOME[kind]] += 1
+    if kind is ErrorKind.RATE_LIMITED or kind is ErrorKind.DISABLE:
+        sup.error_recorded(record, error_class, was_disabled, now)
+
+
+def outcome_word(error_class: ErrorClass) -> str:
+    """The outcome an error of *error_class* counts as (``"rate_limited"``, ...)."""
+    return OUTCOMES[_CLASS_OUTCOME[error_class.kind]]
 
 
 class Ticket:
@@ -97,8 +160,15 @@ class Ticket:
         return f"<Ticket for {self.name!r}, due {self.deadline:g}>"
 
 
-def settle_ticket(owner: object, ticket: Ticket, outcome: Outcome, now: float) -> None:
-    """Record *outcome* for *ticket* (``Registry.settle`` of the registry *owner*).
+def settle_ticket(
+    owner: RegistrySupervisor,
+    ticket: Ticket,
+    outcome: Outcome,
+    now: float,
+    error: BaseException | None = None,
+) -> None:
+    """Record *outcome* for *ticket* (``Registry.settle`` of the registry *owner*); a
+    failure with its *error* is recorded as the error's class says.
 
     Raises:
       ValueError: another registry admitted the ticket.
@@ -111,29 +181,20 @@ def settle_ticket(owner: object, ticket: Ticket, outcome: Outcome, now: float) -
     ticket._settled = True
     record = ticket._record
     permit = ticket._permit
-    if now >= ticket.deadline:
-        # The call overran its time: a failure, whatever the caller says, as a lease's
-        # deadline would have counted it.
-        outcome = Outcome.FAILURE
     if permit is not None:
         if permit.expired:
             return  # the breaker actor settled it as a failure at its deadline
         if permit in record.permits:
             record.permits.remove(permit)
-    settle(record, ticket._generation, outcome, now)
-
-
-def outcome_of(error: BaseException | None, timed_out: bool) -> Outcome:
-    """The outcome of a call that ended with *error* (``None``: normally), its own
-    deadline having fired or not."""
-    if timed_out:
-        return Outcome.FAILURE
-    if error is None:
-        return Outcome.SUCCESS
-    if isinstance(error, Exception):
-        return Outcome.FAILURE
-    # Cancelled from outside, KeyboardInterrupt, or a group of such: not the provider's.
-    return Outcome.NONE
+    if now >= ticket.deadline:
+        # The call overran its time: a failure, whatever the caller says, as a lease's
+        # deadline would have counted it.
+        settle(record, ticket._generation, Outcome.FAILURE, now, timed_out=True)
+    elif error is not None:
+        error_class = owner.classify_error(record, error)
+        settle_error(owner, record, ticket._generation, error_class, now)
+    else:
+        settle(record, ticket._generation, outcome, now)
 
 
 class Lease:
@@ -142,16 +203,24 @@ class Lease:
     Written as a class rather than a generator-based context manager because it is on
     the ``lease``/``call`` path and must tell the deadline it set apart from a
     cancellation from outside.
+
+    Attributes:
+      error_class: what the error the block raised was classified as; ``None`` after a
+        normal exit, a timeout or a cancellation.
     """
 
-    __slots__ = ("_abandoned", "_generation", "_limit", "_record", "_scope")
+    __slots__ = ("_abandoned", "_generation", "_limit", "_record", "_scope", "_sup", "error_class")
 
-    def __init__(self, record: ProviderRecord, timeout: float | None) -> None:
+    def __init__(
+        self, sup: RegistrySupervisor, record: ProviderRecord, timeout: float | None
+    ) -> None:
+        self._sup = sup
         self._record = record
         self._generation = record.breaker.generation
         self._limit = record.breaker.config.timeout_duration if timeout is None else timeout
         self._scope: trio.CancelScope | None = None
         self._abandoned = False
+        self.error_class: ErrorClass | None = None
 
     @property
     def instance(self) -> Any:
@@ -190,8 +259,23 @@ class Lease:
         return False
 
     def _settle(self, exc: BaseException | None, timed_out: bool) -> None:
-        outcome = Outcome.NONE if self._abandoned else outcome_of(exc, timed_out)
-        settle(self._record, self._generation, outcome, trio.current_time())
+        record = self._record
+        now = trio.current_time()
+        if self._abandoned:
+            record.breaker.release(self._generation)
+        elif timed_out:
+            settle(record, self._generation, Outcome.FAILURE, now, timed_out=True)
+        elif exc is None:
+            settle(record, self._generation, Outcome.SUCCESS, now)
+        elif isinstance(exc, Exception):
+            error_class = self._sup.classify_error(record, exc)
+            self.error_class = error_class
+            settle_error(self._sup, record, self._generation, error_class, now)
+        else:
+            # Cancelled from outside, KeyboardInterrupt, or a group of such: not the
+            # provider's doing. The permit goes back; the call counts as cancelled.
+            record.breaker.release(self._generation)
+            record.counters.outcomes[_CANCELLED] += 1
 
     def _too_slow(self) -> trio.TooSlowError:
         return trio.TooSlowError(
@@ -204,17 +288,24 @@ class _NotAwaitable(Exception):
 
 
 async def call_with_failover(
+    sup: RegistrySupervisor,
     resolve: Resolve,
-    no_service: Callable[[list[ProviderRecord], list[Attempt]], NoServiceAvailable],
+    no_service: Callable[[frozenset[str], list[ProviderRecord], list[Attempt]], NoServiceAvailable],
     handler: str,
     service_type: str,
     required: frozenset[str],
     fn: Callable[..., Awaitable[T]],
     args: tuple[Any, ...],
     max_attempts: int | None,
+    wait: float | None,
 ) -> T:
     """``Registry.call``'s loop: lease, try, and on failure move to the next available
     provider, never the same one twice.
+
+    An error classified ``ignore`` or ``success`` is raised at once; ``reroute`` adds
+    its capabilities to what the rest of the call requires. With *wait*, when nothing is
+    available it waits (at most *wait* seconds in all) for the earliest breaker to admit
+    again or for routing or a breaker to change, then looks again.
 
     Raises:
       NoServiceAvailable: from *no_service*, chained from the last error.
@@ -223,13 +314,24 @@ async def call_with_failover(
     tried: list[ProviderRecord] = []
     attempts: list[Attempt] = []
     last: Exception | None = None
+    give_up = None if wait is None else trio.current_time() + wait
     while max_attempts is None or len(attempts) < max_attempts:
         record = resolve(handler, service_type, required, True, tried)
         if record is None:
-            break
+            if give_up is None:
+                break
+            error = no_service(required, tried, attempts)
+            now = trio.current_time()
+            if now >= give_up:
+                raise error from last
+            wake = give_up if error.retry_after is None else min(give_up, now + error.retry_after)
+            with trio.move_on_at(wake):
+                await sup.wait_change()
+            continue
         tried.append(record)
+        lease = Lease(sup, record, None)
         try:
-            with Lease(record, None) as lease:
+            with lease:
                 awaitable = fn(lease.instance, *args)
                 if not inspect.isawaitable(awaitable):
                     lease.abandon()
@@ -240,6 +342,14 @@ async def call_with_failover(
         except _NotAwaitable as exc:
             raise TypeError(str(exc)) from None
         except Exception as exc:
-            attempts.append(Attempt(record.name, exc))
+            error_class = lease.error_class
+            if error_class is None:  # the call's own deadline
+                attempts.append(Attempt(record.name, exc, "timeout"))
+            else:
+                if error_class.kind in _FINAL:
+                    raise
+                attempts.append(Attempt(record.name, exc, outcome_word(error_class)))
+                if error_class.kind is ErrorKind.REROUTE:
+                    required = required | error_class.require
             last = exc
-    raise no_service(tried, attempts) from last
+    raise no_service(required, tried, attempts) from last

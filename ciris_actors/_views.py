@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from ._actors.record import ProviderRecord
+from ._actors.record import OUTCOMES, ProviderRecord
 from ._types import ActorStatus, Priority, SelectionStrategy
 from .breaker import CircuitBreakerConfig
 
@@ -49,6 +49,11 @@ class ProviderView:
       transitions: breaker transitions so far, by (old state, new state) value.
       health_checks_passed: health-check results recorded as passed.
       health_checks_failed: health-check results recorded as failed.
+      outcomes: calls by outcome: ``success``, ``failure``, ``ignored``,
+        ``rate_limited``, ``disabled``, ``rerouted`` (by the error's class), ``timeout``
+        (the call's own deadline) and ``cancelled`` (from outside), each present.
+      disabled: why the provider is disabled (out of routing until its breaker is reset
+        or reconfigured, or it is registered again), or ``None``.
     """
 
     name: str
@@ -75,6 +80,8 @@ class ProviderView:
     transitions: Mapping[tuple[str, str], int]
     health_checks_passed: int
     health_checks_failed: int
+    outcomes: Mapping[str, int]
+    disabled: str | None
 
     @property
     def health_word(self) -> str:
@@ -106,6 +113,8 @@ class ProviderView:
             "available": self.available,
             "restarts": self.restarts,
             "last_error": self.last_error,
+            "disabled": self.disabled,
+            "outcomes": dict(self.outcomes),
         }
 
 
@@ -139,4 +148,6 @@ def view_of(record: ProviderRecord, now: float) -> ProviderView:
         transitions=types.MappingProxyType(dict(counters.transitions)),
         health_checks_passed=counters.health_passed,
         health_checks_failed=counters.health_failed,
+        outcomes=types.MappingProxyType(dict(zip(OUTCOMES, counters.outcomes, strict=True))),
+        disabled=breaker.disabled,
     )

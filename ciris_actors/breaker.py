@@ -271,7 +271,9 @@ class CircuitBreaker:
     def check_and_raise(self, now: float) -> None:
         """Raise :class:`CircuitBreakerError` if a call at *now* would not be admitted."""
         if not self.is_available(now):
-            raise CircuitBreakerError(self.name, self._state, self.next_attempt_time)
+            raise CircuitBreakerError(
+                self.name, self._state, self.next_attempt_time, self._disabled
+            )
 
     def get_stats(self, now: float | None = None) -> dict[str, Any]:
         """Return a JSON-ready snapshot of the breaker.

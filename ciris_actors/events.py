@@ -25,6 +25,7 @@ __all__ = [
     "EventsDropped",
     "HealthChanged",
     "ProviderClosed",
+    "ProviderDisabled",
     "ProviderRegistered",
     "ProviderUnregistered",
     "RegistryEvent",
@@ -84,6 +85,15 @@ class HealthChanged(RegistryEvent):
     """A provider's health-check result changed."""
 
     healthy: bool
+    reason: str
+
+
+@attrs.frozen
+class ProviderDisabled(RegistryEvent):
+    """A provider left routing for an error classified ``disable`` (a revoked key, say):
+    its breaker stays OPEN with no deadline until ``reset_circuit_breaker``,
+    ``update_circuit_breaker`` or a new registration."""
+
     reason: str
 
 

@@ -21,7 +21,15 @@ from ._actors.messages import BreakerMessage
 from ._actors.record import ProviderRecord
 from ._actors.supervisor import RegistrySupervisor, Resolve
 from ._errors import Attempt, DuplicateProviderError, NoServiceAvailable, RegistryError
-from ._lease import Lease, Outcome, Ticket, call_with_failover, settle, settle_ticket
+from ._lease import (
+    Lease,
+    Outcome,
+    Ticket,
+    call_with_failover,
+    settle,
+    settle_error,
+    settle_ticket,
+)
 from ._nursery import unwrap_single_exception
 from ._observe import Observation, ResolveObserver
 from ._types import (
@@ -39,7 +47,9 @@ from ._validators import count, seconds
 from ._views import ProviderView, view_of
 from .breaker import CircuitBreaker, CircuitBreakerConfig
 from .events import EventSubscription, RegistryEvent
+from .outcomes import Classifier
 from .restart import RestartPolicy
+from .selection import available
 
 __all__ = ["Registry", "open_registry"]
 
@@ -104,6 +114,7 @@ class Registry:
         name: str | None = None,
         *,
         mock: bool = False,
+        classify: Classifier | None = None,
     ) -> str:
         """Register *provider* for *handler* (``"*"``: every handler) and start its actor.
 
@@ -122,6 +133,8 @@ class Registry:
           strategy: the group's strategy if this provider comes first in the group.
           name: a stable unique name; generated when ``None``.
           mock: only ever handed out by :meth:`get_service_with_fallback`.
+          classify: what an error from this provider means (see
+            :class:`~ciris_actors.outcomes.ErrorClass`), asked before the registry's.
 
         Returns:
           The provider's unique name.
@@ -150,6 +163,7 @@ class Registry:
             )
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata: expected a mapping, got {type(metadata).__name__}")
+        _check_classifier(classify)
         if name is not None:
             _check_name("name", name)
             if name in self._sup.providers:
@@ -176,6 +190,7 @@ class Registry:
             metadata=dict(metadata or {}),
             mock=bool(mock),
             lifecycle=life,
+            classify=classify,
         )
         self._sup.add(record)
         return name
@@ -309,6 +324,32 @@ class Registry:
             return cached
         return coerce_capabilities(capabilities, "required_capabilities")
 
+    def get_services(
+        self,
+        handler: str,
+        service_type: str,
+        required_capabilities: Iterable[str] | None = None,
+    ) -> list[Any]:
+        """Every available provider instance for the request, in selection order
+        (handler-specific before global), without admitting any: for broadcasting to all
+        of them. Nothing is recorded; report outcomes with :meth:`report_success` /
+        :meth:`report_failure` if wanted.
+
+        Raises:
+          TypeError: a bad capability list.
+          RegistryError: the registry is closed.
+        """
+        self._check_open()
+        required = coerce_capabilities(required_capabilities, "required_capabilities")
+        plans = self._sup.plans
+        now = self._sup.now()
+        found: list[Any] = []
+        for scope in (handler, GLOBAL) if handler != GLOBAL else (GLOBAL,):
+            plan = plans.get((scope, service_type))
+            if plan is not None:
+                found += [record.instance for record in available(plan, required, now)]
+        return found
+
     @asynccontextmanager
     async def lease(
         self,
@@ -336,7 +377,7 @@ class Registry:
         record = self._resolve(handler, service_type, required, True, ())
         if record is None:
             raise self._no_service(handler, service_type, required, [], [])
-        with Lease(record, limit) as lease:
+        with Lease(self._sup, record, limit) as lease:
             yield lease.instance
 
     async def call(
@@ -347,18 +388,34 @@ class Registry:
         *args: Any,
         required_capabilities: Iterable[str] | None = None,
         max_attempts: int | None = None,
+        wait: float | None = None,
     ) -> T:
         """Return ``await fn(instance, *args)``, failing over on failure.
 
-        Each attempt runs through a lease (breaker deadline, outcome recorded). A failed
-        attempt moves on to the next available provider; no provider is tried twice in one
-        call.
+        Each attempt runs through a lease (breaker deadline, outcome recorded). What an
+        error means is its class (see :class:`~ciris_actors.outcomes.ErrorClass`): a
+        failure, a rate limit or a disable moves on to the next available provider; a
+        reroute moves on to providers that also have the capabilities it requires; an
+        ignored error or one classified as a success is raised at once. No provider is
+        tried twice in one call.
+
+        Args:
+          handler: the handler asking.
+          service_type: the service type wanted.
+          fn: called as ``fn(instance, *args)``; must return an awaitable.
+          args: passed to *fn* after the instance.
+          required_capabilities: capabilities the provider must have.
+          max_attempts: providers to try at most (``None``: every available one).
+          wait: when nothing is available, wait up to this many seconds in all for a
+            provider to admit again (woken by the earliest breaker deadline, or when
+            routing or a breaker's state changes) instead of failing at once.
 
         Raises:
           NoServiceAvailable: every available provider failed (or none was available, or
-            *max_attempts* ran out). It lists every attempt; its ``__cause__`` is the last
-            error.
-          ValueError: *max_attempts* is below 1.
+            *max_attempts* ran out, or *wait* passed). It lists every attempt; its
+            ``__cause__`` is the last error; its ``retry_after`` says when the earliest
+            skipped provider admits again.
+          ValueError: *max_attempts* is below 1, or *wait* is negative or NaN.
           TypeError: *max_attempts* is not an int; *fn* is not callable or does not
             return an awaitable (no outcome is recorded: that is the caller's bug, not
             the provider's).
@@ -368,15 +425,27 @@ class Registry:
             raise TypeError(f"fn: expected an async callable, got {type(fn).__name__}")
         if max_attempts is not None:
             count(max_attempts, "max_attempts")
+        limit = None if wait is None else seconds(wait, "wait", inclusive=True, infinite=True)
         required = coerce_capabilities(required_capabilities, "required_capabilities")
         await trio.lowlevel.checkpoint()
         self._check_open()
 
-        def no_service(tried: list[ProviderRecord], attempts: list[Attempt]) -> NoServiceAvailable:
-            return self._no_service(handler, service_type, required, tried, attempts)
+        def no_service(
+            needed: frozenset[str], tried: list[ProviderRecord], attempts: list[Attempt]
+        ) -> NoServiceAvailable:
+            return self._no_service(handler, service_type, needed, tried, attempts)
 
         return await call_with_failover(
-            self._resolve, no_service, handler, service_type, required, fn, args, max_attempts
+            self._sup,
+            self._resolve,
+            no_service,
+            handler,
+            service_type,
+            required,
+            fn,
+            args,
+            max_attempts,
+            limit,
         )
 
     def _no_service(
@@ -476,7 +545,9 @@ class Registry:
                 + (" (a single name: put it in a list)" if isinstance(exclude, str) else "")
             ) from None
 
-    def settle(self, ticket: Ticket, outcome: Outcome | str) -> None:
+    def settle(
+        self, ticket: Ticket, outcome: Outcome | str, *, error: BaseException | None = None
+    ) -> None:
         """Record how the call of *ticket* (from :meth:`admit`) went.
 
         Args:
@@ -485,17 +556,22 @@ class Registry:
             ``Outcome.NONE`` (it never reached the provider, or was cancelled); or the
             value's string. At or after the ticket's deadline, a failure is recorded
             whatever the outcome.
+          error: for a failure, the error the call raised: recorded as its class says
+            (the provider's classifier, then the registry's).
 
         Raises:
           RegistryError: the ticket was settled already, or the registry is closed.
-          TypeError: *ticket* is not a :class:`Ticket`, or *outcome* not an outcome.
-          ValueError: *outcome* is no outcome's value, or another registry admitted
-            *ticket*.
+          TypeError: *ticket* is not a :class:`Ticket`, *outcome* not an outcome, or
+            *error* not an exception.
+          ValueError: *outcome* is no outcome's value, another registry admitted
+            *ticket*, or an *error* came with an outcome that is not a failure.
         """
         self._check_open()
         if not isinstance(ticket, Ticket):
             raise TypeError(f"ticket: expected a Ticket, got {type(ticket).__name__}")
-        settle_ticket(self._sup, ticket, _outcome(outcome), self._sup.now())
+        result = _outcome(outcome)
+        _check_error(error, result)
+        settle_ticket(self._sup, ticket, result, self._sup.now(), error)
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -509,15 +585,29 @@ class Registry:
         """
         self._report(name, Outcome.SUCCESS)
 
-    def report_failure(self, name: str) -> None:
+    def report_failure(self, name: str, error: BaseException | None = None) -> None:
         """Record that a call to provider *name* (from ``get_service``) failed.
 
         Returns the oldest outstanding half-open probe permit, if any.
 
+        Args:
+          name: the provider's name.
+          error: the error the call raised: recorded as its class says (the provider's
+            classifier, then the registry's); without it, a plain failure.
+
         Raises:
           UnknownProviderError: no provider has that name.
+          TypeError: *error* is not an exception (nothing is recorded).
         """
-        self._report(name, Outcome.FAILURE)
+        if error is None:
+            self._report(name, Outcome.FAILURE)
+            return
+        _check_error(error, Outcome.FAILURE)
+        self._check_open()
+        sup = self._sup
+        record = sup.get(name)
+        error_class = sup.classify_error(record, error)
+        settle_error(sup, record, sup.return_permit(record), error_class, sup.now())
 
     def _report(self, name: str, outcome: Outcome) -> None:
         self._check_open()
@@ -819,6 +909,22 @@ def _ordered_names(value: object, field: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def _check_classifier(classify: object, field: str = "classify") -> None:
+    if classify is not None and not callable(classify):
+        raise TypeError(
+            f"{field}: expected a callable taking an exception, got {type(classify).__name__}"
+        )
+
+
+def _check_error(error: object, outcome: Outcome) -> None:
+    if error is None:
+        return
+    if not isinstance(error, BaseException):
+        raise TypeError(f"error: expected an exception, got {type(error).__name__}")
+    if outcome is not Outcome.FAILURE:
+        raise ValueError(f"error: given with outcome {outcome.value!r}; only a failure has one")
+
+
 def _outcome(value: object) -> Outcome:
     if isinstance(value, Outcome):
         return value
@@ -860,6 +966,7 @@ async def open_registry(
     allow_mock_services: bool = False,
     close_timeout: float = 5.0,
     seed: int | None = None,
+    classify: Classifier | None = None,
 ) -> AsyncIterator[Registry]:
     """Open a registry whose provider actors live in this block.
 
@@ -875,6 +982,9 @@ async def open_registry(
       allow_mock_services: let :meth:`Registry.get_service_with_fallback` hand out mocks.
       close_timeout: deadline for each provider's ``aclose`` at exit or unregister.
       seed: seed of the restart back-off jitter, for reproducible runs.
+      classify: what an error from a provider means (see
+        :class:`~ciris_actors.outcomes.ErrorClass`), asked after the provider's own
+        classifier; ``None`` from both means a failure.
 
     Raises:
       RuntimeError: not called inside a trio run (ciris_actors runs on trio only).
@@ -894,6 +1004,7 @@ async def open_registry(
             f"default_breaker: expected a CircuitBreakerConfig, got {type(breaker).__name__}"
         )
     close = seconds(close_timeout, "close_timeout")
+    _check_classifier(classify)
 
     supervisor: RegistrySupervisor | None = None
     try:
@@ -907,6 +1018,7 @@ async def open_registry(
                     health_check_interval=interval,
                     close_timeout=close,
                     rng=random.Random(seed),
+                    classify=classify,
                 )
                 registry = Registry(
                     supervisor,

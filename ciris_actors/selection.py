@@ -280,7 +280,8 @@ def skip_reason(
         if breaker.state is CircuitState.HALF_OPEN:
             return "circuit half-open, probe quota in use"
         until = breaker.next_attempt_time
-        assert until is not None
+        if until is None:
+            return f"disabled: {breaker.disabled}"
         return f"circuit open for another {format_span(until - now)}"
     return None
 
@@ -296,6 +297,28 @@ def format_span(seconds: float) -> str:
     if seconds < 172_800:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86_400:.0f} days"
+
+
+def available(plan: Plan[M], required: frozenset[str], now: float) -> list[M]:
+    """Every available member of *plan* at *now*, in the order :func:`select` would try
+    them (round-robin groups from their cursor), without admitting any or moving cursors.
+    """
+    found: list[M] = []
+    for group in plan:
+        members = group.members
+        count = len(members)
+        start = 0
+        if group.strategy is _ROUND_ROBIN and group.cursor.last is not None:
+            start = bisect.bisect_right(group.keys, group.cursor.last)
+        for step in range(count):
+            member = members[(start + step) % count]
+            if (
+                member.routable
+                and required <= member.capabilities
+                and member.breaker.is_available(now)
+            ):
+                found.append(member)
+    return found
 
 
 def explain_plan(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .._types import ActorStatus, CircuitState
+from .._types import ActorStatus
 from .messages import BreakerMessage
 
 if TYPE_CHECKING:
@@ -46,8 +46,9 @@ async def _loop(sup: RegistrySupervisor, record: ProviderRecord) -> None:
     try:
         while True:
             deadline = next_check
-            if breaker.state is CircuitState.OPEN:
-                deadline = min(deadline, breaker.next_attempt_time or 0.0)
+            reopen = breaker.next_attempt_time  # None while disabled: no deadline
+            if reopen is not None:
+                deadline = min(deadline, reopen)
             if record.permits:
                 # Not just the oldest: update_circuit_breaker can shorten timeout_duration.
                 deadline = min(deadline, min(permit.deadline for permit in record.permits))

@@ -12,11 +12,26 @@ import attrs
 import trio
 
 from .._types import ActorStatus
+from ..outcomes import Classifier
 from ..restart import RestartTracker
 from ..selection import Member
 from .messages import BreakerMessage, Mailbox
 
-__all__ = ["Lifecycle", "Permit", "ProviderCounters", "ProviderRecord"]
+__all__ = ["OUTCOMES", "Lifecycle", "Permit", "ProviderCounters", "ProviderRecord"]
+
+#: What a call to a provider can come to, as counted per provider (the index of each in
+#: ``ProviderCounters.outcomes``) and named in traces: an error class's outcome, a call's
+#: own deadline (``timeout``) or a cancellation from outside (``cancelled``).
+OUTCOMES = (
+    "success",
+    "failure",
+    "ignored",
+    "rate_limited",
+    "disabled",
+    "rerouted",
+    "timeout",
+    "cancelled",
+)
 
 
 @attrs.define(slots=True, eq=False)
@@ -47,6 +62,8 @@ class ProviderCounters:
     #: Health-check results recorded so far.
     health_passed: int = 0
     health_failed: int = 0
+    #: Calls by outcome, indexed as :data:`OUTCOMES` (a list: the cheapest to bump).
+    outcomes: list[int] = attrs.field(factory=lambda: [0] * len(OUTCOMES))
 
 
 @attrs.define(slots=True, eq=False, kw_only=True)
@@ -70,6 +87,8 @@ class ProviderRecord(Member):
     #: almost always empty, and small.
     permits: list[Permit] = attrs.field(factory=list)
     counters: ProviderCounters = attrs.field(factory=ProviderCounters)
+    #: The provider's own error classifier, asked before the registry's.
+    classify: Classifier | None = None
 
     @property
     def routing_scope(self) -> str:

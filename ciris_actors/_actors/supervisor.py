@@ -26,11 +26,13 @@ from ..events import (
     EventBus,
     HealthChanged,
     ProviderClosed,
+    ProviderDisabled,
     ProviderRegistered,
     ProviderUnregistered,
     RegistryEvent,
     ResolveMiss,
 )
+from ..outcomes import Classifier, ErrorClass, ErrorKind, classify
 from ..restart import RestartPolicy, RestartTracker
 from ..selection import Member, Plan, plan_insert, plan_remove
 from .breaker_actor import breaker_actor
@@ -99,6 +101,23 @@ def walker(
     return walk
 
 
+#: What a health check that raised says about the provider's health, by the error's
+#: class: ``None`` is no verdict. A rate limit or a disable is recorded on the breakers
+#: instead, which hold the provider out of routing for as long as it should be (a
+#: verdict would outlast a short Retry-After, or a reset after a key is fixed).
+_HEALTH_VERDICT: dict[ErrorKind, bool | None] = {
+    ErrorKind.FAILURE: False,
+    ErrorKind.SUCCESS: True,
+    ErrorKind.IGNORE: None,
+    ErrorKind.REROUTE: None,
+    ErrorKind.RATE_LIMITED: None,
+    ErrorKind.DISABLE: None,
+}
+#: Classes a health check's error also records on the breakers: the provider is
+#: throttled, or its credentials are refused, whatever its answer to a health check.
+_BREAKER_KINDS = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.DISABLE})
+
+
 def _ignore_miss(handler: str, service_type: str, required: frozenset[str]) -> None:
     pass
 
@@ -114,8 +133,11 @@ class RegistrySupervisor:
         health_check_interval: float | None,
         close_timeout: float,
         rng: random.Random,
+        classify: Classifier | None = None,
     ) -> None:
         self.nursery = nursery
+        #: The registry's error classifier, asked after a provider's own.
+        self.classify = classify
         self.restart_policy = restart_policy
         self.health_check_interval = health_check_interval
         self.close_timeout = close_timeout
@@ -420,6 +442,28 @@ class RegistrySupervisor:
         if changed:
             self.signal_change()
 
+    def classify_error(self, record: ProviderRecord, error: BaseException) -> ErrorClass:
+        """What *error* from *record*'s provider means: its own classifier first, then
+        the registry's; a failure when neither has an opinion."""
+        return classify(error, record.classify, self.classify)
+
+    def error_recorded(
+        self, record: ProviderRecord, error_class: ErrorClass, was_disabled: str | None, now: float
+    ) -> None:
+        """Publish what a ``rate_limited`` or ``disable`` outcome just did to *record*'s
+        breaker beyond a transition (which its callback publishes): a moved deadline, or
+        a provider leaving routing (:class:`ProviderDisabled`)."""
+        self.state_version += 1
+        record.tell(BreakerMessage.OPENED)  # look at the (possibly moved) deadline again
+        reason = record.breaker.disabled
+        if (
+            error_class.kind is ErrorKind.DISABLE
+            and was_disabled is None
+            and reason is not None
+            and self.is_current(record)
+        ):
+            self.publish(ProviderDisabled(name=record.name, time=now, reason=reason))
+
     def on_breaker_transition(
         self,
         breaker: CircuitBreaker,
@@ -447,6 +491,8 @@ class RegistrySupervisor:
             self.publish(
                 BreakerTransition(name=breaker.name, time=now, old=old, new=new, reason=reason)
             )
+            # ``call(wait=...)`` waits for a provider to become available: wake it.
+            self.signal_change()
 
     def take_permit(
         self, record: ProviderRecord, *, owned: bool = False, timeout: float | None = None
@@ -491,13 +537,16 @@ class RegistrySupervisor:
         incarnation = life.incarnation
         counts = life.status is ActorStatus.RUNNING
         timeout = record.breaker.config.timeout_duration
-        healthy = False
+        healthy: bool | None = False
         reason = f"health check timed out after {timeout:g}s"
+        error_class: ErrorClass | None = None
         with trio.move_on_after(timeout):
             try:
                 healthy = bool(await record.instance.is_healthy())
             except Exception as exc:
+                error_class = self.classify_error(record, exc)
                 reason = f"health check raised {type(exc).__name__}: {exc}"
+                healthy = _HEALTH_VERDICT[error_class.kind]
             except (KeyboardInterrupt, SystemExit) as exc:
                 # Not a health verdict: the process is being asked to stop.
                 self.escalate(exc)
@@ -505,8 +554,15 @@ class RegistrySupervisor:
             else:
                 reason = "health check passed" if healthy else "health check returned False"
         if counts and life.incarnation == incarnation and life.records:
-            self.set_health(life, healthy, reason)
-        return healthy
+            if error_class is not None and error_class.kind in _BREAKER_KINDS:
+                now = self.now()
+                for each in list(life.records):
+                    was_disabled = each.breaker.disabled
+                    each.breaker.record_error(now, error_class)
+                    self.error_recorded(each, error_class, was_disabled, now)
+            if healthy is not None:
+                self.set_health(life, healthy, reason)
+        return bool(healthy)
 
     def registration_closed(self, record: ProviderRecord) -> None:
         """*record*'s breaker actor has finished: publish :class:`ProviderClosed` for it,

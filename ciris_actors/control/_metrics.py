@@ -130,6 +130,12 @@ def _calls(scrape: Scrape) -> Iterator[Sample]:
         yield (*_ids(view), "rejected"), stats["total_rejections"]
 
 
+def _outcomes(scrape: Scrape) -> Iterator[Sample]:
+    for view in scrape.views:
+        for outcome, count in view.outcomes.items():
+            yield (*_ids(view), outcome), count
+
+
 def _health_checks(scrape: Scrape) -> Iterator[Sample]:
     for view in scrape.views:
         if view.has_health_check:
@@ -222,6 +228,21 @@ METRICS: tuple[MetricSpec, ...] = (
         "Outcomes the breaker recorded (success, failure) and admissions it refused (rejected).",
         (*PROVIDER_LABELS, "outcome"),
         _calls,
+    ),
+    MetricSpec(
+        "ciris_provider_outcomes",
+        "counter",
+        "Calls to the provider by outcome: success, failure, ignored, rate_limited, disabled,"
+        " rerouted (by the error's class), timeout, cancelled.",
+        (*PROVIDER_LABELS, "outcome"),
+        _outcomes,
+    ),
+    MetricSpec(
+        "ciris_provider_disabled",
+        "gauge",
+        "1 while the provider is disabled (an error classified disable; until reset).",
+        PROVIDER_LABELS,
+        _per_provider(lambda v: float(v.disabled is not None)),
     ),
     MetricSpec(
         "ciris_health_checks",
