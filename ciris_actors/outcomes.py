@@ -243,9 +243,7 @@ def http_classifier(
     Raises:
       TypeError, ValueError: bad *context_overflow* or *max_retry_after*.
     """
-    reroute = None
-    if context_overflow is not None:
-        reroute = ErrorClass.reroute(context_overflow)
+    overflow = _IGNORE if context_overflow is None else ErrorClass.reroute(context_overflow)
     limit = _seconds(max_retry_after, "max_retry_after")
 
     def classify_http_error(error: BaseException) -> ErrorClass | None:
@@ -259,50 +257,50 @@ def http_classifier(
             return _FAILURE if wait is None else ErrorClass.rate_limited(wait)
         if status in (401, 403):
             return ErrorClass.disable(f"HTTP {status}: {_summary(error)}")
-        if 400 <= status < 500 and status != 408:
-            if _context_overflow(error):
-                return reroute or _IGNORE
-            return _IGNORE
-        if status == 408 or 500 <= status < 600:
+        if status == 408 or status >= 500:
             return _FAILURE
+        if status >= 400:
+            return overflow if _context_overflow(error) else _IGNORE
         return None
 
     return classify_http_error
 
 
 def _status(error: BaseException) -> int | None:
+    """The HTTP status on *error*, or else on its ``response`` (``status_code``, then
+    ``status``); None when neither has an int from 100 to 599 (aiohttp's 0 is no status,
+    and so is a bool)."""
     for holder in (error, getattr(error, "response", None)):
-        if holder is None:
-            continue
         for attribute in ("status_code", "status"):
             value = getattr(holder, attribute, None)
-            if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+            if isinstance(value, int) and 100 <= value <= 599:
                 return value
     return None
 
 
 def _header(error: BaseException, name: str) -> str | None:
+    """The header *name* (lower case) of *error*'s ``response``, or else of *error*."""
     for holder in (getattr(error, "response", None), error):
-        headers = getattr(holder, "headers", None) if holder is not None else None
-        if not isinstance(headers, Mapping) and not hasattr(headers, "get"):
-            continue
-        value = _lookup(headers, name)
+        value = _lookup(getattr(holder, "headers", None), name)
         if value is not None:
             return value
     return None
 
 
 def _lookup(headers: Any, name: str) -> str | None:
+    """The string value of header *name* (lower case) in *headers*: a mapping (httpx's,
+    requests' or a dict), searched without regard to case, or else anything
+    with a ``get`` (as the ``email.message.Message`` of urllib), asked for *name*. None
+    when it is missing or not a string, or when reading *headers* raises (no headers at
+    all, say)."""
     try:
-        value = headers.get(name)
-        if value is None:
-            value = headers.get(name.title())
-        if value is None and isinstance(headers, Mapping):
-            lowered = {str(k).lower(): v for k, v in headers.items()}
-            value = lowered.get(name)
+        if isinstance(headers, Mapping):
+            found = [value for key, value in headers.items() if str(key).lower() == name]
+        else:
+            found = [headers.get(name)]
     except Exception:
         return None
-    return value if isinstance(value, str) else None
+    return next((value for value in found if isinstance(value, str)), None)
 
 
 def _retry_after(error: BaseException, limit: float, clock: Callable[[], float]) -> float | None:
@@ -336,26 +334,31 @@ def _number(text: str) -> float | None:
 
 
 def _context_overflow(error: BaseException) -> bool:
-    texts = [str(error), str(getattr(error, "code", "") or ""), str(getattr(error, "type", ""))]
+    """Whether a marker is in *error*'s message, ``code`` or ``type``, or in the ``code``,
+    ``type`` or ``message`` of its ``body`` (openai's: the error object; anthropic's: the
+    whole JSON, with the error object under ``"error"``)."""
+    texts = [error, getattr(error, "code", None), getattr(error, "type", None)]
     body = getattr(error, "body", None)
     if isinstance(body, Mapping):
-        inner = body.get("error", body)
-        if isinstance(inner, Mapping):
-            texts += [str(inner.get(key, "")) for key in ("code", "type", "message")]
-    lowered = " ".join(texts).lower()
-    return any(marker in lowered for marker in CONTEXT_OVERFLOW_MARKERS)
+        body = body.get("error", body)
+    if isinstance(body, Mapping):
+        texts += [body.get("code"), body.get("type"), body.get("message")]
+    return any(marker in str(text).lower() for text in texts for marker in CONTEXT_OVERFLOW_MARKERS)
 
 
 def _transport_error(error: BaseException) -> bool:
-    if isinstance(error, (TimeoutError, ConnectionError)):
-        return True
-    names = [cls.__name__ for cls in type(error).__mro__]
-    return any("Timeout" in name or "Connect" in name for name in names)
+    """Whether the name of *error*'s class, or of a class it derives from, has "Timeout"
+    or "Connect" in it (so the built-in ``TimeoutError`` and ``ConnectionError`` too)."""
+    return any(
+        "Timeout" in cls.__name__ or "Connect" in cls.__name__ for cls in type(error).__mro__
+    )
 
 
 def _summary(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0][:120] if text else type(error).__name__) or type(error).__name__
+    """The first line of *error*'s message, cut to 120 characters; its type's name when
+    the message is blank."""
+    lines = str(error).strip().splitlines()
+    return lines[0][:120] if lines else type(error).__name__
 
 
 #: The HTTP classifier with its defaults, ready to pass: ``open_registry(
