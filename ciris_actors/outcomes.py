@@ -243,7 +243,13 @@ def http_classifier(
     Raises:
       TypeError, ValueError: bad *context_overflow* or *max_retry_after*.
     """
-    overflow = _IGNORE if context_overflow is None else ErrorClass.reroute(context_overflow)
+    overflow = _IGNORE
+    if context_overflow is not None:
+        try:
+            overflow = ErrorClass.reroute(context_overflow)
+        except (TypeError, ValueError) as exc:
+            # Name the caller's argument, not reroute's.
+            raise type(exc)(f"context_overflow{str(exc).removeprefix('require')}") from None
     limit = _seconds(max_retry_after, "max_retry_after")
 
     def classify_http_error(error: BaseException) -> ErrorClass | None:

@@ -733,9 +733,9 @@ def test_an_overflow_worded_server_error_is_still_the_servers_failure() -> None:
         (
             {"context_overflow": "long_context"},
             TypeError,
-            "expected an iterable of strings, got a bare string 'long_context'",
+            r"^context_overflow: expected an iterable of strings, got a bare string 'long_context'",
         ),
-        ({"context_overflow": []}, ValueError, "name at least one capability"),
+        ({"context_overflow": []}, ValueError, r"^context_overflow: name at least one capability"),
         (
             {"max_retry_after": -1},
             ValueError,
