@@ -118,6 +118,9 @@ _HEALTH_VERDICT: dict[ErrorKind, bool | None] = {
 _BREAKER_KINDS = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.DISABLE})
 
 
+_FAILURE = ErrorClass.failure()
+
+
 def _ignore_miss(handler: str, service_type: str, required: frozenset[str]) -> None:
     pass
 
@@ -445,7 +448,10 @@ class RegistrySupervisor:
     def classify_error(self, record: ProviderRecord, error: BaseException) -> ErrorClass:
         """What *error* from *record*'s provider means: its own classifier first, then
         the registry's; a failure when neither has an opinion."""
-        return classify(error, record.classify, self.classify)
+        own = record.classify
+        if own is None and self.classify is None:
+            return _FAILURE  # no classifier: skip the walk (every failed call comes here)
+        return classify(error, own, self.classify)
 
     def error_recorded(
         self, record: ProviderRecord, error_class: ErrorClass, was_disabled: str | None, now: float

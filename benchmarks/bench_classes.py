@@ -1,0 +1,197 @@
+"""What error classification costs ``Registry.call``: registries with and without a
+classifier, in the same process and the same interleaved rounds.
+
+Run from the repository root::
+
+    python benchmarks/bench_classes.py            # full run (about a minute on 2 cores)
+    python benchmarks/bench_classes.py --quick    # smoke run
+
+Method (the timing is ``_harness.py``'s, as in ``bench_registry.py``):
+
+* Two registries of plain providers (nothing to start or check), opened with
+  ``open_registry(health_check_interval=None)``: ``plain``, without a classifier, and
+  ``classified``, with ``classify=classify_http`` (the ready HTTP classifier, which
+  duck-types its way through the error's attributes: the dearest classifier we ship).
+* ``call, served``: ``await registry.call("h", "llm", ok)`` with one provider that
+  answers. No error, so the classifier is never asked: this is what having one costs a
+  call that succeeds.
+* ``call, failover``: two providers; the first raises an error shaped like an HTTP 500
+  (``status_code = 500``), the call fails over and the second answers. Each call asks
+  the classifier once (``classify_http`` says ``failure``, as no classifier would). The
+  breakers' ``failure_threshold`` is 10**9, so the first provider stays CLOSED and every
+  call takes the same path.
+* Each round takes one sample of each of the four cases (plain and classified of each
+  kind, alternating which goes first); the classified case of a kind is divided by the
+  plain one. Target: <= 1.05x for both kinds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from time import perf_counter_ns as perf_ns
+from typing import Any
+
+import trio
+from _harness import (
+    FULL,
+    QUICK,
+    Config,
+    Results,
+    Spec,
+    Target,
+    describe_source,
+    environment,
+    finish_environment,
+    fmt_time,
+    format_table,
+    load_average_line,
+    measure,
+    render_targets,
+)
+
+from ciris_actors import CircuitBreakerConfig, Registry, classify_http, open_registry
+
+#: Breakers that never open here: every failover call takes the same path.
+NEVER_OPEN = CircuitBreakerConfig(failure_threshold=10**9)
+
+
+class ServerError(Exception):
+    """An error shaped like an HTTP client's 500 (``status_code``)."""
+
+    status_code = 500
+
+
+class Answers:
+    """A provider that answers."""
+
+
+class Fails:
+    """A provider whose every call raises a :class:`ServerError`."""
+
+
+async def ok(instance: Any) -> int:
+    if isinstance(instance, Fails):
+        raise ServerError("internal error")
+    return 1
+
+
+def call_sample(registry: Registry) -> Any:
+    async def sample(batch: int) -> int:
+        t0 = perf_ns()
+        for _ in range(batch):
+            await registry.call("h", "llm", ok)
+        return perf_ns() - t0
+
+    return sample
+
+
+async def run(cfg: Config, results: Results) -> None:
+    async with (
+        open_registry(health_check_interval=None, default_breaker=NEVER_OPEN) as plain,
+        open_registry(
+            health_check_interval=None, default_breaker=NEVER_OPEN, classify=classify_http
+        ) as classified,
+        open_registry(health_check_interval=None, default_breaker=NEVER_OPEN) as plain_fo,
+        open_registry(
+            health_check_interval=None, default_breaker=NEVER_OPEN, classify=classify_http
+        ) as classified_fo,
+    ):
+        for registry in (plain, classified):
+            registry.register("h", "llm", Answers())
+        for registry in (plain_fo, classified_fo):
+            registry.register("h", "llm", Fails(), priority="HIGH")
+            registry.register("h", "llm", Answers(), priority="LOW")
+        specs = [
+            Spec("served/plain", "call, served", "no classifier", 1, "trio", call_sample(plain)),
+            Spec(
+                "served/classified",
+                "call, served",
+                "classify=classify_http",
+                1,
+                "trio",
+                call_sample(classified),
+            ),
+            Spec(
+                "failover/classified",
+                "call, failover",
+                "classify=classify_http",
+                2,
+                "trio",
+                call_sample(classified_fo),
+            ),
+            Spec(
+                "failover/plain",
+                "call, failover",
+                "no classifier",
+                2,
+                "trio",
+                call_sample(plain_fo),
+            ),
+        ]
+        await measure(specs, cfg, results, batch_groups=["served", "served", "fo", "fo"])
+        for registry in (plain_fo, classified_fo):
+            served = registry.snapshot()
+            assert served[0].outcomes["failure"] > 0, "the failover path was not taken"
+            assert served[0].breaker["state"] == "closed"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print the table and the targets.
+
+    Args:
+        argv: The command line's arguments (``sys.argv[1:]`` when ``None``).
+
+    Returns:
+        The exit status.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run")
+    args = parser.parse_args(argv)
+    cfg = QUICK if args.quick else FULL
+    env = environment()
+    results = Results()
+    trio.run(run, cfg, results)
+    finish_environment(env)
+    print(
+        f"ciris_actors {env['ciris_actors']} error-class benchmark"
+        f"{' (--quick)' if args.quick else ''}, {env['date_utc']} UTC:"
+        f" Python {env['python']}, trio {env['trio']}, {env['cpu_count']} CPUs,"
+        f" {env['platform']}"
+    )
+    print(f"package measured: {describe_source(env['package_source'])}")
+    load_line = load_average_line(env)
+    if load_line is not None:
+        print(load_line)
+    print(f"{cfg.samples} samples per case after {cfg.warmup} warm-up rounds, interleaved")
+    print()
+    rows = [
+        (
+            row.case,
+            row.variant,
+            str(row.n),
+            fmt_time(row.p50_ns),
+            fmt_time(row.p99_ns),
+            str(row.batch),
+        )
+        for row in results.rows
+    ]
+    print(format_table(("case", "variant", "providers", "p50", "p99", "batch"), rows, {2, 3, 4, 5}))
+    print()
+    targets = []
+    for kind, label in (("served", "a call that succeeds"), ("failover", "a call that fails over")):
+        ratio = results.p50(f"{kind}/classified") / results.p50(f"{kind}/plain")
+        targets.append(
+            Target(
+                f"classifier on the path of {label} <= 1.05x without",
+                f"{ratio:.3f}x",
+                ratio <= 1.05,
+            )
+        )
+    print(render_targets(targets, args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
