@@ -129,17 +129,32 @@ class Ticket:
         breaker's ``timeout_duration``, or the timeout asked for).
     """
 
-    __slots__ = ("_generation", "_owner", "_permit", "_record", "_settled", "deadline")
+    __slots__ = (
+        "_admitted",
+        "_generation",
+        "_owner",
+        "_permit",
+        "_record",
+        "_settled",
+        "deadline",
+    )
 
     def __init__(
-        self, owner: object, record: ProviderRecord, deadline: float, permit: Permit | None
+        self,
+        owner: object,
+        record: ProviderRecord,
+        admitted: float,
+        deadline: float,
+        permit: Permit | None,
     ) -> None:
         self._owner = owner
         self._record = record
         self._generation = record.breaker.generation
         self._permit = permit
         self._settled = False
+        self._admitted = admitted
         self.deadline = deadline
+        record.started()  # in flight until settled
 
     @property
     def name(self) -> str:
@@ -181,6 +196,7 @@ def settle_ticket(
     ticket._settled = True
     record = ticket._record
     permit = ticket._permit
+    record.finished(now, None if outcome is Outcome.NONE else now - ticket._admitted)
     if permit is not None:
         if permit.expired:
             return  # the breaker actor settled it as a failure at its deadline
@@ -209,7 +225,16 @@ class Lease:
         normal exit, a timeout or a cancellation.
     """
 
-    __slots__ = ("_abandoned", "_generation", "_limit", "_record", "_scope", "_sup", "error_class")
+    __slots__ = (
+        "_abandoned",
+        "_generation",
+        "_limit",
+        "_record",
+        "_scope",
+        "_started",
+        "_sup",
+        "error_class",
+    )
 
     def __init__(
         self, sup: RegistrySupervisor, record: ProviderRecord, timeout: float | None
@@ -220,7 +245,9 @@ class Lease:
         self._limit = record.breaker.config.timeout_duration if timeout is None else timeout
         self._scope: trio.CancelScope | None = None
         self._abandoned = False
+        self._started = 0.0
         self.error_class: ErrorClass | None = None
+        record.started()  # in flight until settled (its admission was just now)
 
     @property
     def instance(self) -> Any:
@@ -232,7 +259,8 @@ class Lease:
         self._abandoned = True
 
     def __enter__(self) -> Lease:
-        self._scope = trio.CancelScope(deadline=trio.current_time() + self._limit)
+        self._started = start = trio.current_time()
+        self._scope = trio.CancelScope(deadline=start + self._limit)
         self._scope.__enter__()
         return self
 
@@ -261,6 +289,8 @@ class Lease:
     def _settle(self, exc: BaseException | None, timed_out: bool) -> None:
         record = self._record
         now = trio.current_time()
+        reached = not self._abandoned and (exc is None or isinstance(exc, Exception) or timed_out)
+        record.finished(now, now - self._started if reached else None)
         if self._abandoned:
             record.breaker.release(self._generation)
         elif timed_out:

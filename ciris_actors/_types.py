@@ -42,6 +42,14 @@ class SelectionStrategy(enum.Enum):
     FALLBACK = "fallback"
     #: Rotate through the group's available providers.
     ROUND_ROBIN = "round_robin"
+    #: Rotate in proportion to each provider's ``weight`` (a smooth schedule: each
+    #: provider's turns evenly spaced; deterministic).
+    WEIGHTED = "weighted"
+    #: The one with fewer leases and calls in flight, of two picked at random.
+    LEAST_OUTSTANDING = "least_outstanding"
+    #: The one with the lower peak-sensitive average latency (times its load), of two
+    #: picked at random; a provider not measured yet gets its chance first.
+    LATENCY = "latency"
 
 
 class CircuitState(enum.Enum):

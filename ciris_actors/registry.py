@@ -60,6 +60,16 @@ _NO_CAPS: frozenset[str] = frozenset()
 _NOTHING: tuple[str, ...] = ()
 
 
+class _Keep:
+    """The default of an argument whose ``None`` means something: leave it as it is."""
+
+    def __repr__(self) -> str:
+        return "<unchanged>"
+
+
+_KEEP = _Keep()
+
+
 class Registry:
     """The handle applications use: register providers, resolve, lease, call, inspect.
 
@@ -115,6 +125,8 @@ class Registry:
         *,
         mock: bool = False,
         classify: Classifier | None = None,
+        weight: float = 1.0,
+        max_in_flight: int | None = None,
     ) -> str:
         """Register *provider* for *handler* (``"*"``: every handler) and start its actor.
 
@@ -135,6 +147,10 @@ class Registry:
           mock: only ever handed out by :meth:`get_service_with_fallback`.
           classify: what an error from this provider means (see
             :class:`~ciris_actors.outcomes.ErrorClass`), asked before the registry's.
+          weight: its share in a WEIGHTED group (a finite number > 0, relative to the
+            other members' weights).
+          max_in_flight: leases and calls it may have in flight at once (an int >= 1;
+            ``None``: no cap); at its cap it is skipped as "at capacity".
 
         Returns:
           The provider's unique name.
@@ -164,6 +180,8 @@ class Registry:
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata: expected a mapping, got {type(metadata).__name__}")
         _check_classifier(classify)
+        share = _weight(weight)
+        cap = _cap(max_in_flight)
         if name is not None:
             _check_name("name", name)
             if name in self._sup.providers:
@@ -191,6 +209,8 @@ class Registry:
             mock=bool(mock),
             lifecycle=life,
             classify=classify,
+            weight=share,
+            max_in_flight=cap,
         )
         self._sup.add(record)
         return name
@@ -244,8 +264,19 @@ class Registry:
         priority: Priority | str | int | None = None,
         priority_group: int | None = None,
         strategy: SelectionStrategy | str | None = None,
+        weight: float | None = None,
+        max_in_flight: int | _Keep | None = _KEEP,
     ) -> None:
-        """Change where provider *name* stands; effective for the next resolve.
+        """Change where provider *name* stands, its weight or its cap; effective for the
+        next resolve. Arguments left out keep their values.
+
+        Args:
+          name: the provider's name.
+          priority: its new priority.
+          priority_group: its new group.
+          strategy: its new strategy (the group's, if it comes first in it).
+          weight: its new share in a WEIGHTED group.
+          max_in_flight: its new cap on leases and calls in flight (``None``: no cap).
 
         Raises:
           UnknownProviderError: no provider has that name.
@@ -256,6 +287,11 @@ class Registry:
         prio = record.priority if priority is None else coerce_priority(priority)
         group = record.priority_group if priority_group is None else coerce_group(priority_group)
         strat = record.strategy if strategy is None else coerce_strategy(strategy)
+        share = record.weight if weight is None else _weight(weight)
+        cap = record.max_in_flight if isinstance(max_in_flight, _Keep) else _cap(max_in_flight)
+        record.weight = share
+        record.max_in_flight = cap
+        record.refresh()  # a new cap may make it ready, or not
         self._sup.move(record, prio, group, strat)
 
     # -- resolving ------------------------------------------------------------------------
@@ -528,7 +564,8 @@ class Registry:
         permit = None
         if record.breaker.state is not _CLOSED:
             permit = self._sup.take_permit(record, owned=True, timeout=limit)
-        return Ticket(self._sup, record, self._sup.now() + limit, permit)
+        now = self._sup.now()
+        return Ticket(self._sup, record, now, now + limit, permit)
 
     def _excluded(self, exclude: Iterable[str]) -> list[ProviderRecord]:
         """The registered providers among *exclude* (names no longer registered are
@@ -909,6 +946,14 @@ def _ordered_names(value: object, field: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def _weight(value: object) -> float:
+    return seconds(value, "weight")  # a finite number > 0, as a duration is
+
+
+def _cap(value: object) -> int | None:
+    return None if value is None else count(value, "max_in_flight")
+
+
 def _check_classifier(classify: object, field: str = "classify") -> None:
     if classify is not None and not callable(classify):
         raise TypeError(
@@ -981,7 +1026,8 @@ async def open_registry(
       default_breaker: breaker configuration for providers registered without one.
       allow_mock_services: let :meth:`Registry.get_service_with_fallback` hand out mocks.
       close_timeout: deadline for each provider's ``aclose`` at exit or unregister.
-      seed: seed of the restart back-off jitter, for reproducible runs.
+      seed: seed of the restart back-off jitter and of the random picks of
+        LEAST_OUTSTANDING and LATENCY groups, for reproducible runs.
       classify: what an error from a provider means (see
         :class:`~ciris_actors.outcomes.ErrorClass`), asked after the provider's own
         classifier; ``None`` from both means a failure.
@@ -1019,6 +1065,7 @@ async def open_registry(
                     close_timeout=close,
                     rng=random.Random(seed),
                     classify=classify,
+                    routing_rng=random.Random(None if seed is None else f"{seed}/routing"),
                 )
                 registry = Registry(
                     supervisor,

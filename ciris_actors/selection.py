@@ -10,7 +10,10 @@ Imports neither trio nor the actors.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Collection
+import math
+import random as _random
+from collections.abc import Callable, Collection, Sequence
+from fractions import Fraction
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -24,16 +27,25 @@ __all__ = [
     "Group",
     "Member",
     "Plan",
+    "available",
     "explain_plan",
     "format_span",
     "plan_insert",
     "plan_remove",
+    "schedule",
     "select",
 ]
 
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
+_FALLBACK = SelectionStrategy.FALLBACK
 _ROUND_ROBIN = SelectionStrategy.ROUND_ROBIN
+_WEIGHTED = SelectionStrategy.WEIGHTED
+_LATENCY = SelectionStrategy.LATENCY
+
+#: Seconds over which an old latency observation loses most of its weight (1/e), as
+#: Finagle's peak EWMA uses by default.
+LATENCY_DECAY = 10.0
 
 
 @attrs.define(slots=True, eq=False)
@@ -61,11 +73,27 @@ class Member:
     healthy: bool | None = None
     routable: bool = False
     ready: bool = False
+    #: Its share in a WEIGHTED group (relative to the others' weights).
+    weight: float = 1.0
+    #: Leases and calls it may have in flight at once (``None``: no cap).
+    max_in_flight: int | None = None
+    #: Leases, calls and tickets admitted and not finished yet.
+    in_flight: int = 0
+    #: Peak-sensitive moving average of its observed call latency, in seconds
+    #: (``None``: not measured yet), and when it was last updated.
+    latency: float | None = None
+    latency_at: float = 0.0
 
     @property
     def sort_key(self) -> tuple[int, int]:
         """Priority, then registration order."""
         return (int(self.priority), self.seq)
+
+    @property
+    def at_capacity(self) -> bool:
+        """Whether it has ``max_in_flight`` calls in flight."""
+        cap = self.max_in_flight
+        return cap is not None and self.in_flight >= cap
 
     def refresh(self) -> bool:
         """Recompute :attr:`routable`; return whether it changed."""
@@ -74,8 +102,36 @@ class Member:
         )
         changed = routable != self.routable
         self.routable = routable
-        self.ready = routable and self.breaker.state is _CLOSED
+        self.ready = routable and self.breaker.state is _CLOSED and not self.at_capacity
         return changed
+
+    def started(self) -> None:
+        """A lease, call or ticket was admitted to it."""
+        self.in_flight += 1
+        cap = self.max_in_flight
+        if cap is not None and self.in_flight >= cap:
+            self.ready = False
+
+    def finished(self, now: float, seconds: float | None) -> None:
+        """A lease, call or ticket admitted to it ended at *now*, having taken *seconds*
+        (``None``: it never reached the provider or was cancelled: no latency to learn)."""
+        self.in_flight -= 1
+        if self.max_in_flight is not None:
+            self.ready = self.routable and self.breaker.state is _CLOSED and not self.at_capacity
+        if seconds is not None:
+            self.observe_latency(now, seconds)
+
+    def observe_latency(self, now: float, seconds: float) -> None:
+        """Fold one observed latency into :attr:`latency`: a new peak is taken at once;
+        below it, the average decays towards the observations over
+        :data:`LATENCY_DECAY` seconds."""
+        old = self.latency
+        if old is None or seconds >= old:
+            self.latency = seconds
+        else:
+            keep = math.exp(-max(0.0, now - self.latency_at) / LATENCY_DECAY)
+            self.latency = old * keep + seconds * (1.0 - keep)
+        self.latency_at = now
 
     def unroutable_reason(self) -> str | None:
         """Why the actor or health state keeps this member out of routing, if it does."""
@@ -120,6 +176,10 @@ class Group(Generic[M]):
     keys: list[tuple[int, int]] = attrs.field(factory=list)
     #: That of the group's first member.
     strategy: SelectionStrategy = SelectionStrategy.FALLBACK
+    #: A WEIGHTED group's turns, as indexes into ``members`` (``None``: to be built at
+    #: the next resolve, after the members or their weights changed), and the next turn.
+    turns: list[int] | None = None
+    turn: int = 0
 
 
 #: The order of one (scope, service type): its groups, ascending by number.
@@ -149,6 +209,7 @@ def plan_insert(plan: Plan[M], member: M) -> None:
     group.keys.insert(position, key)
     group.members.insert(position, member)
     group.strategy = group.members[0].strategy
+    group.turns = None
 
 
 def plan_remove(plan: Plan[M], member: M) -> None:
@@ -166,6 +227,7 @@ def plan_remove(plan: Plan[M], member: M) -> None:
         if position < len(group.members) and group.members[position] is member:
             del group.keys[position]
             del group.members[position]
+            group.turns = None
             if group.members:
                 group.strategy = group.members[0].strategy
             else:
@@ -179,6 +241,7 @@ def select(
     required: frozenset[str],
     now: Callable[[], float],
     exclude: Collection[Member] = (),
+    random: Callable[[], float] = _random.random,
 ) -> M | None:
     """Return the first available member of *plan*, admitting it through its breaker.
 
@@ -193,6 +256,8 @@ def select(
       required: capabilities every candidate must have.
       now: returns the current time; called only when a breaker is not CLOSED.
       exclude: members not to choose (for failover inside one call).
+      random: a uniform float in [0, 1), for LEAST_OUTSTANDING and LATENCY groups'
+        two random picks (the registry passes its seeded generator's).
     """
     # The clock is read at most once per resolve, and only if a breaker is not CLOSED:
     # reading trio's clock costs about as much as the rest of a skip. The candidate check
@@ -201,7 +266,17 @@ def select(
     at: float | None = None
     for group in plan:
         members = group.members
-        if group.strategy is _ROUND_ROBIN:
+        strategy = group.strategy
+        if strategy is not _FALLBACK and strategy is not _ROUND_ROBIN:
+            chosen = (
+                _weighted(group, required, now, exclude)
+                if strategy is _WEIGHTED
+                else _two_choices(group, required, now, exclude, random)
+            )
+            if chosen is not None:
+                return chosen
+            continue
+        if strategy is _ROUND_ROBIN:
             count = len(members)
             keys = group.keys
             cursor = group.cursor
@@ -222,6 +297,8 @@ def select(
                 if exclude and member in exclude:
                     continue
                 if not member.ready:
+                    if member.at_capacity:
+                        continue
                     if at is None:
                         at = now()
                     if not member.breaker.acquire(at):
@@ -239,11 +316,136 @@ def select(
                 continue
             if member.ready:
                 return member
+            if member.at_capacity:
+                continue
             if at is None:
                 at = now()
             if member.breaker.acquire(at):
                 return member
     return None
+
+
+def _admits(
+    member: Member,
+    required: frozenset[str],
+    exclude: Collection[Member],
+    now: Callable[[], float],
+) -> bool:
+    """Whether *member* could be chosen now, without admitting it (the clock is read
+    only for a member whose breaker is not CLOSED)."""
+    if not member.routable:
+        return False
+    if required and not required <= member.capabilities:
+        return False
+    if exclude and member in exclude:
+        return False
+    return member.ready or (not member.at_capacity and member.breaker.is_available(now()))
+
+
+def _weighted(
+    group: Group[M], required: frozenset[str], now: Callable[[], float], exclude: Collection[Member]
+) -> M | None:
+    """The member of the next turn of *group*'s weighted schedule that is available,
+    admitted; the schedule's position moves past it. A turn whose member is not
+    available is passed over, so over whole cycles the available members share the
+    resolves in proportion to their weights, whatever the others do."""
+    turns = group.turns
+    if turns is None:
+        turns = group.turns = schedule([m.weight for m in group.members])
+    members = group.members
+    count = len(turns)
+    start = group.turn % count
+    for step in range(count):
+        index = (start + step) % count
+        member = members[turns[index]]
+        if _admits(member, required, exclude, now) and (
+            member.ready or member.breaker.acquire(now())
+        ):
+            group.turn = index + 1
+            return member
+    return None
+
+
+def _load(member: Member, strategy: SelectionStrategy) -> float:
+    """What a two-choice group compares (lower is better): calls in flight, or for
+    LATENCY the average latency times the calls it would then have in flight (0 for a
+    member not measured yet, so that it gets its chance)."""
+    if strategy is _LATENCY:
+        return (member.latency or 0.0) * (member.in_flight + 1)
+    return float(member.in_flight)
+
+
+def _two_choices(
+    group: Group[M],
+    required: frozenset[str],
+    now: Callable[[], float],
+    exclude: Collection[Member],
+    random: Callable[[], float],
+) -> M | None:
+    """Power of two choices: of two members picked at random, the available one with
+    the lower load (:func:`_load`; a tie goes to the first picked), admitted. When
+    neither of the two is available, the first two available members from a random
+    place in the group are compared instead (one, if only one is)."""
+    members = group.members
+    count = len(members)
+    strategy = group.strategy
+    first = int(random() * count)
+    picks: list[M] = []
+    if count > 1:
+        second = int(random() * (count - 1))
+        second += second >= first
+        for index in (first, second):
+            if _admits(members[index], required, exclude, now):
+                picks.append(members[index])
+    if not picks:
+        for step in range(count):
+            member = members[(first + step) % count]
+            if _admits(member, required, exclude, now):
+                picks.append(member)
+                if len(picks) == 2:
+                    break
+    if not picks:
+        return None
+    best = picks[0]
+    if len(picks) == 2 and _load(picks[1], strategy) < _load(best, strategy):
+        best = picks[1]
+    if best.ready or best.breaker.acquire(now()):
+        return best
+    return None  # pragma: no cover - _admits said the breaker admits at this instant
+
+
+def schedule(weights: Sequence[float]) -> list[int]:
+    """The turns of one cycle of a WEIGHTED group whose members have *weights*: indexes
+    into the weights, each index as many times as its integer share, every member's
+    turns evenly spaced over the cycle (member *i*'s *k*-th turn falls at
+    ``(k + 1/2) / share_i`` of the cycle; ties go to the lower index).
+
+    Integer shares keep the weights' proportions exactly when they are rationals with
+    small denominators (``0.7`` and ``0.3`` are 7 and 3); otherwise, or when the cycle
+    would pass :data:`MAX_CYCLE` turns (or 8 per member, if more), they are rounded to
+    that many turns in all, each member at least one.
+    """
+    fractions = [Fraction(w).limit_denominator(1000) for w in weights]
+    scale = math.lcm(*(f.denominator for f in fractions))
+    shares = [int(f * scale) for f in fractions]
+    common = math.gcd(*shares)
+    cap = max(MAX_CYCLE, 8 * len(shares))
+    if common:
+        shares = [share // common for share in shares]
+    if not common or min(shares) == 0 or sum(shares) > cap:
+        total = math.fsum(weights)
+        shares = [max(1, round(w / total * cap)) for w in weights]
+        common = math.gcd(*shares)
+        shares = [share // common for share in shares]
+    slots = sorted(
+        ((k + 0.5) / share, index) for index, share in enumerate(shares) for k in range(share)
+    )
+    return [index for _, index in slots]
+
+
+#: The most turns one cycle of a WEIGHTED schedule has (more for a large group: 8 per
+#: member).
+MAX_CYCLE = 1000
 
 
 @attrs.frozen
@@ -275,6 +477,8 @@ def skip_reason(
     reason = member.unroutable_reason()
     if reason is not None:
         return reason
+    if member.at_capacity:
+        return f"at capacity ({member.in_flight} in flight)"
     breaker = member.breaker
     if not breaker.is_available(now):
         if breaker.state is CircuitState.HALF_OPEN:
@@ -346,10 +550,14 @@ def explain_plan(
     rows: list[Candidate] = []
     for group in plan:
         members = group.members
-        order = range(len(members))
+        order: Sequence[int] = range(len(members))
         if group.strategy is _ROUND_ROBIN and group.cursor.last is not None:
             start = bisect.bisect_right(group.keys, group.cursor.last)
             order = range(start, start + len(members))
+        elif group.strategy is _WEIGHTED:
+            order = _turn_order(group)
+        two_choices = group.strategy in _TWO_CHOICES
+        picked = False  # a two-choice group had an available member
         for index in order:
             member = members[index % len(members)]
             open_until = None
@@ -357,12 +565,16 @@ def explain_plan(
                 verdict, reason = "not reached", "an earlier candidate was chosen"
             else:
                 why = skip_reason(member, required, now, exclude)
-                if why is None:
+                if why is None and two_choices:
+                    # Which one a resolve takes is decided by two random picks.
+                    picked = True
+                    verdict, reason = "candidate", _load_words(member, group.strategy)
+                elif why is None:
                     chosen = True
                     verdict = "chosen"
-                    reason = (
-                        "next in rotation" if group.strategy is _ROUND_ROBIN else "first available"
-                    )
+                    reason = _CHOSEN_WORDS.get(group.strategy, "first available")
+                    if group.strategy is _WEIGHTED:
+                        reason += f" (weight {member.weight:g})"
                 else:
                     verdict, reason = "skipped", why
                     if member.breaker.state is _OPEN and why.startswith("circuit open"):
@@ -379,4 +591,31 @@ def explain_plan(
                     open_until=open_until,
                 )
             )
+        chosen = chosen or picked
     return rows, chosen
+
+
+#: Why the member a walk chose was chosen, by its group's strategy.
+_CHOSEN_WORDS = {_ROUND_ROBIN: "next in rotation", _WEIGHTED: "next weighted turn"}
+_TWO_CHOICES = frozenset({SelectionStrategy.LEAST_OUTSTANDING, _LATENCY})
+
+
+def _load_words(member: Member, strategy: SelectionStrategy) -> str:
+    """A two-choice candidate's load, in words."""
+    flight = f"{member.in_flight} in flight"
+    if strategy is not _LATENCY:
+        return f"one of two random picks, the one with fewer in flight wins ({flight})"
+    latency = "not measured yet" if member.latency is None else f"{member.latency:.3g} s"
+    return f"one of two random picks, the faster wins (latency {latency}, {flight})"
+
+
+def _turn_order(group: Group[M]) -> list[int]:
+    """A WEIGHTED group's members in the order of their next turns (each once)."""
+    turns = group.turns
+    if turns is None:
+        turns = schedule([m.weight for m in group.members])  # not stored: explain is read-only
+    count = len(turns)
+    seen: dict[int, None] = {}
+    for step in range(count):
+        seen.setdefault(turns[(group.turn + step) % count])
+    return list(seen)

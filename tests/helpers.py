@@ -67,6 +67,7 @@ def first_member_whatever_its_state(
     required: frozenset[str],
     now: Callable[[], float],
     exclude: Collection[Member] = (),
+    random: Callable[[], float] = lambda: 0.0,
 ) -> Member | None:
     """Broken: the first capable, untried member of the first group, whatever its actor,
     health or breaker state, admitted without asking the breaker; the real router only
@@ -74,4 +75,4 @@ def first_member_whatever_its_state(
     for member in plan[0].members if plan else ():
         if member not in exclude and required <= member.capabilities:
             return member
-    return select(plan, required, now, exclude)
+    return select(plan, required, now, exclude, random)

@@ -363,6 +363,7 @@ def last_ready_member_first(
     required: frozenset[str],
     now: Callable[[], float],
     exclude: Collection[Member] = (),
+    random: Callable[[], float] = lambda: 0.0,
 ) -> Member | None:
     """Broken: priority inverted inside each group (only ready members, so every other
     rule holds); the real router when none is ready."""
@@ -370,7 +371,7 @@ def last_ready_member_first(
         for member in reversed(group.members):
             if member.ready and member not in exclude and required <= member.capabilities:
                 return member
-    return select(plan, required, now, exclude)
+    return select(plan, required, now, exclude, random)
 
 
 @pytest.mark.parametrize(

@@ -63,12 +63,14 @@ def walker(
     now: Callable[[], float],
     *,
     counting: bool,
+    random: Callable[[], float],
 ) -> Resolve:
     """The resolve walk over *plans*: the handler's plan for the service type, then
     (if allowed, and the handler is not itself global) the global plan; the first member
     :func:`~ciris_actors.selection.select` admits, or ``None`` after telling *missed*.
     *now* reads the clock (when a breaker that is not CLOSED needs it). *counting*
-    makes it count each hit on the provider chosen.
+    makes it count each hit on the provider chosen. *random* draws the two random picks
+    of LEAST_OUTSTANDING and LATENCY groups.
 
     The one walk every resolve takes (``get_service``, ``lease``, ``call``, the
     simulator). It is a closure, not a method, so a resolve costs one Python call, and
@@ -86,11 +88,11 @@ def walker(
         /,
     ) -> ProviderRecord | None:
         plan = plans.get((handler, service_type))
-        member = None if plan is None else select(plan, required, now, exclude)
+        member = None if plan is None else select(plan, required, now, exclude, random)
         if member is None and fallback_to_global and handler != GLOBAL:
             plan = plans.get((GLOBAL, service_type))
             if plan is not None:
-                member = select(plan, required, now, exclude)
+                member = select(plan, required, now, exclude, random)
         if member is None:
             missed(handler, service_type, required)
             return None
@@ -137,6 +139,7 @@ class RegistrySupervisor:
         close_timeout: float,
         rng: random.Random,
         classify: Classifier | None = None,
+        routing_rng: random.Random | None = None,
     ) -> None:
         self.nursery = nursery
         #: The registry's error classifier, asked after a provider's own.
@@ -177,10 +180,17 @@ class RegistrySupervisor:
         #: The resolve walk over this routing table (synchronous: it admits through the
         #: breakers, moves round-robin cursors and reports misses), and the same walk
         #: counting hits and misses, for while a resolve observer is attached.
-        self.resolve = walker(self.plans, self.missed, self.now, counting=False)
-        self.counting_resolve = walker(self.plans, self.missed_counted, self.now, counting=True)
+        #: The two random picks of LEAST_OUTSTANDING and LATENCY groups (its own generator,
+        #: so that routing draws never shift the restart jitter's).
+        draw = (random.Random() if routing_rng is None else routing_rng).random
+        self.resolve = walker(self.plans, self.missed, self.now, counting=False, random=draw)
+        self.counting_resolve = walker(
+            self.plans, self.missed_counted, self.now, counting=True, random=draw
+        )
         #: The walk over mock providers (``get_service_with_fallback``).
-        self.mock_resolve = walker(self.mock_plans, _ignore_miss, self.now, counting=False)
+        self.mock_resolve = walker(
+            self.mock_plans, _ignore_miss, self.now, counting=False, random=draw
+        )
 
     # -- routing table --------------------------------------------------------------------
 
