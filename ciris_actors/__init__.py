@@ -44,6 +44,7 @@ from .events import (
     ProviderUnregistered as ProviderUnregistered,
     RegistryEvent as RegistryEvent,
     ResolveMiss as ResolveMiss,
+    SpilloverChanged as SpilloverChanged,
 )
 from .outcomes import (
     ErrorClass as ErrorClass,
@@ -94,6 +95,7 @@ __all__ = [
     "SelectionExplanation",
     "SelectionStrategy",
     "Skip",
+    "SpilloverChanged",
     "Ticket",
     "UnknownProviderError",
     "classify_http",

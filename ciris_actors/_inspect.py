@@ -15,7 +15,7 @@ from ._actors.record import ProviderRecord
 from ._errors import Attempt, NoServiceAvailable, Skip
 from ._types import GLOBAL, ActorStatus
 from ._views import ProviderView
-from .selection import Candidate, Member, Plan, explain_plan
+from .selection import Candidate, Member, Plan, explain_plan, group_loads
 
 __all__ = [
     "SelectionExplanation",
@@ -35,7 +35,11 @@ class SelectionExplanation:
       service_type: the service type asked about.
       required_capabilities: the capabilities asked for.
       candidates: every candidate in walk order with its verdict and reason.
-      chosen: the name of the provider a resolve would return now, or ``None``.
+      chosen: the name of the provider a resolve would return now, or ``None`` (also
+        when a LEAST_OUTSTANDING or LATENCY group's two random picks will decide: its
+        available members are then ``"candidate"``).
+      spillover: with proportional spillover, ``(scope, group, share)`` of each group:
+        the share of resolves its draw sends there now; empty without spillover.
     """
 
     handler: str
@@ -43,6 +47,7 @@ class SelectionExplanation:
     required_capabilities: tuple[str, ...]
     candidates: tuple[Candidate, ...]
     chosen: str | None
+    spillover: tuple[tuple[str, int, float], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -51,6 +56,10 @@ class SelectionExplanation:
             "service_type": self.service_type,
             "required_capabilities": list(self.required_capabilities),
             "chosen": self.chosen,
+            "spillover": [
+                {"scope": scope, "group": group, "share": share}
+                for scope, group, share in self.spillover
+            ],
             "candidates": [
                 {
                     "scope": c.scope,
@@ -86,6 +95,12 @@ class SelectionExplanation:
             verdict = c.verdict if c.verdict == "not reached" else f"{c.verdict}: {c.reason}"
             lines.append(f"  {c.name.ljust(width)}  {c.priority.name:<8}  {verdict}")
         lines.append(f"chosen: {self.chosen or 'none'}")
+        if self.spillover:
+            shares = ", ".join(
+                f"{'global ' if scope == GLOBAL else ''}group {group} {share:.0%}"
+                for scope, group, share in self.spillover
+            )
+            lines.append(f"spillover: resolves go to {shares}")
         return "\n".join(lines)
 
 
@@ -120,16 +135,29 @@ def explain(
     required: frozenset[str],
     fallback_to_global: bool,
     now: float,
+    overprovisioning_factor: float | None = None,
 ) -> SelectionExplanation:
-    """The live selection walk for a request (``Registry.explain``)."""
+    """The live selection walk for a request (``Registry.explain``), with the group
+    loads of proportional spillover when a factor is given."""
     rows = walk(plans, handler, service_type, required, fallback_to_global, (), now)
     chosen = next((c.name for c in rows if c.verdict == "chosen"), None)
+    spillover: list[tuple[str, int, float]] = []
+    if overprovisioning_factor is not None:
+        scopes = [handler] + ([GLOBAL] if fallback_to_global and handler != GLOBAL else [])
+        for scope in scopes:
+            plan = plans.get((scope, service_type))
+            if plan is not None:
+                loads = group_loads(plan, required, lambda: now, (), overprovisioning_factor)
+                spillover += [
+                    (scope, group.number, share) for group, share in zip(plan, loads, strict=True)
+                ]
     return SelectionExplanation(
         handler=handler,
         service_type=service_type,
         required_capabilities=tuple(sorted(required)),
         candidates=tuple(rows),
         chosen=chosen,
+        spillover=tuple(spillover),
     )
 
 

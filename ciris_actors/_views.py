@@ -54,6 +54,11 @@ class ProviderView:
         (the call's own deadline) and ``cancelled`` (from outside), each present.
       disabled: why the provider is disabled (out of routing until its breaker is reset
         or reconfigured, or it is registered again), or ``None``.
+      weight: its share in a WEIGHTED group.
+      max_in_flight: its cap on leases and calls in flight (``None``: none).
+      in_flight: leases, calls and tickets admitted to it and not finished.
+      latency: the peak-sensitive moving average of its call latency in seconds
+        (``None``: not measured yet).
     """
 
     name: str
@@ -82,6 +87,10 @@ class ProviderView:
     health_checks_failed: int
     outcomes: Mapping[str, int]
     disabled: str | None
+    weight: float
+    max_in_flight: int | None
+    in_flight: int
+    latency: float | None
 
     @property
     def health_word(self) -> str:
@@ -115,6 +124,10 @@ class ProviderView:
             "last_error": self.last_error,
             "disabled": self.disabled,
             "outcomes": dict(self.outcomes),
+            "weight": self.weight,
+            "max_in_flight": self.max_in_flight,
+            "in_flight": self.in_flight,
+            "latency": self.latency,
         }
 
 
@@ -150,4 +163,8 @@ def view_of(record: ProviderRecord, now: float) -> ProviderView:
         health_checks_failed=counters.health_failed,
         outcomes=types.MappingProxyType(dict(zip(OUTCOMES, counters.outcomes, strict=True))),
         disabled=breaker.disabled,
+        weight=record.weight,
+        max_in_flight=record.max_in_flight,
+        in_flight=record.in_flight,
+        latency=record.latency,
     )

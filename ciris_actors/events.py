@@ -30,6 +30,7 @@ __all__ = [
     "ProviderUnregistered",
     "RegistryEvent",
     "ResolveMiss",
+    "SpilloverChanged",
 ]
 
 
@@ -95,6 +96,18 @@ class ProviderDisabled(RegistryEvent):
     ``update_circuit_breaker`` or a new registration."""
 
     reason: str
+
+
+@attrs.frozen
+class SpilloverChanged(RegistryEvent):
+    """With proportional spillover (``open_registry(overprovisioning_factor=...)``), the
+    share of resolves each group of one scope and service type takes changed
+    (``name`` is ``None``). ``loads`` is ``((group, share), ...)``, shares summing to 1
+    (or all 0 when nothing is available)."""
+
+    scope: str
+    service_type: str
+    loads: tuple[tuple[int, float], ...]
 
 
 @attrs.frozen

@@ -837,6 +837,7 @@ class Registry:
             required,
             fallback_to_global,
             trio.current_time(),
+            self._sup.overprovisioning_factor,
         )
 
     # -- control --------------------------------------------------------------------------
@@ -1012,6 +1013,7 @@ async def open_registry(
     close_timeout: float = 5.0,
     seed: int | None = None,
     classify: Classifier | None = None,
+    overprovisioning_factor: float | None = None,
 ) -> AsyncIterator[Registry]:
     """Open a registry whose provider actors live in this block.
 
@@ -1028,6 +1030,10 @@ async def open_registry(
       close_timeout: deadline for each provider's ``aclose`` at exit or unregister.
       seed: seed of the restart back-off jitter and of the random picks of
         LEAST_OUTSTANDING and LATENCY groups, for reproducible runs.
+      overprovisioning_factor: proportional spillover between groups (Envoy uses
+        1.4): a group whose available share of members times this falls below 1 sends
+        that missing share of resolves to the next group. ``None`` (the default): groups
+        are all-or-nothing, as in the seed.
       classify: what an error from a provider means (see
         :class:`~ciris_actors.outcomes.ErrorClass`), asked after the provider's own
         classifier; ``None`` from both means a failure.
@@ -1051,6 +1057,13 @@ async def open_registry(
         )
     close = seconds(close_timeout, "close_timeout")
     _check_classifier(classify)
+    factor = (
+        None
+        if overprovisioning_factor is None
+        else seconds(
+            overprovisioning_factor, "overprovisioning_factor", minimum=1.0, inclusive=True
+        )
+    )
 
     supervisor: RegistrySupervisor | None = None
     try:
@@ -1066,6 +1079,7 @@ async def open_registry(
                     rng=random.Random(seed),
                     classify=classify,
                     routing_rng=random.Random(None if seed is None else f"{seed}/routing"),
+                    overprovisioning_factor=factor,
                 )
                 registry = Registry(
                     supervisor,

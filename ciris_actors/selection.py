@@ -30,10 +30,12 @@ __all__ = [
     "available",
     "explain_plan",
     "format_span",
+    "group_loads",
     "plan_insert",
     "plan_remove",
     "schedule",
     "select",
+    "select_spilling",
 ]
 
 _CLOSED = CircuitState.CLOSED
@@ -412,6 +414,67 @@ def _two_choices(
     if best.ready or best.breaker.acquire(now()):
         return best
     return None  # pragma: no cover - _admits said the breaker admits at this instant
+
+
+def group_loads(
+    plan: Plan[M],
+    required: frozenset[str],
+    now: Callable[[], float],
+    exclude: Collection[Member],
+    factor: float,
+) -> list[float]:
+    """The share of resolves each group of *plan* takes under proportional spillover
+    (Envoy's priority load, with *factor* its overprovisioning factor).
+
+    A group's *health* is its available share of members times *factor*, capped at 1;
+    the healths are scaled up when they sum to less than 1; each group in order takes
+    its health, or what the groups before it left, whichever is less. So with factor
+    1.4, a group with 72 % of its members available still takes every resolve, and one
+    with half of them takes 70 % and spills 30 % to the next. All zeros when nothing is
+    available. Reads every member (spillover is opt-in for that reason).
+    """
+    healths = []
+    for group in plan:
+        members = group.members
+        up = sum(1 for m in members if _admits(m, required, exclude, now))
+        healths.append(min(1.0, factor * up / len(members)))
+    total = min(1.0, math.fsum(healths))
+    loads = []
+    left = 1.0
+    for health in healths:
+        share = 0.0 if total == 0 else min(health / total, left)
+        loads.append(share)
+        left -= share
+    return loads
+
+
+def select_spilling(
+    plan: Plan[M],
+    required: frozenset[str],
+    now: Callable[[], float],
+    exclude: Collection[Member],
+    random: Callable[[], float],
+    factor: float,
+) -> tuple[M | None, int, list[float]]:
+    """:func:`select` with proportional spillover: a draw against :func:`group_loads`
+    picks the group to try first; if it has nothing after all, the usual walk.
+
+    Returns:
+      The member admitted (or ``None``), the number in *plan* of the group the draw
+      picked (0 when it picked the first, or none), and the loads.
+    """
+    loads = group_loads(plan, required, now, exclude, factor)
+    draw = random()
+    reached = 0.0
+    for index, load in enumerate(loads):
+        reached += load
+        if draw < reached:
+            if index:
+                chosen = select(plan[index : index + 1], required, now, exclude, random)
+                if chosen is not None:
+                    return chosen, index, loads
+            break
+    return select(plan, required, now, exclude, random), 0, loads
 
 
 def schedule(weights: Sequence[float]) -> list[int]:

@@ -235,6 +235,28 @@ async def test_a_provider_name_with_a_slash_is_addressable(plane: Plane) -> None
     assert describe(plane.registry.get_provider_info(), "team/a")["priority_group"] == 7
 
 
+async def test_a_providers_weight_and_cap_are_read_and_changed_over_http(plane: Plane) -> None:
+    registry = plane.registry
+    response = await plane.client.put(
+        f"{BASE}/primary/priority", json={"weight": 2.5, "max_in_flight": 1}, headers=AUTH
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["weight"], body["max_in_flight"], body["in_flight"]) == (2.5, 1, 0)
+    ticket = registry.admit("H", "llm")
+    assert ticket is not None
+    assert ticket.name == "primary"
+    assert registry.get_service_nowait("H", "llm") is not plane.providers["primary"]  # capped
+    lifted = await plane.client.put(
+        f"{BASE}/primary/priority", json={"max_in_flight": None}, headers=AUTH
+    )
+    assert lifted.json()["max_in_flight"] is None
+    assert lifted.json()["in_flight"] == 1
+    assert lifted.json()["weight"] == 2.5  # left out, so kept
+    assert registry.get_service_nowait("H", "llm") is plane.providers["primary"]
+    registry.settle(ticket, "success")
+
+
 async def test_priority_update_changes_which_provider_a_resolve_returns(plane: Plane) -> None:
     registry, providers = plane.registry, plane.providers
     assert registry.get_service_nowait("H", "llm") is providers["primary"]
@@ -503,7 +525,11 @@ BAD_MUTATIONS: dict[str, tuple[str, str, dict[str, Any], str]] = {
     "negative group": ("PUT", PRIORITY, {"json": {"priority_group": -1}}, ">= 0"),
     "fractional group": ("PUT", PRIORITY, {"json": {"priority_group": 1.5}}, "int"),
     "bad strategy": ("PUT", PRIORITY, {"json": {"strategy": "random"}}, "unknown strategy"),
-    "unknown field": ("PUT", PRIORITY, {"json": {"weight": 3}}, "unknown field"),
+    "unknown field": ("PUT", PRIORITY, {"json": {"heft": 3}}, "unknown field"),
+    "zero weight": ("PUT", PRIORITY, {"json": {"weight": 0}}, "weight: must be > 0"),
+    "null weight": ("PUT", PRIORITY, {"json": {"weight": None}}, "weight: must not be null"),
+    "zero cap": ("PUT", PRIORITY, {"json": {"max_in_flight": 0}}, "max_in_flight: must be >= 1"),
+    "fractional cap": ("PUT", PRIORITY, {"json": {"max_in_flight": 2.5}}, "max_in_flight"),
     "unknown query": (
         "PUT",
         PRIORITY,

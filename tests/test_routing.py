@@ -8,6 +8,7 @@ import collections
 import itertools
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -21,15 +22,18 @@ from ciris_actors import (
     Priority,
     Registry,
     SelectionStrategy,
+    SpilloverChanged,
     open_registry,
 )
 from ciris_actors.selection import (
     LATENCY_DECAY,
     Member,
     Plan,
+    group_loads,
     plan_insert,
     schedule,
     select,
+    select_spilling,
 )
 
 from .helpers import Plain
@@ -400,3 +404,115 @@ def test_every_strategy_is_accepted_by_its_lower_case_name() -> None:
     names = [s.value for s in SelectionStrategy]
     assert names == ["fallback", "round_robin", "weighted", "least_outstanding", "latency"]
     assert len(set(itertools.chain(names))) == 5
+
+
+# -- proportional spillover ---------------------------------------------------------------
+
+
+def _fixed(value: float) -> Callable[[], float]:
+    return lambda: value
+
+
+def envoy_loads(availability: list[tuple[int, int]], factor: float) -> list[float]:
+    """Envoy's priority load, written out from its documentation: health = min(1,
+    factor x up / total); healths scaled up when they sum below 1; each level takes its
+    (scaled) health or what is left, whichever is less."""
+    health = [min(1.0, factor * up / total) for up, total in availability]
+    normal = min(1.0, sum(health))
+    if normal == 0:
+        return [0.0] * len(health)
+    out, left = [], 1.0
+    for h in health:
+        out.append(min(h / normal, left))
+        left -= out[-1]
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    groups=st.lists(
+        st.integers(1, 5).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))),
+        min_size=1,
+        max_size=4,
+    ),
+    factor=st.sampled_from([1.0, 1.4, 2.0]) | st.floats(1.0, 5.0),
+)
+def test_spillover_shares_follow_the_overprovisioning_formula(
+    groups: list[tuple[int, int]], factor: float
+) -> None:
+    """Group loads equal the formula, and a grid of N evenly spaced draws sends each
+    group its share of them, to within one draw."""
+    members, plan = [], []
+    seq = itertools.count()
+    for number, (up, total) in enumerate(groups):
+        for i in range(total):
+            m = member(f"g{number}m{i}", next(seq), SelectionStrategy.FALLBACK)
+            m.priority_group = number
+            if i >= up:
+                m.breaker.force_open(0.0, 1e9)
+            m.refresh()
+            members.append(m)
+    plan = plan_of(members)
+    loads = group_loads(plan, frozenset(), clock, (), factor)
+    expected = envoy_loads(groups, factor)
+    assert loads == pytest.approx(expected)
+    draws = 400
+    served: collections.Counter[int] = collections.Counter()
+    for k in range(draws):
+        chosen, _, _ = select_spilling(
+            plan, frozenset(), clock, (), _fixed((k + 0.5) / draws), factor
+        )
+        if chosen is not None:
+            served[chosen.priority_group] += 1
+    for number, share in enumerate(expected):
+        assert abs(served[number] - share * draws) <= 1
+
+
+async def test_spillover_sends_the_missing_share_to_the_next_group_and_says_so(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_registry(
+        health_check_interval=None, seed=5, overprovisioning_factor=1.4
+    ) as registry:
+        for i in range(4):
+            registry.register("H", "llm", Plain(f"a{i}"), name=f"a{i}")
+        registry.register("H", "llm", Plain("b"), name="b", priority_group=1)
+        assert {registry.get_service_nowait("H", "llm").label for _ in range(50)} == {"a0"}
+        async with registry.events(types=[SpilloverChanged]) as events:
+            registry.force_open("a0", 1000.0)
+            registry.force_open("a1", 1000.0)
+            picks = collections.Counter(
+                registry.get_service_nowait("H", "llm").label for _ in range(2000)
+            )
+            event = await events.receive()
+        assert isinstance(event, SpilloverChanged)
+        assert [group for group, _ in event.loads] == [0, 1]
+        assert [share for _, share in event.loads] == pytest.approx([0.7, 0.3])
+        assert abs(picks["b"] / 2000 - 0.3) < 0.03  # seeded draws: 30 % spilled, give or take
+        explanation = registry.explain("H", "llm")
+        assert [(scope, group) for scope, group, _ in explanation.spillover] == [("H", 0), ("H", 1)]
+        assert [share for _, _, share in explanation.spillover] == pytest.approx([0.7, 0.3])
+        assert "spillover: resolves go to group 0 70%, group 1 30%" in str(explanation)
+
+
+async def test_without_a_factor_groups_stay_all_or_nothing(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    for i in range(4):
+        registry.register("H", "llm", Plain(f"a{i}"), name=f"a{i}")
+    registry.register("H", "llm", Plain("b"), name="b", priority_group=1)
+    registry.force_open("a0", 1000.0)
+    registry.force_open("a1", 1000.0)
+    assert {registry.get_service_nowait("H", "llm").label for _ in range(100)} == {"a2"}
+    assert registry.explain("H", "llm").spillover == ()
+
+
+@pytest.mark.parametrize(
+    ("factor", "error"), [(0.9, ValueError), (math.nan, ValueError), ("1.4", TypeError)]
+)
+async def test_a_bad_overprovisioning_factor_is_refused(
+    autojump_clock: trio.testing.MockClock, factor: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match=r"^overprovisioning_factor:"):
+        async with open_registry(overprovisioning_factor=factor):  # type: ignore[arg-type]
+            pass  # pragma: no cover

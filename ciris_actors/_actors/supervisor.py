@@ -31,6 +31,7 @@ from ..events import (
     ProviderUnregistered,
     RegistryEvent,
     ResolveMiss,
+    SpilloverChanged,
 )
 from ..outcomes import Classifier, ErrorClass, ErrorKind, classify
 from ..restart import RestartPolicy, RestartTracker
@@ -64,13 +65,17 @@ def walker(
     *,
     counting: bool,
     random: Callable[[], float],
+    spillover: float | None = None,
+    spilled: Callable[[str, str, list[float], int], None] | None = None,
 ) -> Resolve:
     """The resolve walk over *plans*: the handler's plan for the service type, then
     (if allowed, and the handler is not itself global) the global plan; the first member
     :func:`~ciris_actors.selection.select` admits, or ``None`` after telling *missed*.
     *now* reads the clock (when a breaker that is not CLOSED needs it). *counting*
     makes it count each hit on the provider chosen. *random* draws the two random picks
-    of LEAST_OUTSTANDING and LATENCY groups.
+    of LEAST_OUTSTANDING and LATENCY groups. With a *spillover* factor each plan is
+    walked with proportional spillover, and *spilled* hears of every such resolve (the
+    scope, the service type, the group loads, and the group the draw picked).
 
     The one walk every resolve takes (``get_service``, ``lease``, ``call``, the
     simulator). It is a closure, not a method, so a resolve costs one Python call, and
@@ -78,6 +83,9 @@ def walker(
     resolve: a registry nobody observes pays nothing for it.
     """
     select = selection.select  # read once: a test may put a broken router in its place
+    if spillover is not None:
+        assert spilled is not None
+        return _spilling_walker(plans, missed, now, counting, random, spillover, spilled)
 
     def walk(
         handler: str,
@@ -93,6 +101,46 @@ def walker(
             plan = plans.get((GLOBAL, service_type))
             if plan is not None:
                 member = select(plan, required, now, exclude, random)
+        if member is None:
+            missed(handler, service_type, required)
+            return None
+        if counting:
+            member.counters.selections += 1
+        return member
+
+    return walk
+
+
+def _spilling_walker(
+    plans: Mapping[tuple[str, str], Plan[ProviderRecord]],
+    missed: Callable[[str, str, frozenset[str]], None],
+    now: Callable[[], float],
+    counting: bool,
+    random: Callable[[], float],
+    factor: float,
+    spilled: Callable[[str, str, list[float], int], None],
+) -> Resolve:
+    """:func:`walker`'s walk with proportional spillover in each plan."""
+
+    def walk(
+        handler: str,
+        service_type: str,
+        required: frozenset[str],
+        fallback_to_global: bool,
+        exclude: Collection[Member],
+        /,
+    ) -> ProviderRecord | None:
+        member = None
+        scopes = (handler, GLOBAL) if fallback_to_global and handler != GLOBAL else (handler,)
+        for scope in scopes:
+            plan = plans.get((scope, service_type))
+            if plan is not None:
+                member, picked, loads = selection.select_spilling(
+                    plan, required, now, exclude, random, factor
+                )
+                spilled(scope, service_type, loads, picked)
+                if member is not None:
+                    break
         if member is None:
             missed(handler, service_type, required)
             return None
@@ -140,6 +188,7 @@ class RegistrySupervisor:
         rng: random.Random,
         classify: Classifier | None = None,
         routing_rng: random.Random | None = None,
+        overprovisioning_factor: float | None = None,
     ) -> None:
         self.nursery = nursery
         #: The registry's error classifier, asked after a provider's own.
@@ -183,9 +232,29 @@ class RegistrySupervisor:
         #: The two random picks of LEAST_OUTSTANDING and LATENCY groups (its own generator,
         #: so that routing draws never shift the restart jitter's).
         draw = (random.Random() if routing_rng is None else routing_rng).random
-        self.resolve = walker(self.plans, self.missed, self.now, counting=False, random=draw)
+        #: Proportional spillover: the factor, resolves spilled per service type, and
+        #: the last group loads of each (scope, service type).
+        self.overprovisioning_factor = overprovisioning_factor
+        self.spilled: dict[str, int] = {}
+        self.group_loads: dict[tuple[str, str], tuple[float, ...]] = {}
+        factor = overprovisioning_factor
+        self.resolve = walker(
+            self.plans,
+            self.missed,
+            self.now,
+            counting=False,
+            random=draw,
+            spillover=factor,
+            spilled=self.note_spill,
+        )
         self.counting_resolve = walker(
-            self.plans, self.missed_counted, self.now, counting=True, random=draw
+            self.plans,
+            self.missed_counted,
+            self.now,
+            counting=True,
+            random=draw,
+            spillover=factor,
+            spilled=self.note_spill,
         )
         #: The walk over mock providers (``get_service_with_fallback``).
         self.mock_resolve = walker(
@@ -370,6 +439,31 @@ class RegistrySupervisor:
         )
 
     # -- resolving -----------------------------------------------------------------------
+
+    def note_spill(self, scope: str, service_type: str, loads: list[float], picked: int) -> None:
+        """A resolve with spillover drew group number *picked* of the plan of (*scope*,
+        *service_type*): count it if that was not the first group, and publish
+        :class:`SpilloverChanged` when the group loads changed."""
+        if picked:
+            self.spilled[service_type] = self.spilled.get(service_type, 0) + 1
+        key = (scope, service_type)
+        shares = tuple(loads)
+        if self.group_loads.get(key) != shares:
+            self.group_loads[key] = shares
+            if self.bus.wants(SpilloverChanged):
+                plan = self.plans.get(key, [])
+                self.publish(
+                    SpilloverChanged(
+                        name=None,
+                        time=self.now(),
+                        scope=scope,
+                        service_type=service_type,
+                        loads=tuple(
+                            (group.number, share)
+                            for group, share in zip(plan, shares, strict=False)
+                        ),
+                    )
+                )
 
     def missed_counted(self, handler: str, service_type: str, required: frozenset[str]) -> None:
         """:meth:`missed`, counting the miss for resolve observers."""

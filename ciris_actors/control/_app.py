@@ -504,13 +504,20 @@ async def _selection(request: Request, settings: _Settings) -> Response:
 
 
 async def _priority(request: Request, settings: _Settings) -> Response:
-    """Move a provider: any of priority, priority_group, strategy."""
+    """Move a provider or change its share or cap: any of priority, priority_group,
+    strategy, weight, max_in_flight (``null``: no cap)."""
     _check_query(request, frozenset())
-    body = await _json_body(request, frozenset({"priority", "priority_group", "strategy"}))
+    body = await _json_body(
+        request,
+        frozenset({"priority", "priority_group", "strategy", "weight", "max_in_flight"}),
+    )
     name = request.path_params["name"]
     _provider(request, settings)  # 404 before anything else
     if not body:
-        raise _Refused(422, "nothing to change: give priority, priority_group or strategy")
+        raise _Refused(
+            422,
+            "nothing to change: give priority, priority_group, strategy, weight or max_in_flight",
+        )
     changes: dict[str, Any] = {}
     if body.get("priority") is not None:
         changes["priority"] = _field(body["priority"], "priority", coerce_priority)
@@ -518,10 +525,18 @@ async def _priority(request: Request, settings: _Settings) -> Response:
         changes["priority_group"] = _field(body["priority_group"], "priority_group", coerce_group)
     if body.get("strategy") is not None:
         changes["strategy"] = _field(body["strategy"], "strategy", coerce_strategy)
-    for key in ("priority", "priority_group", "strategy"):
+    for key in ("priority", "priority_group", "strategy", "weight"):
         if key in body and body[key] is None:
             raise _Refused(422, f"{key}: must not be null (leave it out to keep it)")
-    settings.registry.update_priority(name, **changes)
+    for key in ("weight", "max_in_flight"):
+        if key in body and body[key] is not None:
+            changes[key] = body[key]
+    if "max_in_flight" in body:
+        changes["max_in_flight"] = body["max_in_flight"]
+    try:
+        settings.registry.update_priority(name, **changes)
+    except (TypeError, ValueError) as exc:
+        raise _Refused(422, str(exc)) from None
     return _JSON(_provider(request, settings))
 
 

@@ -112,6 +112,12 @@ _PROVIDER = _object(
         "available": {"type": "boolean"},
         "restarts": {"type": "integer"},
         "last_error": {"type": ["string", "null"]},
+        "disabled": {"type": ["string", "null"]},
+        "outcomes": {"type": "object"},
+        "weight": {"type": "number", "exclusiveMinimum": 0},
+        "max_in_flight": {"type": ["integer", "null"], "minimum": 1},
+        "in_flight": {"type": "integer", "minimum": 0},
+        "latency": {"type": ["number", "null"]},
         "circuit_breaker": {"type": "object"},
     },
     "name",
@@ -226,6 +232,7 @@ _DOCUMENT: dict[str, Any] = {
                                 "required_capabilities": _STRINGS,
                                 "chosen": {"type": ["string", "null"]},
                                 "candidates": {"type": "array", "items": {"type": "object"}},
+                                "spillover": {"type": "array", "items": {"type": "object"}},
                                 "table": {"type": "string"},
                             },
                             "handler",
@@ -242,7 +249,8 @@ _DOCUMENT: dict[str, Any] = {
         "/v1/runtime/services/{name}/priority": {
             "put": {
                 "operationId": "updatePriority",
-                "summary": "Move a provider: any of priority, priority_group, strategy.",
+                "summary": "Move a provider or change its weight or cap: any of priority,"
+                " priority_group, strategy, weight, max_in_flight.",
                 "parameters": [_NAME],
                 "requestBody": _body(
                     {
@@ -252,6 +260,8 @@ _DOCUMENT: dict[str, Any] = {
                             "type": "string",
                             "enum": [s.name for s in SelectionStrategy],
                         },
+                        "weight": {"type": "number", "exclusiveMinimum": 0},
+                        "max_in_flight": {"type": ["integer", "null"], "minimum": 1},
                     },
                     required=True,
                     minProperties=1,
