@@ -15,6 +15,7 @@ from ._errors import (
     DuplicateProviderError as DuplicateProviderError,
     NoServiceAvailable as NoServiceAvailable,
     RegistryError as RegistryError,
+    RetryBudgetExhausted as RetryBudgetExhausted,
     Skip as Skip,
     UnknownProviderError as UnknownProviderError,
 )
@@ -30,6 +31,7 @@ from ._types import (
 )
 from ._views import ProviderView as ProviderView
 from .breaker import CircuitBreaker as CircuitBreaker, CircuitBreakerConfig as CircuitBreakerConfig
+from .budget import RetryBudget as RetryBudget
 from .events import (
     ActorCrashed as ActorCrashed,
     ActorFailed as ActorFailed,
@@ -38,12 +40,14 @@ from .events import (
     EventsDropped as EventsDropped,
     EventSubscription as EventSubscription,
     HealthChanged as HealthChanged,
+    HedgeStarted as HedgeStarted,
     ProviderClosed as ProviderClosed,
     ProviderDisabled as ProviderDisabled,
     ProviderRegistered as ProviderRegistered,
     ProviderUnregistered as ProviderUnregistered,
     RegistryEvent as RegistryEvent,
     ResolveMiss as ResolveMiss,
+    RetryRefused as RetryRefused,
     SpilloverChanged as SpilloverChanged,
 )
 from .outcomes import (
@@ -77,6 +81,7 @@ __all__ = [
     "EventsDropped",
     "HealthChanged",
     "HealthCheckProtocol",
+    "HedgeStarted",
     "NoServiceAvailable",
     "Outcome",
     "Priority",
@@ -92,6 +97,9 @@ __all__ = [
     "ResolveObserver",
     "ResolveTiming",
     "RestartPolicy",
+    "RetryBudget",
+    "RetryBudgetExhausted",
+    "RetryRefused",
     "SelectionExplanation",
     "SelectionStrategy",
     "Skip",

@@ -8,6 +8,7 @@ What to catch, as a tree::
         +-- NoServiceAvailable         no provider could serve (every skip and attempt)
         +-- DuplicateProviderError     a name already registered (also a ValueError)
         +-- UnknownProviderError       no provider by that name (also a LookupError)
+        +-- RetryBudgetExhausted       the retry budget refused a failover attempt
 
 Bad arguments raise the built-in ``TypeError`` / ``ValueError`` naming the field.
 
@@ -28,6 +29,7 @@ __all__ = [
     "DuplicateProviderError",
     "NoServiceAvailable",
     "RegistryError",
+    "RetryBudgetExhausted",
     "Skip",
     "UnknownProviderError",
 ]
@@ -66,6 +68,11 @@ class CircuitBreakerError(RegistryError):
         else:
             when = "; half-open probe quota in use"
         super().__init__(f"circuit breaker {name!r} is {state.value}, service unavailable{when}")
+
+
+class RetryBudgetExhausted(RegistryError):
+    """The registry's retry budget refused a failover attempt of ``Registry.call`` (the
+    error of its last :class:`Attempt`, whose outcome is ``"budget"``)."""
 
 
 class DuplicateProviderError(RegistryError, ValueError):
@@ -156,4 +163,5 @@ _ATTEMPT_WORDS = {
     "rate_limited": "rate limited",
     "disabled": "disabled",
     "rerouted": "needs more capabilities",
+    "budget": "not tried: retry budget spent",
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import math
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -15,7 +16,7 @@ import trio
 
 from ._actors.record import OUTCOMES, Permit, ProviderRecord
 from ._actors.supervisor import RegistrySupervisor, Resolve
-from ._errors import Attempt, NoServiceAvailable, RegistryError
+from ._errors import Attempt, NoServiceAvailable, RegistryError, RetryBudgetExhausted
 from .outcomes import ErrorClass, ErrorKind
 
 __all__ = [
@@ -317,6 +318,129 @@ class _NotAwaitable(Exception):
     """``call``'s *fn* returned something that cannot be awaited."""
 
 
+class _Call:
+    """One ``Registry.call``: what it has tried, what came of it, and what it requires
+    now (a reroute adds to that)."""
+
+    __slots__ = (
+        "args",
+        "attempts",
+        "fn",
+        "give_up",
+        "handler",
+        "last",
+        "max_attempts",
+        "no_service",
+        "required",
+        "resolve",
+        "service_type",
+        "sup",
+        "tried",
+    )
+
+    def __init__(
+        self,
+        sup: RegistrySupervisor,
+        resolve: Resolve,
+        no_service: Callable[
+            [frozenset[str], list[ProviderRecord], list[Attempt]], NoServiceAvailable
+        ],
+        handler: str,
+        service_type: str,
+        required: frozenset[str],
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        max_attempts: int | None,
+        wait: float | None,
+    ) -> None:
+        self.sup = sup
+        self.resolve = resolve
+        self.no_service = no_service
+        self.handler = handler
+        self.service_type = service_type
+        self.required = required
+        self.fn = fn
+        self.args = args
+        self.max_attempts = max_attempts
+        self.tried: list[ProviderRecord] = []
+        self.attempts: list[Attempt] = []
+        self.last: Exception | None = None
+        self.give_up = None if wait is None else trio.current_time() + wait
+
+    def more(self) -> bool:
+        """Whether *max_attempts* allows another attempt."""
+        return self.max_attempts is None or len(self.tried) < self.max_attempts
+
+    async def next(self, *, waiting: bool) -> ProviderRecord | None:
+        """The next provider to try, admitted, or ``None``: none is available (after
+        waiting, if the call waits and *waiting* allows it), or the retry budget refused
+        the attempt (then the last attempt says so)."""
+        while True:
+            record = self.resolve(self.handler, self.service_type, self.required, True, self.tried)
+            if record is None:
+                if self.give_up is None or not waiting:
+                    return None
+                error = self.no_service(self.required, self.tried, self.attempts)
+                now = trio.current_time()
+                if now >= self.give_up:
+                    return None
+                wake = self.give_up
+                if error.retry_after is not None:
+                    wake = min(wake, now + error.retry_after)
+                with trio.move_on_at(wake):
+                    await self.sup.wait_change()
+                continue
+            budget = self.sup.retry_budget
+            if budget is not None:
+                now = trio.current_time()
+                if not self.tried:
+                    budget.first_attempt(now)
+                elif not budget.try_retry(now):
+                    # Never reached the provider: its admission (and permit) goes back.
+                    record.breaker.release(record.breaker.generation)
+                    self.sup.retry_refused(record, self.handler, self.service_type)
+                    refused = RetryBudgetExhausted(
+                        f"the retry budget refused a retry on {record.name!r}"
+                    )
+                    self.attempts.append(Attempt(record.name, refused, "budget"))
+                    return None
+            self.tried.append(record)
+            return record
+
+    async def attempt(self, record: ProviderRecord) -> tuple[bool, Any]:
+        """Run *fn* on *record* through a lease: ``(True, result)``, or ``(False,
+        error)`` for an error to fail over from (recorded as an attempt). An error
+        classified ``ignore`` or ``success`` propagates."""
+        lease = Lease(self.sup, record, None)
+        try:
+            with lease:
+                awaitable = self.fn(lease.instance, *self.args)
+                if not inspect.isawaitable(awaitable):
+                    lease.abandon()
+                    raise _NotAwaitable(
+                        f"fn: must return an awaitable, returned {type(awaitable).__name__}"
+                    )
+                return True, await awaitable
+        except _NotAwaitable as exc:
+            raise TypeError(str(exc)) from None
+        except Exception as exc:
+            error_class = lease.error_class
+            if error_class is None:  # the call's own deadline
+                self.attempts.append(Attempt(record.name, exc, "timeout"))
+            else:
+                if error_class.kind in _FINAL:
+                    raise
+                self.attempts.append(Attempt(record.name, exc, outcome_word(error_class)))
+                if error_class.kind is ErrorKind.REROUTE:
+                    self.required = self.required | error_class.require
+            self.last = exc
+            return False, exc
+
+    def failed(self) -> NoServiceAvailable:
+        """The error the call ends with when nothing served it."""
+        return self.no_service(self.required, self.tried, self.attempts)
+
+
 async def call_with_failover(
     sup: RegistrySupervisor,
     resolve: Resolve,
@@ -328,6 +452,7 @@ async def call_with_failover(
     args: tuple[Any, ...],
     max_attempts: int | None,
     wait: float | None,
+    hedge_after: float | None = None,
 ) -> T:
     """``Registry.call``'s loop: lease, try, and on failure move to the next available
     provider, never the same one twice.
@@ -335,51 +460,70 @@ async def call_with_failover(
     An error classified ``ignore`` or ``success`` is raised at once; ``reroute`` adds
     its capabilities to what the rest of the call requires. With *wait*, when nothing is
     available it waits (at most *wait* seconds in all) for the earliest breaker to admit
-    again or for routing or a breaker to change, then looks again.
+    again or for routing or a breaker to change, then looks again. The registry's retry
+    budget, if it has one, may refuse an attempt after the first. With *hedge_after*,
+    see :func:`_hedged`.
 
     Raises:
       NoServiceAvailable: from *no_service*, chained from the last error.
       TypeError: *fn* returned something that cannot be awaited (no outcome recorded).
     """
-    tried: list[ProviderRecord] = []
-    attempts: list[Attempt] = []
-    last: Exception | None = None
-    give_up = None if wait is None else trio.current_time() + wait
-    while max_attempts is None or len(attempts) < max_attempts:
-        record = resolve(handler, service_type, required, True, tried)
+    call = _Call(
+        sup, resolve, no_service, handler, service_type, required, fn, args, max_attempts, wait
+    )
+    if hedge_after is not None:
+        result: T = await _hedged(call, hedge_after)
+        return result
+    while call.more():
+        record = await call.next(waiting=True)
         if record is None:
-            if give_up is None:
-                break
-            error = no_service(required, tried, attempts)
-            now = trio.current_time()
-            if now >= give_up:
-                raise error from last
-            wake = give_up if error.retry_after is None else min(give_up, now + error.retry_after)
-            with trio.move_on_at(wake):
-                await sup.wait_change()
-            continue
-        tried.append(record)
-        lease = Lease(sup, record, None)
-        try:
-            with lease:
-                awaitable = fn(lease.instance, *args)
-                if not inspect.isawaitable(awaitable):
-                    lease.abandon()
-                    raise _NotAwaitable(
-                        f"fn: must return an awaitable, returned {type(awaitable).__name__}"
-                    )
-                return await awaitable
-        except _NotAwaitable as exc:
-            raise TypeError(str(exc)) from None
-        except Exception as exc:
-            error_class = lease.error_class
-            if error_class is None:  # the call's own deadline
-                attempts.append(Attempt(record.name, exc, "timeout"))
-            else:
-                if error_class.kind in _FINAL:
-                    raise
-                attempts.append(Attempt(record.name, exc, outcome_word(error_class)))
-                if error_class.kind is ErrorKind.REROUTE:
-                    required = required | error_class.require
-            last = exc
-    raise no_service(required, tried, attempts) from last
+            break
+        served, value = await call.attempt(record)
+        if served:
+            return value  # type: ignore[no-any-return]
+    raise call.failed() from call.last
+
+
+async def _hedged(call: _Call, hedge_after: float) -> Any:
+    """A hedged call: when the one attempt in flight has gone *hedge_after* seconds
+    without an answer, a second starts on the next available provider; the first answer
+    wins and the other attempt is cancelled (a cancellation: its breaker records
+    nothing, its permit goes back). A failed attempt is replaced at once, as in an
+    unhedged call. Never more than two attempts in flight, never one provider twice."""
+    sup = call.sup
+    send, receive = trio.open_memory_channel[tuple[ProviderRecord, bool, Any]](math.inf)
+    hedge: ProviderRecord | None = None  # the attempt the hedge timer started
+    async with send, receive, trio.open_nursery() as nursery:
+
+        async def run(record: ProviderRecord) -> None:
+            served, value = await call.attempt(record)
+            send.send_nowait((record, served, value))
+
+        async def launch(*, waiting: bool) -> ProviderRecord | None:
+            record = await call.next(waiting=waiting) if call.more() else None
+            if record is not None:
+                nursery.start_soon(run, record)
+            return record
+
+        running = 0 if await launch(waiting=True) is None else 1
+        due = trio.current_time() + hedge_after
+        while running:
+            with trio.move_on_at(due if running == 1 else math.inf) as timer:
+                record, served, value = await receive.receive()
+            if timer.cancelled_caught:
+                hedge = await launch(waiting=False)
+                if hedge is not None:
+                    running += 1
+                    sup.hedge_started(hedge, call.handler, call.service_type)
+                due = math.inf  # one hedge per attempt in flight
+                continue
+            running -= 1
+            if served:
+                if record is hedge:
+                    sup.hedges_won += 1
+                nursery.cancel_scope.cancel()  # the loser, if any: recorded as cancelled
+                return value
+            if await launch(waiting=running == 0) is not None:
+                running += 1
+                due = trio.current_time() + hedge_after if running == 1 else math.inf
+    raise call.failed() from call.last

@@ -24,12 +24,14 @@ __all__ = [
     "EventSubscription",
     "EventsDropped",
     "HealthChanged",
+    "HedgeStarted",
     "ProviderClosed",
     "ProviderDisabled",
     "ProviderRegistered",
     "ProviderUnregistered",
     "RegistryEvent",
     "ResolveMiss",
+    "RetryRefused",
     "SpilloverChanged",
 ]
 
@@ -108,6 +110,24 @@ class SpilloverChanged(RegistryEvent):
     scope: str
     service_type: str
     loads: tuple[tuple[int, float], ...]
+
+
+@attrs.frozen
+class RetryRefused(RegistryEvent):
+    """The registry's retry budget refused a ``call``'s failover attempt on provider
+    ``name``: the call ended without trying it."""
+
+    handler: str
+    service_type: str
+
+
+@attrs.frozen
+class HedgeStarted(RegistryEvent):
+    """A hedged ``call`` (``hedge_after=``) waited long enough for its first attempt and
+    started a second, on provider ``name``."""
+
+    handler: str
+    service_type: str
 
 
 @attrs.frozen

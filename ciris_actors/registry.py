@@ -46,6 +46,7 @@ from ._types import (
 from ._validators import count, seconds
 from ._views import ProviderView, view_of
 from .breaker import CircuitBreaker, CircuitBreakerConfig
+from .budget import RetryBudget
 from .events import EventSubscription, RegistryEvent
 from .outcomes import Classifier
 from .restart import RestartPolicy
@@ -425,6 +426,7 @@ class Registry:
         required_capabilities: Iterable[str] | None = None,
         max_attempts: int | None = None,
         wait: float | None = None,
+        hedge_after: float | None = None,
     ) -> T:
         """Return ``await fn(instance, *args)``, failing over on failure.
 
@@ -445,6 +447,10 @@ class Registry:
           wait: when nothing is available, wait up to this many seconds in all for a
             provider to admit again (woken by the earliest breaker deadline, or when
             routing or a breaker's state changes) instead of failing at once.
+          hedge_after: after this many seconds without an answer, start a second attempt
+            on the next available provider; the first answer wins and the other attempt
+            is cancelled (recorded as neither success nor failure). Never more than two
+            in flight, never one provider twice. ``None``: no hedging.
 
         Raises:
           NoServiceAvailable: every available provider failed (or none was available, or
@@ -462,6 +468,7 @@ class Registry:
         if max_attempts is not None:
             count(max_attempts, "max_attempts")
         limit = None if wait is None else seconds(wait, "wait", inclusive=True, infinite=True)
+        hedge = None if hedge_after is None else seconds(hedge_after, "hedge_after")
         required = coerce_capabilities(required_capabilities, "required_capabilities")
         await trio.lowlevel.checkpoint()
         self._check_open()
@@ -482,6 +489,7 @@ class Registry:
             args,
             max_attempts,
             limit,
+            hedge,
         )
 
     def _no_service(
@@ -764,6 +772,26 @@ class Registry:
         unregistered or moved), so what is derived from it can be cached."""
         return self._sup.version
 
+    def routing_stats(self) -> dict[str, Any]:
+        """What the opt-in routing features have done so far (JSON-ready):
+        ``spilled`` (resolves proportional spillover sent past the first group, per
+        service type), ``retries_refused`` (failover attempts the retry budget refused),
+        ``hedges_started`` and ``hedges_won`` (second attempts of hedged calls, and those
+        that answered first).
+
+        Raises:
+          RegistryError: the registry is closed.
+        """
+        self._check_open()
+        sup = self._sup
+        budget = sup.retry_budget
+        return {
+            "spilled": dict(sorted(sup.spilled.items())),
+            "retries_refused": 0 if budget is None else budget.refused,
+            "hedges_started": sup.hedges_started,
+            "hedges_won": sup.hedges_won,
+        }
+
     @property
     def state_version(self) -> int:
         """A number that changes whenever anything a resolve reads about a provider may
@@ -1014,6 +1042,7 @@ async def open_registry(
     seed: int | None = None,
     classify: Classifier | None = None,
     overprovisioning_factor: float | None = None,
+    retry_budget: RetryBudget | None = None,
 ) -> AsyncIterator[Registry]:
     """Open a registry whose provider actors live in this block.
 
@@ -1034,6 +1063,8 @@ async def open_registry(
         1.4): a group whose available share of members times this falls below 1 sends
         that missing share of resolves to the next group. ``None`` (the default): groups
         are all-or-nothing, as in the seed.
+      retry_budget: a :class:`RetryBudget` capping ``call``'s failover attempts across
+        the registry (``None``: no cap, as in the seed).
       classify: what an error from a provider means (see
         :class:`~ciris_actors.outcomes.ErrorClass`), asked after the provider's own
         classifier; ``None`` from both means a failure.
@@ -1057,6 +1088,8 @@ async def open_registry(
         )
     close = seconds(close_timeout, "close_timeout")
     _check_classifier(classify)
+    if retry_budget is not None and not isinstance(retry_budget, RetryBudget):
+        raise TypeError(f"retry_budget: expected a RetryBudget, got {type(retry_budget).__name__}")
     factor = (
         None
         if overprovisioning_factor is None
@@ -1080,6 +1113,7 @@ async def open_registry(
                     classify=classify,
                     routing_rng=random.Random(None if seed is None else f"{seed}/routing"),
                     overprovisioning_factor=factor,
+                    retry_budget=retry_budget,
                 )
                 registry = Registry(
                     supervisor,

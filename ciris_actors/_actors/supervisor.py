@@ -21,16 +21,19 @@ from .._lifecycle import has_lifecycle, lifecycle_method, needs_supervision
 from .._stats import ResolveStats
 from .._types import GLOBAL, ActorStatus, CircuitState, Priority, SelectionStrategy
 from ..breaker import NO_PERMIT, CircuitBreaker
+from ..budget import RetryBudget, RetryBudgetState
 from ..events import (
     BreakerTransition,
     EventBus,
     HealthChanged,
+    HedgeStarted,
     ProviderClosed,
     ProviderDisabled,
     ProviderRegistered,
     ProviderUnregistered,
     RegistryEvent,
     ResolveMiss,
+    RetryRefused,
     SpilloverChanged,
 )
 from ..outcomes import Classifier, ErrorClass, ErrorKind, classify
@@ -189,6 +192,7 @@ class RegistrySupervisor:
         classify: Classifier | None = None,
         routing_rng: random.Random | None = None,
         overprovisioning_factor: float | None = None,
+        retry_budget: RetryBudget | None = None,
     ) -> None:
         self.nursery = nursery
         #: The registry's error classifier, asked after a provider's own.
@@ -236,6 +240,11 @@ class RegistrySupervisor:
         #: the last group loads of each (scope, service type).
         self.overprovisioning_factor = overprovisioning_factor
         self.spilled: dict[str, int] = {}
+        #: The registry's retry budget at work (``None``: no budget), and hedged calls'
+        #: second attempts started and won.
+        self.retry_budget = None if retry_budget is None else RetryBudgetState(retry_budget)
+        self.hedges_started = 0
+        self.hedges_won = 0
         self.group_loads: dict[tuple[str, str], tuple[float, ...]] = {}
         factor = overprovisioning_factor
         self.resolve = walker(
@@ -464,6 +473,26 @@ class RegistrySupervisor:
                         ),
                     )
                 )
+
+    def retry_refused(self, record: ProviderRecord, handler: str, service_type: str) -> None:
+        """The retry budget refused an attempt on *record*: publish :class:`RetryRefused`."""
+        if self.bus.wants(RetryRefused):
+            self.publish(
+                RetryRefused(
+                    name=record.name, time=self.now(), handler=handler, service_type=service_type
+                )
+            )
+
+    def hedge_started(self, record: ProviderRecord, handler: str, service_type: str) -> None:
+        """A hedged call started its second attempt, on *record*: count it and publish
+        :class:`HedgeStarted`."""
+        self.hedges_started += 1
+        if self.bus.wants(HedgeStarted):
+            self.publish(
+                HedgeStarted(
+                    name=record.name, time=self.now(), handler=handler, service_type=service_type
+                )
+            )
 
     def missed_counted(self, handler: str, service_type: str, required: frozenset[str]) -> None:
         """:meth:`missed`, counting the miss for resolve observers."""

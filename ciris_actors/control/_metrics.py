@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 from prometheus_client.core import (
@@ -45,12 +45,16 @@ class Scrape:
       hits: resolves that chose a provider, per service type.
       misses: resolves that found nothing, per service type.
       timing: the sampled resolve durations.
+      routing: ``Registry.routing_stats()``.
     """
 
     views: tuple[ProviderView, ...]
     hits: dict[str, int]
     misses: dict[str, int]
     timing: tuple[tuple[float, ...], tuple[int, ...], float]
+    routing: dict[str, Any] = attrs.field(
+        factory=lambda: {"spilled": {}, "retries_refused": 0, "hedges_started": 0, "hedges_won": 0}
+    )
 
 
 @attrs.frozen
@@ -141,6 +145,20 @@ def _health_checks(scrape: Scrape) -> Iterator[Sample]:
         if view.has_health_check:
             yield (*_ids(view), "pass"), view.health_checks_passed
             yield (*_ids(view), "fail"), view.health_checks_failed
+
+
+def _spilled(scrape: Scrape) -> Iterator[Sample]:
+    for service_type, count in scrape.routing["spilled"].items():
+        yield (service_type,), count
+
+
+def _refused(scrape: Scrape) -> Iterator[Sample]:
+    yield (), scrape.routing["retries_refused"]
+
+
+def _hedges(scrape: Scrape) -> Iterator[Sample]:
+    yield ("started",), scrape.routing["hedges_started"]
+    yield ("won",), scrape.routing["hedges_won"]
 
 
 def _resolves(scrape: Scrape) -> Iterator[Sample]:
@@ -259,6 +277,27 @@ METRICS: tuple[MetricSpec, ...] = (
         _resolves,
     ),
     MetricSpec(
+        "ciris_resolves_spilled",
+        "counter",
+        "Resolves proportional spillover sent past a plan's first group.",
+        ("service_type",),
+        _spilled,
+    ),
+    MetricSpec(
+        "ciris_retries_refused",
+        "counter",
+        "Failover attempts of call the retry budget refused.",
+        (),
+        _refused,
+    ),
+    MetricSpec(
+        "ciris_hedges",
+        "counter",
+        "Second attempts of hedged calls: started, and won (answered first).",
+        ("result",),
+        _hedges,
+    ),
+    MetricSpec(
         "ciris_resolve_duration_seconds",
         "histogram",
         f"Time to choose a provider, sampled: the {SAMPLE_SIZE} resolves after each scrape"
@@ -327,6 +366,7 @@ class RegistryCollector(Collector):
             hits=dict(observer.hits),
             misses=dict(observer.misses),
             timing=(timing.bounds, timing.counts, timing.total),
+            routing=registry.routing_stats(),
         )
         for spec in METRICS:
             yield _family(spec, scrape)
