@@ -78,6 +78,7 @@ from cases_memory import (
     registration_run,
 )
 from cases_resolve import VARIANTS, bench_providers, resolve_targets
+from cases_routing import bench_strategies, routing_targets
 
 # -- report -------------------------------------------------------------------------------
 
@@ -173,6 +174,7 @@ def evaluate_targets(results: Results, cfg: Config) -> list[Target]:
     """
     return [
         *resolve_targets(results, cfg),
+        *routing_targets(results, cfg),
         *breaker_targets(results),
         *memory_targets(results, cfg),
         *control_targets(results),
@@ -194,6 +196,8 @@ async def trio_main(cfg: Config, results: Results) -> None:
     await bench_registration(cfg, results)
     for n in cfg.provider_counts:
         await bench_providers(n, cfg, results)
+    for n in cfg.provider_counts:
+        await bench_strategies(n, cfg, results)
     await bench_breakers_trio(cfg, results)
     await bench_control_plane(cfg, results)
 

@@ -243,7 +243,7 @@ def select(
     required: frozenset[str],
     now: Callable[[], float],
     exclude: Collection[Member] = (),
-    random: Callable[[], float] = _random.random,
+    random: Callable[[int], int] = _random.getrandbits,
 ) -> M | None:
     """Return the first available member of *plan*, admitting it through its breaker.
 
@@ -258,7 +258,7 @@ def select(
       required: capabilities every candidate must have.
       now: returns the current time; called only when a breaker is not CLOSED.
       exclude: members not to choose (for failover inside one call).
-      random: a uniform float in [0, 1), for LEAST_OUTSTANDING and LATENCY groups'
+      random: ``getrandbits``: random bits for LEAST_OUTSTANDING and LATENCY groups'
         two random picks (the registry passes its seeded generator's).
     """
     # The clock is read at most once per resolve, and only if a breaker is not CLOSED:
@@ -270,11 +270,61 @@ def select(
         members = group.members
         strategy = group.strategy
         if strategy is not _FALLBACK and strategy is not _ROUND_ROBIN:
-            chosen = (
-                _weighted(group, required, now, exclude)
-                if strategy is _WEIGHTED
-                else _two_choices(group, required, now, exclude, random)
-            )
+            # The common case of each written out here, as in the loops below: the member
+            # (or the two) that the turn (or the draw) names is ready, capable, untried.
+            if strategy is _WEIGHTED:
+                turns = group.turns
+                if turns is not None:
+                    turn = group.turn
+                    member = members[turns[turn]]
+                    if (
+                        member.ready
+                        and (not required or required <= member.capabilities)
+                        and (not exclude or member not in exclude)
+                    ):
+                        turn += 1
+                        group.turn = 0 if turn == len(turns) else turn
+                        return member
+                chosen = _weighted(group, required, now, exclude)
+            else:
+                count = len(members)
+                if count == 1:
+                    only = members[0]
+                    if (
+                        only.ready
+                        and (not required or required <= only.capabilities)
+                        and (not exclude or only not in exclude)
+                    ):
+                        return only
+                # One draw of 30 bits (a one-digit int: the cheapest arithmetic) names both:
+                # its remainder by the group's size the first, its quotient the other, of
+                # the rest (a bias below 0.1 % up to a thousand members).
+                draw = random(30)
+                first = draw % count
+                second = None
+                if count > 1:
+                    second = (draw // count) % (count - 1)
+                    if second >= first:
+                        second += 1
+                    a = members[first]
+                    b = members[second]
+                    if (
+                        a.ready
+                        and b.ready
+                        and not exclude
+                        and (
+                            not required
+                            or (required <= a.capabilities and required <= b.capabilities)
+                        )
+                    ):
+                        if strategy is _LATENCY:
+                            worse = (b.latency or 0.0) * (b.in_flight + 1) < (a.latency or 0.0) * (
+                                a.in_flight + 1
+                            )
+                        else:
+                            worse = b.in_flight < a.in_flight
+                        return b if worse else a
+                chosen = _two_choices(group, required, now, exclude, first, second)
             if chosen is not None:
                 return chosen
             continue
@@ -363,8 +413,9 @@ def _weighted(
         if _admits(member, required, exclude, now) and (
             member.ready or member.breaker.acquire(now())
         ):
-            group.turn = index + 1
+            group.turn = (index + 1) % count
             return member
+    group.turn = start
     return None
 
 
@@ -382,20 +433,19 @@ def _two_choices(
     required: frozenset[str],
     now: Callable[[], float],
     exclude: Collection[Member],
-    random: Callable[[], float],
+    first: int,
+    second: int | None,
 ) -> M | None:
-    """Power of two choices: of two members picked at random, the available one with
-    the lower load (:func:`_load`; a tie goes to the first picked), admitted. When
-    neither of the two is available, the first two available members from a random
-    place in the group are compared instead (one, if only one is)."""
+    """Power of two choices between members number *first* and *second* (drawn at
+    random; ``None`` in a group of one): the available one with the lower load
+    (:func:`_load`; a tie goes to *first*), admitted. When neither is available, the
+    first two available members from *first* on are compared instead (one, if only one
+    is)."""
     members = group.members
     count = len(members)
     strategy = group.strategy
-    first = int(random() * count)
     picks: list[M] = []
-    if count > 1:
-        second = int(random() * (count - 1))
-        second += second >= first
+    if second is not None:
         for index in (first, second):
             if _admits(members[index], required, exclude, now):
                 picks.append(members[index])
@@ -453,7 +503,7 @@ def select_spilling(
     required: frozenset[str],
     now: Callable[[], float],
     exclude: Collection[Member],
-    random: Callable[[], float],
+    random: Callable[[int], int],
     factor: float,
 ) -> tuple[M | None, int, list[float]]:
     """:func:`select` with proportional spillover: a draw against :func:`group_loads`
@@ -464,7 +514,7 @@ def select_spilling(
       picked (0 when it picked the first, or none), and the loads.
     """
     loads = group_loads(plan, required, now, exclude, factor)
-    draw = random()
+    draw = random(53) / (1 << 53)  # uniform in [0, 1)
     reached = 0.0
     for index, load in enumerate(loads):
         reached += load

@@ -67,7 +67,7 @@ def first_member_whatever_its_state(
     required: frozenset[str],
     now: Callable[[], float],
     exclude: Collection[Member] = (),
-    random: Callable[[], float] = lambda: 0.0,
+    random: Callable[[int], int] = lambda bits: 0,
 ) -> Member | None:
     """Broken: the first capable, untried member of the first group, whatever its actor,
     health or breaker state, admitted without asking the breaker; the real router only

@@ -154,14 +154,14 @@ def test_weighted_honours_required_capabilities_and_exclusions() -> None:
 
 
 class Recorded:
-    """A random source whose draws the test can replay."""
+    """A source of random bits whose draws the test can replay."""
 
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
-        self.draws: list[float] = []
+        self.draws: list[int] = []
 
-    def __call__(self) -> float:
-        value = self.rng.random()
+    def __call__(self, bits: int) -> int:
+        value = self.rng.getrandbits(bits)
         self.draws.append(value)
         return value
 
@@ -179,8 +179,8 @@ def test_two_choices_never_picks_the_worse_of_its_two_candidates(
     strategy: SelectionStrategy,
     latencies: list[float | None],
 ) -> None:
-    """Oracle: the two indexes the first two draws name; the member chosen is one of
-    them and its load (in flight, or latency x (in flight + 1), unmeasured = 0) is not
+    """Oracle: the two indexes the draw names; the member chosen is one of them and its
+    load (in flight, or latency x (in flight + 1), unmeasured = 0) is not
     above the other's."""
     members = [member(f"m{i}", i, strategy) for i in range(len(loads))]
     for m, load, latency in zip(members, loads, latencies, strict=False):
@@ -191,8 +191,9 @@ def test_two_choices_never_picks_the_worse_of_its_two_candidates(
     chosen = select(plan, frozenset(), clock, random=draws)
     assert chosen is not None
     n = len(members)
-    first = int(draws.draws[0] * n)
-    second = int(draws.draws[1] * (n - 1))
+    assert len(draws.draws) == 1  # one draw names both: remainder, then quotient
+    first = draws.draws[0] % n
+    second = (draws.draws[0] // n) % (n - 1)
     second += second >= first
     pair = [plan[0].members[first], plan[0].members[second]]
 
@@ -246,7 +247,7 @@ def test_no_strategy_returns_an_unavailable_or_incapable_member(
     usable = {m.name for m, state in zip(members, states, strict=True) if state == "ok"}
     rng = random.Random(seed)
     for _ in range(10):
-        chosen = select(plan, frozenset({"x"}), clock, random=rng.random)
+        chosen = select(plan, frozenset({"x"}), clock, random=rng.getrandbits)
         if usable:
             assert chosen is not None
             assert chosen.name in usable
@@ -409,8 +410,9 @@ def test_every_strategy_is_accepted_by_its_lower_case_name() -> None:
 # -- proportional spillover ---------------------------------------------------------------
 
 
-def _fixed(value: float) -> Callable[[], float]:
-    return lambda: value
+def _fixed(value: float) -> Callable[[int], int]:
+    """A source of random bits that always draws *value* (in [0, 1)) for 53 bits."""
+    return lambda bits: int(value * (1 << bits))
 
 
 def envoy_loads(availability: list[tuple[int, int]], factor: float) -> list[float]:

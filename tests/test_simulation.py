@@ -363,7 +363,7 @@ def last_ready_member_first(
     required: frozenset[str],
     now: Callable[[], float],
     exclude: Collection[Member] = (),
-    random: Callable[[], float] = lambda: 0.0,
+    random: Callable[[int], int] = lambda bits: 0,
 ) -> Member | None:
     """Broken: priority inverted inside each group (only ready members, so every other
     rule holds); the real router when none is ready."""

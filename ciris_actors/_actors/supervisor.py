@@ -67,7 +67,7 @@ def walker(
     now: Callable[[], float],
     *,
     counting: bool,
-    random: Callable[[], float],
+    random: Callable[[int], int],
     spillover: float | None = None,
     spilled: Callable[[str, str, list[float], int], None] | None = None,
 ) -> Resolve:
@@ -75,8 +75,8 @@ def walker(
     (if allowed, and the handler is not itself global) the global plan; the first member
     :func:`~ciris_actors.selection.select` admits, or ``None`` after telling *missed*.
     *now* reads the clock (when a breaker that is not CLOSED needs it). *counting*
-    makes it count each hit on the provider chosen. *random* draws the two random picks
-    of LEAST_OUTSTANDING and LATENCY groups. With a *spillover* factor each plan is
+    makes it count each hit on the provider chosen. *random* (``getrandbits``) draws the
+    two random picks of LEAST_OUTSTANDING and LATENCY groups. With a *spillover* factor each plan is
     walked with proportional spillover, and *spilled* hears of every such resolve (the
     scope, the service type, the group loads, and the group the draw picked).
 
@@ -119,7 +119,7 @@ def _spilling_walker(
     missed: Callable[[str, str, frozenset[str]], None],
     now: Callable[[], float],
     counting: bool,
-    random: Callable[[], float],
+    random: Callable[[int], int],
     factor: float,
     spilled: Callable[[str, str, list[float], int], None],
 ) -> Resolve:
@@ -235,7 +235,7 @@ class RegistrySupervisor:
         #: counting hits and misses, for while a resolve observer is attached.
         #: The two random picks of LEAST_OUTSTANDING and LATENCY groups (its own generator,
         #: so that routing draws never shift the restart jitter's).
-        draw = (random.Random() if routing_rng is None else routing_rng).random
+        draw = (random.Random() if routing_rng is None else routing_rng).getrandbits
         #: Proportional spillover: the factor, resolves spilled per service type, and
         #: the last group loads of each (scope, service type).
         self.overprovisioning_factor = overprovisioning_factor
