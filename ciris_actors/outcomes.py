@@ -276,11 +276,15 @@ def _status(error: BaseException) -> int | None:
     """The HTTP status on *error*, or else on its ``response`` (``status_code``, then
     ``status``); None when neither has an int from 100 to 599 (aiohttp's 0 is no status,
     and so is a bool)."""
-    for holder in (error, getattr(error, "response", None)):
+    holder: object = error
+    while holder is not None:
         for attribute in ("status_code", "status"):
             value = getattr(holder, attribute, None)
             if isinstance(value, int) and 100 <= value <= 599:
                 return value
+        # The response is looked up only when the error itself has no status: a failed
+        # attribute lookup costs more than the rest of the classifier.
+        holder = getattr(holder, "response", None) if holder is error else None
     return None
 
 
