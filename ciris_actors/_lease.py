@@ -258,24 +258,30 @@ class Lease:
             raise self._too_slow() from exc
         return False
 
-    def _settle(self, exc: BaseException | None, timed_out: bool) -> None:
+    def _settle(self, exc: BaseException | None, timed_out: bool) -> int | None:
+        """Record how the block ended; return the outcome counted (an index into
+        ``OUTCOMES``, for a trace), or ``None`` when nothing was (abandoned)."""
         record = self._record
         now = trio.current_time()
         if self._abandoned:
             record.breaker.release(self._generation)
-        elif timed_out:
+            return None
+        if timed_out:
             settle(record, self._generation, Outcome.FAILURE, now, timed_out=True)
-        elif exc is None:
+            return _TIMEOUT
+        if exc is None:
             settle(record, self._generation, Outcome.SUCCESS, now)
-        elif isinstance(exc, Exception):
+            return _SUCCESS
+        if isinstance(exc, Exception):
             error_class = self._sup.classify_error(record, exc)
             self.error_class = error_class
             settle_error(self._sup, record, self._generation, error_class, now)
-        else:
-            # Cancelled from outside, KeyboardInterrupt, or a group of such: not the
-            # provider's doing. The permit goes back; the call counts as cancelled.
-            record.breaker.release(self._generation)
-            record.counters.outcomes[_CANCELLED] += 1
+            return _CLASS_OUTCOME[error_class.kind]
+        # Cancelled from outside, KeyboardInterrupt, or a group of such: not the
+        # provider's doing. The permit goes back; the call counts as cancelled.
+        record.breaker.release(self._generation)
+        record.counters.outcomes[_CANCELLED] += 1
+        return _CANCELLED
 
     def _too_slow(self) -> trio.TooSlowError:
         return trio.TooSlowError(
@@ -298,6 +304,7 @@ async def call_with_failover(
     args: tuple[Any, ...],
     max_attempts: int | None,
     wait: float | None,
+    make_lease: Callable[[RegistrySupervisor, ProviderRecord, float | None], Lease] = Lease,
 ) -> T:
     """``Registry.call``'s loop: lease, try, and on failure move to the next available
     provider, never the same one twice.
@@ -305,7 +312,8 @@ async def call_with_failover(
     An error classified ``ignore`` or ``success`` is raised at once; ``reroute`` adds
     its capabilities to what the rest of the call requires. With *wait*, when nothing is
     available it waits (at most *wait* seconds in all) for the earliest breaker to admit
-    again or for routing or a breaker to change, then looks again.
+    again or for routing or a breaker to change, then looks again. *make_lease* makes
+    each attempt's lease (a traced call's leases open a span per attempt: ``_trace``).
 
     Raises:
       NoServiceAvailable: from *no_service*, chained from the last error.
@@ -329,7 +337,7 @@ async def call_with_failover(
                 await sup.wait_change()
             continue
         tried.append(record)
-        lease = Lease(sup, record, None)
+        lease = make_lease(sup, record, None)
         try:
             with lease:
                 awaitable = fn(lease.instance, *args)

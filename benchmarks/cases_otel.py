@@ -1,0 +1,247 @@
+"""What OpenTelemetry costs ``registry.call``: without the API, with the API and no SDK
+(the default for a library's users), and with the SDK recording every span into its
+in-memory exporter (and with an SDK that samples nothing), for a call served at the
+first attempt and one that fails over once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+import trio
+import trio.testing
+from _harness import (
+    NO_N,
+    Config,
+    Results,
+    SampleFn,
+    Spec,
+    Target,
+    fmt_time,
+    measure,
+    perf_ns,
+    progress,
+)
+
+from ciris_actors import CircuitBreakerConfig, Registry, _trace, open_registry
+
+#: The modes, in the order each round samples them: key -> label.
+MODES = {
+    "absent": "API not importable",
+    "api": "API, no SDK",
+    "sdk_off": "SDK, sampler ALWAYS_OFF",
+    "sdk": "SDK + SimpleSpanProcessor + in-memory exporter",
+}
+#: Attempts per call: key -> (handler, label).
+SHAPES = {
+    1: ("h_one", "served at the 1st attempt"),
+    2: ("h_two", "1 failure, served at the 2nd attempt"),
+}
+#: A breaker the failing provider never opens, so every call fails over the same way.
+NEVER_OPENS = CircuitBreakerConfig(failure_threshold=2**31)
+
+
+class Bad:
+    """A provider whose calls fail."""
+
+
+class Good:
+    """A provider whose calls succeed."""
+
+
+async def serve(instance: object) -> None:
+    """``call``'s fn: fails on a :class:`Bad` provider."""
+    if isinstance(instance, Bad):
+        raise RuntimeError("refused")
+
+
+def otel_importable() -> bool:
+    """Whether the API and the SDK can be imported here."""
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in ("opentelemetry", "opentelemetry.sdk")
+    )
+
+
+def call_sample(
+    registry: Registry, handler: str, enter: Callable[[], None], leave: Callable[[], None]
+) -> SampleFn:
+    """A batch of ``await registry.call(handler, "llm", serve)``, in a mode.
+
+    Args:
+        registry: The registry called.
+        handler: The handler (which key, so how many attempts).
+        enter: Puts the mode in place before the batch is timed.
+        leave: Takes it away after.
+
+    Returns:
+        The sample function.
+    """
+
+    async def sample(batch: int) -> int:
+        enter()
+        try:
+            t0 = perf_ns()
+            for _ in range(batch):
+                await registry.call(handler, "llm", serve)
+            return perf_ns() - t0
+        finally:
+            leave()
+
+    return sample
+
+
+async def bench_otel(cfg: Config, results: Results) -> None:
+    """Measure ``registry.call`` in each OpenTelemetry mode, 1 and 2 attempts a call.
+
+    One registry (``open_registry(health_check_interval=None)``), two keys: one with a
+    plain provider that serves (1 attempt a call), one whose first provider (group 0)
+    always fails, with a breaker that never opens, before a second (group 1) that serves
+    (2 attempts a call, the first recording a failure with its exception). Every mode and
+    shape is measured in the same interleaved rounds, all with the same batch size. The
+    mode is put in place before each batch and taken away after, outside the timing:
+
+    * ``absent``: ``_trace.installed`` set to False. The facade chooses the untraced
+      path on that flag alone, so a call runs the same code as in a process where
+      ``import opentelemetry`` fails.
+    * ``api``: the API imported, no tracer provider set (the process never sets one):
+      ``_trace.tracer()`` finds none and no span is made.
+    * ``sdk_off``: an SDK ``TracerProvider(sampler=ALWAYS_OFF)``: spans are made but do
+      not record (and skip reasons are not built).
+    * ``sdk``: an SDK ``TracerProvider`` with a ``SimpleSpanProcessor`` exporting every
+      span to an ``InMemorySpanExporter`` (cleared before each batch).
+
+    The SDK providers are handed to the registry through ``_trace.tracer_provider_override``
+    (the global provider can be set only once per process). Checked before timing: no
+    global provider is set, and one call of each shape exports the spans it should.
+    The cost of an attempt span is the SDK's extra cost of the 2-attempt call over the
+    1-attempt call: ((sdk, 2) - (absent, 2)) - ((sdk, 1) - (absent, 1)).
+
+    Args:
+        cfg: The run's settings.
+        results: Where the rows go.
+    """
+    if not otel_importable():
+        progress("OpenTelemetry: the API or the SDK is not installed; skipped")
+        return
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    assert _trace.installed
+    assert _trace.tracer_provider_override is None
+    assert _trace.tracer() is None, "a global tracer provider is set: 'api' would not be"
+    exporter = InMemorySpanExporter()
+    recording = TracerProvider()
+    recording.add_span_processor(SimpleSpanProcessor(exporter))
+    dropping = TracerProvider(sampler=ALWAYS_OFF)
+
+    def nothing() -> None:
+        pass
+
+    def without_api() -> None:
+        _trace.installed = False
+
+    def with_api() -> None:
+        _trace.installed = True
+
+    def use(provider: Any) -> Callable[[], None]:
+        def enter() -> None:
+            exporter.clear()
+            _trace.tracer_provider_override = provider
+
+        return enter
+
+    def no_provider() -> None:
+        _trace.tracer_provider_override = None
+
+    modes: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
+        "absent": (without_api, with_api),
+        "api": (nothing, nothing),
+        "sdk_off": (use(dropping), no_provider),
+        "sdk": (use(recording), no_provider),
+    }
+
+    async with open_registry(health_check_interval=None) as registry:
+        registry.register("h_one", "llm", Good())
+        registry.register("h_two", "llm", Bad(), circuit_breaker_config=NEVER_OPENS)
+        registry.register("h_two", "llm", Good(), priority_group=1)
+        await trio.testing.wait_all_tasks_blocked()
+
+        # Sanity: each shape makes the attempts, and the spans, its rows claim.
+        for attempts, (handler, _) in SHAPES.items():
+            use(recording)()
+            await registry.call(handler, "llm", serve)
+            no_provider()
+            names = sorted(span.name for span in exporter.get_finished_spans())
+            assert names == ["ciris.attempt"] * attempts + ["ciris.call"], names
+        exporter.clear()
+
+        specs = [
+            Spec(
+                f"otel/call/{mode}/{attempts}",
+                "otel: registry.call",
+                f"{label}; {shape}",
+                NO_N,
+                "trio",
+                call_sample(registry, handler, *modes[mode]),
+            )
+            for attempts, (handler, shape) in SHAPES.items()
+            for mode, label in MODES.items()
+        ]
+        progress(f"OpenTelemetry: {len(specs)} cases")
+        await measure(specs, cfg, results, batch_groups=["otel"] * len(specs))
+        assert _trace.installed
+        assert _trace.tracer_provider_override is None
+
+    for attempts in SHAPES:
+        base = results.p50(f"otel/call/absent/{attempts}")
+        for mode in MODES:
+            row = results.by_key[f"otel/call/{mode}/{attempts}"]
+            ratio = results.p50(row.key) / base
+            extra = results.p50(row.key) - base
+            row.extra.update(ratio_to_absent=ratio, extra_ns=extra, attempts=attempts)
+            if mode != "absent":
+                row.note = f"{ratio:.3f}x absent ({extra / 1000:+.3f} us)"
+    per_attempt = (
+        results.by_key["otel/call/sdk/2"].extra["extra_ns"]
+        - (results.by_key["otel/call/sdk/1"].extra["extra_ns"])
+    )
+    results.extra["otel_attempt_span_ns"] = per_attempt
+    results.by_key["otel/call/sdk/2"].note += f"; {per_attempt / 1000:.3f} us per attempt span"
+
+
+def otel_targets(results: Results) -> list[Target]:
+    """Judge ``call`` with the API and no SDK <= 1.03x without the API (1 attempt).
+
+    Args:
+        results: The run's rows.
+
+    Returns:
+        The judged target (N/A when the group did not run), and the SDK's cost per
+        attempt span as a figure with no target.
+    """
+    name = "registry.call, OpenTelemetry API without SDK <= 1.03x without the API"
+    if "otel/call/api/1" not in results.by_key:
+        return [Target(name, "opentelemetry-api or -sdk not installed", None)]
+    one = results.by_key["otel/call/api/1"].extra
+    two = results.by_key["otel/call/api/2"].extra
+    sdk = results.by_key["otel/call/sdk/1"]
+    per_attempt = results.extra["otel_attempt_span_ns"]
+    return [
+        Target(
+            name,
+            f"1 attempt: {one['ratio_to_absent']:.3f}x ({one['extra_ns']:+.0f} ns);"
+            f" 2 attempts: {two['ratio_to_absent']:.3f}x ({two['extra_ns']:+.0f} ns)",
+            one["ratio_to_absent"] <= 1.03,
+        ),
+        Target(
+            "registry.call with the SDK recording (no target: the figure)",
+            f"1 attempt: {fmt_time(sdk.p50_ns)} = {sdk.extra['ratio_to_absent']:.2f}x;"
+            f" {per_attempt / 1000:.1f} us per extra attempt span",
+            None,
+        ),
+    ]
