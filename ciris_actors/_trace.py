@@ -90,27 +90,23 @@ def tracer() -> Tracer | None:
     provider was set (the API alone hands out no-op spans) or a no-op one was.
 
     Looked at again on every call, so a provider set later is used from the next call
-    on; only a change of provider costs more than two attribute reads.
+    on; only a change of provider costs more than a few attribute reads.
     """
     provider = tracer_provider_override
     if provider is None:
-        provider = _global_provider()
+        if _GLOBAL_READABLE:
+            # ``trace.get_tracer_provider()`` looks up an environment variable on every
+            # call (over a microsecond); once a provider is set it returns this global,
+            # read here directly. ``_adopt`` covers the environment variable.
+            provider = otel_trace._TRACER_PROVIDER
+        else:  # pragma: no cover - an API that keeps its global elsewhere
+            provider = otel_trace.get_tracer_provider()
     if provider is _seen:
         return _tracer
     return _adopt(provider)
 
 
-def _global_provider() -> TracerProvider | None:
-    if _GLOBAL_READABLE:
-        # ``trace.get_tracer_provider()`` looks up an environment variable on every call
-        # (over a microsecond); once a provider is set it returns this global, read here
-        # directly. ``_adopt`` covers the environment variable.
-        provider: TracerProvider | None = otel_trace._TRACER_PROVIDER
-        return provider
-    return otel_trace.get_tracer_provider()  # pragma: no cover - an API laid out otherwise
-
-
-#: Whether the API keeps its global provider where :func:`_global_provider` reads it.
+#: Whether the API keeps its global provider where :func:`tracer` reads it.
 _GLOBAL_READABLE = installed and hasattr(otel_trace, "_TRACER_PROVIDER")
 
 
