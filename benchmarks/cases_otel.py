@@ -6,6 +6,7 @@ first attempt and one that fails over once.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from collections.abc import Callable
 from typing import Any
@@ -116,19 +117,23 @@ async def bench_otel(cfg: Config, results: Results) -> None:
     (the global provider can be set only once per process). Checked before timing: no
     global provider is set, and one call of each shape exports the spans it should.
 
-    Two groups of interleaved rounds, each with one batch size for all its cases:
+    Two groups of interleaved rounds. Batches are sized as the harness does (about
+    ``cfg.sample_target_ns``) but with no minimum call count, so a batch lasts about
+    0.5 ms even when it holds one call: a call takes 17 to 500 us, and on a busy machine
+    a batch of 100 of them is often cut by the scheduler.
 
     1. ``absent`` against ``api``, the comparison with a target: each measured twice
        (copies A and B) in the order absent A, api A, api B, absent B, for each shape, so
-       that neither always goes first. No SDK case runs in these rounds: a case that
-       follows one starts with colder caches, which on a first run made ``absent``
-       (always right after an SDK case) look slower than ``api``. The ratio is the mean
-       p50 of api A and B over the mean p50 of absent A and B; absent B over absent A is
-       the A/A noise.
+       that neither always goes first, with five times ``cfg.samples`` rounds and one
+       batch size for all (the smallest calibrated). No SDK case runs in these rounds:
+       a case that follows one starts with colder caches, which on a first run made
+       ``absent`` (always right after an SDK case) look slower than ``api``. The ratio
+       is the mean p50 of api A and B over the mean p50 of absent A and B; absent B
+       over absent A is the A/A noise.
     2. ``absent``, ``sdk_off`` and ``sdk`` for each shape: the SDK's cost against its own
-       interleaved baseline. The cost of an attempt span is the SDK's extra cost of the
-       2-attempt call over that of the 1-attempt call:
-       ((sdk, 2) - (absent, 2)) - ((sdk, 1) - (absent, 1)).
+       interleaved baseline, each case with its own batch size (column ``batch``). The
+       cost of an attempt span is the SDK's extra cost of the 2-attempt call over that
+       of the 1-attempt call: ((sdk, 2) - (absent, 2)) - ((sdk, 1) - (absent, 1)).
 
     Args:
         cfg: The run's settings.
@@ -159,15 +164,19 @@ async def bench_otel(cfg: Config, results: Results) -> None:
     def with_api() -> None:
         _trace.installed = True
 
+    # Each switch of provider is taken in (``_trace.tracer()``) before the timing: an
+    # application does it once, not at the first call of every batch.
     def use(provider: Any) -> Callable[[], None]:
         def enter() -> None:
             exporter.clear()
             _trace.tracer_provider_override = provider
+            _trace.tracer()
 
         return enter
 
     def no_provider() -> None:
         _trace.tracer_provider_override = None
+        _trace.tracer()
 
     modes: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
         "absent": (without_api, with_api),
@@ -176,6 +185,12 @@ async def bench_otel(cfg: Config, results: Results) -> None:
         "sdk": (use(recording), no_provider),
     }
 
+    # Batches of about the harness's target length, however few calls that is: a batch
+    # of 100 calls (2 to 50 ms) is often cut by the scheduler on a busy machine, which
+    # p50 does not filter out when most batches are.
+    short = dataclasses.replace(cfg, min_batch=1)
+    # The comparison with a target takes five times as many (short) samples.
+    light_cfg = dataclasses.replace(short, samples=5 * cfg.samples)
     async with open_registry(health_check_interval=None) as registry:
         registry.register("h_one", "llm", Good())
         registry.register("h_two", "llm", Bad(), circuit_breaker_config=NEVER_OPENS)
@@ -208,7 +223,7 @@ async def bench_otel(cfg: Config, results: Results) -> None:
             for mode, copy in (("absent", "A"), ("api", "A"), ("api", "B"), ("absent", "B"))
         ]
         progress(f"OpenTelemetry: without the API and without an SDK, {len(light)} cases")
-        await measure(light, cfg, results, batch_groups=["light"] * len(light))
+        await measure(light, light_cfg, results, batch_groups=["light"] * len(light))
         # The SDK's cost, in rounds of their own with their own baseline.
         heavy = [
             Spec(
@@ -223,7 +238,7 @@ async def bench_otel(cfg: Config, results: Results) -> None:
             for mode in ("absent", "sdk_off", "sdk")
         ]
         progress(f"OpenTelemetry: with the SDK, {len(heavy)} cases")
-        await measure(heavy, cfg, results, batch_groups=["heavy"] * len(heavy))
+        await measure(heavy, short, results)
         assert _trace.installed
         assert _trace.tracer_provider_override is None
 

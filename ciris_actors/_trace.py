@@ -10,6 +10,7 @@ after a few attribute reads and no span is made. Rules for people: docs/tracing.
 from __future__ import annotations
 
 import contextvars
+import functools
 import os
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -127,7 +128,9 @@ def _adopt(provider: TracerProvider | None) -> Tracer | None:
     return found
 
 
+@functools.cache
 def _version() -> str | None:
+    """The package's version, for the tracer's scope (looked up once: it is slow)."""
     try:
         return metadata.version("ciris-actors")
     except metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
