@@ -264,17 +264,23 @@ class CallTrace:
         """
         span = self.span
         last = self.last
-        if last is not None:
-            span.set_attribute(PROVIDER, last.name)
-            span.set_attribute(PRIORITY_GROUP, last.priority_group)
-            span.set_attribute(ATTEMPT, self.attempts)
         if error is not None and not isinstance(error, Exception):
             outcome = "cancelled"
         elif last is not None and last.outcome is not None:
             outcome = last.outcome
         else:
             outcome = "failure"
-        span.set_attribute(OUTCOME, outcome)
+        if last is None:
+            span.set_attribute(OUTCOME, outcome)
+        else:  # one call: the SDK takes a lock and checks the values at each
+            span.set_attributes(
+                {
+                    PROVIDER: last.name,
+                    PRIORITY_GROUP: last.priority_group,
+                    ATTEMPT: self.attempts,
+                    OUTCOME: outcome,
+                }
+            )
         if isinstance(error, Exception):
             if isinstance(error, NoServiceAvailable) and self.recording:
                 for skipped in error.skipped:
