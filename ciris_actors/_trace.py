@@ -79,41 +79,46 @@ _FAILED = frozenset({"failure", "rate_limited", "disabled", "timeout"})
 #: set once per process. ``None``: the global one.
 tracer_provider_override: TracerProvider | None = None
 
-_UNSEEN = object()
 #: The provider :func:`tracer` last saw, and the tracer it made of it (``None``: a
-#: provider whose spans would not record, or none at all).
-_seen: object = _UNSEEN
-_tracer: Tracer | None = None
+#: provider whose spans would not record, or none at all). One tuple: one global read.
+_cache: tuple[object, Tracer | None] = (object(), None)
 
+if not installed or hasattr(otel_trace, "_TRACER_PROVIDER"):
 
-def tracer() -> Tracer | None:
-    """The tracer to make spans with, or ``None`` when they would not record: no tracer
-    provider was set (the API alone hands out no-op spans) or a no-op one was.
+    def tracer() -> Tracer | None:
+        """The tracer to make spans with, or ``None`` when they would not record: no
+        tracer provider was set (the API alone hands out no-op spans) or a no-op one was.
 
-    Looked at again on every call, so a provider set later is used from the next call
-    on; only a change of provider costs more than a few attribute reads.
-    """
-    provider = tracer_provider_override
-    if provider is None:
-        if _GLOBAL_READABLE:
+        Looked at again on every call, so a provider set later is used from the next
+        call on; only a change of provider costs more than a few attribute reads.
+        """
+        provider = tracer_provider_override
+        if provider is None:
             # ``trace.get_tracer_provider()`` looks up an environment variable on every
             # call (over a microsecond); once a provider is set it returns this global,
             # read here directly. ``_adopt`` covers the environment variable.
             provider = otel_trace._TRACER_PROVIDER
-        else:  # pragma: no cover - an API that keeps its global elsewhere
+        cache = _cache
+        if provider is cache[0]:
+            return cache[1]
+        return _adopt(provider)
+
+else:  # pragma: no cover - an API that keeps its global provider elsewhere
+
+    def tracer() -> Tracer | None:
+        """:func:`tracer` for an API laid out otherwise: asks it every time."""
+        provider = tracer_provider_override
+        if provider is None:
             provider = otel_trace.get_tracer_provider()
-    if provider is _seen:
-        return _tracer
-    return _adopt(provider)
-
-
-#: Whether the API keeps its global provider where :func:`tracer` reads it.
-_GLOBAL_READABLE = installed and hasattr(otel_trace, "_TRACER_PROVIDER")
+        cache = _cache
+        if provider is cache[0]:
+            return cache[1]
+        return _adopt(provider)
 
 
 def _adopt(provider: TracerProvider | None) -> Tracer | None:
     """Remember *provider* and the tracer it gives, for :func:`tracer`."""
-    global _seen, _tracer
+    global _cache
     if provider is None and "OTEL_PYTHON_TRACER_PROVIDER" in os.environ:
         # The API loads a provider named in the environment on first use: use it now.
         provider = otel_trace.get_tracer_provider()
@@ -124,7 +129,7 @@ def _adopt(provider: TracerProvider | None) -> Tracer | None:
         found = provider.get_tracer("ciris_actors", _version())
         if isinstance(found, (otel_trace.NoOpTracer, otel_trace.ProxyTracer)):
             found = None  # e.g. an SDK disabled by OTEL_SDK_DISABLED
-    _seen, _tracer = provider, found
+    _cache = (provider, found)
     return found
 
 
