@@ -37,7 +37,10 @@ function's docstring gives the group's method:
   failover, per provider count (``bench_providers``);
 * ``cases_breakers.py``: our breaker against the four libraries, under trio and asyncio;
 * ``cases_control.py`` and ``cases_scrape.py``: the control plane's cost to the resolve,
-  and what a ``/metrics`` scrape costs (needs the ``control`` extra and ``httpx``).
+  and what a ``/metrics`` scrape costs (needs the ``control`` extra and ``httpx``);
+* ``cases_otel.py``: what OpenTelemetry costs ``registry.call``, without the API, with
+  the API and no SDK, and with the SDK recording (needs opentelemetry-api and -sdk; also
+  run on its own by ``bench_otel.py``).
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ from cases_memory import (
     memory_targets,
     registration_run,
 )
+from cases_otel import bench_otel, otel_targets
 from cases_resolve import VARIANTS, bench_providers, resolve_targets
 from cases_routing import bench_strategies, routing_targets
 
@@ -94,6 +98,7 @@ SECTION_ORDER = (
     "control: get_service_nowait hit",
     "control: get_service_nowait miss",
     "control: /metrics scrape",
+    "otel: registry.call",
 )
 
 
@@ -178,6 +183,7 @@ def evaluate_targets(results: Results, cfg: Config) -> list[Target]:
         *breaker_targets(results),
         *memory_targets(results, cfg),
         *control_targets(results),
+        *otel_targets(results),
     ]
 
 
@@ -200,6 +206,7 @@ async def trio_main(cfg: Config, results: Results) -> None:
         await bench_strategies(n, cfg, results)
     await bench_breakers_trio(cfg, results)
     await bench_control_plane(cfg, results)
+    await bench_otel(cfg, results)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

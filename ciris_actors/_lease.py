@@ -287,26 +287,32 @@ class Lease:
             raise self._too_slow() from exc
         return False
 
-    def _settle(self, exc: BaseException | None, timed_out: bool) -> None:
+    def _settle(self, exc: BaseException | None, timed_out: bool) -> int | None:
+        """Record how the block ended; return the outcome counted (an index into
+        ``OUTCOMES``, for a trace), or ``None`` when nothing was (abandoned)."""
         record = self._record
         now = trio.current_time()
         reached = not self._abandoned and (exc is None or isinstance(exc, Exception) or timed_out)
         record.finished(now, now - self._started if reached else None)
         if self._abandoned:
             record.breaker.release(self._generation)
-        elif timed_out:
+            return None
+        if timed_out:
             settle(record, self._generation, Outcome.FAILURE, now, timed_out=True)
-        elif exc is None:
+            return _TIMEOUT
+        if exc is None:
             settle(record, self._generation, Outcome.SUCCESS, now)
-        elif isinstance(exc, Exception):
+            return _SUCCESS
+        if isinstance(exc, Exception):
             error_class = self._sup.classify_error(record, exc)
             self.error_class = error_class
             settle_error(self._sup, record, self._generation, error_class, now)
-        else:
-            # Cancelled from outside, KeyboardInterrupt, or a group of such: not the
-            # provider's doing. The permit goes back; the call counts as cancelled.
-            record.breaker.release(self._generation)
-            record.counters.outcomes[_CANCELLED] += 1
+            return _CLASS_OUTCOME[error_class.kind]
+        # Cancelled from outside, KeyboardInterrupt, or a group of such: not the
+        # provider's doing. The permit goes back; the call counts as cancelled.
+        record.breaker.release(self._generation)
+        record.counters.outcomes[_CANCELLED] += 1
+        return _CANCELLED
 
     def _too_slow(self) -> trio.TooSlowError:
         return trio.TooSlowError(
@@ -329,6 +335,7 @@ class _Call:
         "give_up",
         "handler",
         "last",
+        "make_lease",
         "max_attempts",
         "no_service",
         "required",
@@ -352,8 +359,10 @@ class _Call:
         args: tuple[Any, ...],
         max_attempts: int | None,
         wait: float | None,
+        make_lease: Callable[[RegistrySupervisor, ProviderRecord, float | None], Lease] = Lease,
     ) -> None:
         self.sup = sup
+        self.make_lease = make_lease
         self.resolve = resolve
         self.no_service = no_service
         self.handler = handler
@@ -411,7 +420,7 @@ class _Call:
         """Run *fn* on *record* through a lease: ``(True, result)``, or ``(False,
         error)`` for an error to fail over from (recorded as an attempt). An error
         classified ``ignore`` or ``success`` propagates."""
-        lease = Lease(self.sup, record, None)
+        lease = self.make_lease(self.sup, record, None)
         try:
             with lease:
                 awaitable = self.fn(lease.instance, *self.args)
@@ -453,6 +462,7 @@ async def call_with_failover(
     max_attempts: int | None,
     wait: float | None,
     hedge_after: float | None = None,
+    make_lease: Callable[[RegistrySupervisor, ProviderRecord, float | None], Lease] = Lease,
 ) -> T:
     """``Registry.call``'s loop: lease, try, and on failure move to the next available
     provider, never the same one twice.
@@ -462,14 +472,25 @@ async def call_with_failover(
     available it waits (at most *wait* seconds in all) for the earliest breaker to admit
     again or for routing or a breaker to change, then looks again. The registry's retry
     budget, if it has one, may refuse an attempt after the first. With *hedge_after*,
-    see :func:`_hedged`.
+    see :func:`_hedged`. *make_lease* makes each attempt's lease (a traced call's leases
+    open a span per attempt: ``_trace``).
 
     Raises:
       NoServiceAvailable: from *no_service*, chained from the last error.
       TypeError: *fn* returned something that cannot be awaited (no outcome recorded).
     """
     call = _Call(
-        sup, resolve, no_service, handler, service_type, required, fn, args, max_attempts, wait
+        sup,
+        resolve,
+        no_service,
+        handler,
+        service_type,
+        required,
+        fn,
+        args,
+        max_attempts,
+        wait,
+        make_lease,
     )
     if hedge_after is not None:
         result: T = await _hedged(call, hedge_after)

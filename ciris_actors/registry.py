@@ -3,8 +3,9 @@
 It checks arguments and delegates: the routing table, the resolve walk, permits and the
 actors are the supervisor's (``_actors``); outcomes and ``call``'s loop are
 ``_lease``'s; views are ``_views``'; inspection is ``_inspect``'s; resolve observation
-is ``_observe``'s. Resolves run synchronously on the routing table and never wait on a
-mailbox or a health check; every mutation checks every argument before changing anything.
+is ``_observe``'s; OpenTelemetry spans are ``_trace``'s. Resolves run synchronously on
+the routing table and never wait on a mailbox or a health check; every mutation checks
+every argument before changing anything.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from . import _inspect
+from . import _inspect, _trace
 from ._actors.messages import BreakerMessage
 from ._actors.record import ProviderRecord
 from ._actors.supervisor import RegistrySupervisor, Resolve
@@ -401,7 +402,8 @@ class Registry:
         Takes a half-open probe permit when needed and runs the block under the breaker's
         ``timeout_duration`` (or *timeout*). A normal exit records a success; an exception
         or the deadline records a failure (the deadline raises ``trio.TooSlowError``); a
-        cancellation from outside records neither and returns the permit.
+        cancellation from outside records neither and returns the permit. Traced as a
+        ``ciris.lease`` span when OpenTelemetry has a tracer provider (docs/tracing.md).
 
         Raises:
           NoServiceAvailable: nothing is available (its message names every candidate).
@@ -411,6 +413,25 @@ class Registry:
         required = coerce_capabilities(required_capabilities, "required_capabilities")
         await trio.lowlevel.checkpoint()
         self._check_open()
+        if _trace.installed:
+            tracer = _trace.tracer()
+            if tracer is not None:
+
+                def no_service() -> NoServiceAvailable:
+                    return self._no_service(handler, service_type, required, [], [])
+
+                with _trace.lease(
+                    tracer,
+                    self._sup,
+                    self._resolve,
+                    no_service,
+                    handler,
+                    service_type,
+                    required,
+                    limit,
+                ) as instance:
+                    yield instance
+                return
         record = self._resolve(handler, service_type, required, True, ())
         if record is None:
             raise self._no_service(handler, service_type, required, [], [])
@@ -435,7 +456,8 @@ class Registry:
         failure, a rate limit or a disable moves on to the next available provider; a
         reroute moves on to providers that also have the capabilities it requires; an
         ignored error or one classified as a success is raised at once. No provider is
-        tried twice in one call.
+        tried twice in one call. Traced as a ``ciris.call`` span with a ``ciris.attempt``
+        span per attempt when OpenTelemetry has a tracer provider (docs/tracing.md).
 
         Args:
           handler: the handler asking.
@@ -478,6 +500,23 @@ class Registry:
         ) -> NoServiceAvailable:
             return self._no_service(handler, service_type, needed, tried, attempts)
 
+        if _trace.installed:
+            tracer = _trace.tracer()
+            if tracer is not None:
+                return await _trace.call(
+                    tracer,
+                    self._sup,
+                    self._resolve,
+                    no_service,
+                    handler,
+                    service_type,
+                    required,
+                    fn,
+                    args,
+                    max_attempts,
+                    limit,
+                    hedge,
+                )
         return await call_with_failover(
             self._sup,
             self._resolve,
@@ -1114,6 +1153,7 @@ async def open_registry(
                     routing_rng=random.Random(None if seed is None else f"{seed}/routing"),
                     overprovisioning_factor=factor,
                     retry_budget=retry_budget,
+                    actor_context=_trace.actor_context if _trace.installed else None,
                 )
                 registry = Registry(
                     supervisor,

@@ -8,10 +8,11 @@ trio). The actors are told afterwards, through their mailboxes.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import random
-from collections.abc import Callable, Collection, Iterator, Mapping
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -45,6 +46,8 @@ from .provider_actor import provider_actor
 from .record import Lifecycle, Permit, ProviderRecord
 
 __all__ = ["RegistrySupervisor", "Resolve"]
+
+_Arg = TypeVar("_Arg")
 
 
 class Resolve(Protocol):
@@ -193,8 +196,14 @@ class RegistrySupervisor:
         routing_rng: random.Random | None = None,
         overprovisioning_factor: float | None = None,
         retry_budget: RetryBudget | None = None,
+        actor_context: Callable[[], contextvars.Context] | None = None,
     ) -> None:
         self.nursery = nursery
+        #: Makes the context each actor starts in, or ``None``: the context of whoever
+        #: registered the provider, as trio copies it. The facade gives one that leaves
+        #: out the caller's OpenTelemetry span (``_trace.actor_context``), so background
+        #: work never joins whatever trace registered it.
+        self.actor_context = actor_context
         #: The registry's error classifier, asked after a provider's own.
         self.classify = classify
         self.restart_policy = restart_policy
@@ -322,15 +331,29 @@ class RegistrySupervisor:
         )
         self.signal_change()
         self.breaker_actors += 1
-        self.nursery.start_soon(
-            breaker_actor, self, record, name=f"ciris_actors.breaker:{record.name}"
-        )
+        self._start_actor(breaker_actor, record, f"ciris_actors.breaker:{record.name}")
         if first and life.supervised:
-            self.nursery.start_soon(
-                provider_actor, self, life, name=f"ciris_actors.provider:{record.name}"
-            )
+            self._start_actor(provider_actor, life, f"ciris_actors.provider:{record.name}")
         elif first and life.has_health_check:
             record.tell(BreakerMessage.CHECK_NOW)  # nothing to start: check at once
+
+    def _start_actor(
+        self,
+        actor: Callable[[RegistrySupervisor, _Arg], Awaitable[None]],
+        arg: _Arg,
+        name: str,
+    ) -> None:
+        """Start *actor* in the registry's nursery, in :attr:`actor_context` if set (the
+        task copies the context it is started from; the health checks a breaker actor
+        starts copy the actor's own)."""
+
+        def start() -> None:
+            self.nursery.start_soon(actor, self, arg, name=name)
+
+        if self.actor_context is None:
+            start()
+        else:
+            self.actor_context().run(start)
 
     def remove(self, name: str) -> ProviderRecord:
         """Take *name* out of routing at once and stop its actors in the background (and
