@@ -44,6 +44,7 @@ from .events import (
     RegistryEvent as RegistryEvent,
     ResolveMiss as ResolveMiss,
 )
+from .guard import Guard as Guard
 from .registry import Registry as Registry, open_registry as open_registry
 from .restart import RestartPolicy as RestartPolicy
 from .selection import Candidate as Candidate
@@ -65,6 +66,7 @@ __all__ = [
     "DuplicateProviderError",
     "EventSubscription",
     "EventsDropped",
+    "Guard",
     "HealthChanged",
     "HealthCheckProtocol",
     "NoServiceAvailable",
