@@ -35,7 +35,8 @@ function's docstring gives the group's method:
   with the hidden option ``--registration-probe``);
 * ``cases_resolve.py``: ``get_service_nowait``, ``get_service``, the lease round and
   failover, per provider count (``bench_providers``);
-* ``cases_breakers.py``: our breaker against the four libraries, under trio and asyncio;
+* ``cases_breakers.py``: our breaker and ``Guard`` against the four libraries, under trio
+  and asyncio;
 * ``cases_control.py`` and ``cases_scrape.py``: the control plane's cost to the resolve,
   and what a ``/metrics`` scrape costs (needs the ``control`` extra and ``httpx``);
 * ``cases_otel.py``: what OpenTelemetry costs ``registry.call``, without the API, with

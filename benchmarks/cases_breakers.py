@@ -1,6 +1,6 @@
-"""Circuit breakers: admission and record on our ``CircuitBreaker`` against the guarded
-no-op calls of pybreaker, purgatory, aiobreaker and circuitbreaker, synchronous under
-trio and asynchronous under asyncio.
+"""Circuit breakers: admission and record on our ``CircuitBreaker``, and our ``Guard``
+around a no-op call, against the guarded no-op calls of pybreaker, purgatory, aiobreaker
+and circuitbreaker, synchronous under trio and asynchronous under asyncio.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from _harness import (
     sync_sample,
 )
 
-from ciris_actors import CircuitBreaker
+from ciris_actors import CircuitBreaker, Guard
 
 
 def _noop() -> None:
@@ -80,6 +80,77 @@ def ours_sync_specs() -> list[Spec]:
             NO_N,
             "sync",
             sync_sample(with_call),
+        ),
+    ]
+
+
+class _Nothing:
+    """A context manager that does nothing: the cost of a ``with`` statement itself."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+def guard_sync_specs() -> list[Spec]:
+    """Our ``Guard`` around a no-op function, with ``time.monotonic`` as its clock: as a
+    decorator and as a ``with`` block, and the cost of a ``with`` statement that does
+    nothing, for scale.
+
+    Returns:
+        The three cases.
+    """
+    version = package_version("ciris-actors")
+    guarded = Guard(CircuitBreaker("bench-guard"), time.monotonic)(_noop)
+    guard = Guard(CircuitBreaker("bench-guard-with"), time.monotonic)
+    nothing = _Nothing()
+
+    def decorated(batch: int) -> int:
+        t0 = perf_ns()
+        for _ in range(batch):
+            guarded()
+        return perf_ns() - t0
+
+    def block(batch: int) -> int:
+        t0 = perf_ns()
+        for _ in range(batch):
+            with guard:
+                _noop()
+        return perf_ns() - t0
+
+    def empty_with(batch: int) -> int:
+        t0 = perf_ns()
+        for _ in range(batch):
+            with nothing:
+                _noop()
+        return perf_ns() - t0
+
+    return [
+        Spec(
+            "breaker/guard",
+            f"breaker: ciris_actors {version}",
+            "@Guard(cb, time.monotonic)-decorated noop()",
+            NO_N,
+            "sync",
+            sync_sample(decorated),
+        ),
+        Spec(
+            "breaker/guard_with",
+            f"breaker: ciris_actors {version}",
+            "with guard: noop()  (clock time.monotonic)",
+            NO_N,
+            "sync",
+            sync_sample(block),
+        ),
+        Spec(
+            "breaker/empty_with",
+            "breaker: yardstick",
+            "with cm: noop()  (cm's __enter__/__exit__ do nothing)",
+            NO_N,
+            "sync",
+            sync_sample(empty_with),
         ),
     ]
 
@@ -229,14 +300,52 @@ async def library_async_specs() -> tuple[list[Spec], list[Row]]:
                 cb.record_success(now)
         return perf_ns() - t0
 
+    # Names of their own: the library cases below rebind ``guarded`` in this scope.
+    guard_anoop = Guard(CircuitBreaker("bench-guard-async"), time.monotonic)(_anoop)
+    async_guard = Guard(CircuitBreaker("bench-guard-async-with"), time.monotonic)
+
+    async def guard_decorated(batch: int) -> int:
+        t0 = perf_ns()
+        for _ in range(batch):
+            await guard_anoop()
+        return perf_ns() - t0
+
+    async def guard_block(batch: int) -> int:
+        t0 = perf_ns()
+        for _ in range(batch):
+            async with async_guard:
+                await _anoop()
+        return perf_ns() - t0
+
+    version = package_version("ciris-actors")
     specs.append(
         Spec(
             "breaker/ours_async",
-            f"breaker: ciris_actors {package_version('ciris-actors')}",
+            f"breaker: ciris_actors {version}",
             "acquire; await anoop(); record_success",
             NO_N,
             "asyncio",
             ours,
+        )
+    )
+    specs.append(
+        Spec(
+            "breaker/guard_async",
+            f"breaker: ciris_actors {version}",
+            "await @Guard(cb, time.monotonic)-decorated anoop()",
+            NO_N,
+            "asyncio",
+            guard_decorated,
+        )
+    )
+    specs.append(
+        Spec(
+            "breaker/guard_async_with",
+            f"breaker: ciris_actors {version}",
+            "async with guard: await anoop()",
+            NO_N,
+            "asyncio",
+            guard_block,
         )
     )
 
@@ -335,8 +444,10 @@ async def bench_breakers_trio(cfg: Config, results: Results) -> None:
     """Measure the synchronous breaker calls, ours and the libraries', in one group.
 
     ``if cb.acquire(now): cb.record_success(now)`` on our ``CircuitBreaker`` (a fixed
-    ``now``) beside each library's minimal guarded no-op call through its synchronous
-    API: pybreaker ``cb.call(noop)``, purgatory ``with brk: noop()`` (the breaker fetched
+    ``now``), and our ``Guard`` around ``noop()`` with ``time.monotonic`` as its clock
+    (decorated, and as a ``with`` block, beside a ``with`` statement that does nothing),
+    beside each library's minimal guarded no-op call through its synchronous API:
+    pybreaker ``cb.call(noop)``, purgatory ``with brk: noop()`` (the breaker fetched
     once), aiobreaker ``cb.call(noop)`` and a ``@circuit``-decorated ``noop()``. A
     library that cannot be imported gets a row saying so.
 
@@ -345,8 +456,9 @@ async def bench_breakers_trio(cfg: Config, results: Results) -> None:
         results: Where the rows go.
     """
     specs, missing = library_sync_specs()
-    progress(f"breakers (sync): {2 + len(specs)} cases")
-    await measure([*ours_sync_specs(), *specs], cfg, results)
+    ours = [*ours_sync_specs(), *guard_sync_specs()]
+    progress(f"breakers (sync): {len(ours) + len(specs)} cases")
+    await measure([*ours, *specs], cfg, results)
     for row in missing:
         results.add(row)
 
@@ -366,7 +478,9 @@ async def bench_breakers_asyncio(cfg: Config, results: Results) -> None:
 
 
 def breaker_targets(results: Results) -> list[Target]:
-    """Judge the breaker targets: <= 1 us, and >= 2x faster than the fastest library.
+    """Judge the breaker targets: <= 1 us, and >= 2x faster than the fastest library;
+    and the Guard's: a guarded no-op call, clock read included, >= 2x faster than the
+    fastest library (decorated, as the issue has it, and as a ``with`` block).
 
     Args:
         results: The run's rows.
@@ -402,6 +516,16 @@ def breaker_targets(results: Results) -> list[Target]:
                 fastest >= 2 * ours,
             )
         )
+        for key, how in (("breaker/guard", "decorated"), ("breaker/guard_with", "`with guard:`")):
+            guard = results.p50(key)
+            targets.append(
+                Target(
+                    f"Guard ({how} noop, clock read) >= 2x faster than the fastest library",
+                    f"p50 {fmt_time(guard)}; fastest {name.removeprefix('breaker: ')}"
+                    f" p50 {fmt_time(fastest)}: {fastest / guard:.2f}x",
+                    fastest >= 2 * guard,
+                )
+            )
     else:
         targets.append(
             Target("breaker >= 2x faster than the fastest library", "no library importable", None)

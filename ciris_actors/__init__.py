@@ -56,6 +56,7 @@ from .outcomes import (
     classify_http as classify_http,
     http_classifier as http_classifier,
 )
+from .guard import Guard as Guard
 from .registry import Registry as Registry, open_registry as open_registry
 from .restart import RestartPolicy as RestartPolicy
 from .selection import Candidate as Candidate
@@ -79,6 +80,7 @@ __all__ = [
     "ErrorKind",
     "EventSubscription",
     "EventsDropped",
+    "Guard",
     "HealthChanged",
     "HealthCheckProtocol",
     "HedgeStarted",

@@ -346,6 +346,7 @@ class CircuitBreaker:
         self.total_successes += 1
         state = self._state
         if state is _CLOSED:
+            # Guard (guard.py) repeats this branch inline, for its fast path: keep them alike.
             self._failures = 0
             if self.config.failure_rate_threshold is not None:
                 self._note_rate(now, failed=False)
