@@ -50,13 +50,13 @@ from .events import (
     RetryRefused as RetryRefused,
     SpilloverChanged as SpilloverChanged,
 )
+from .guard import Guard as Guard
 from .outcomes import (
     ErrorClass as ErrorClass,
     ErrorKind as ErrorKind,
     classify_http as classify_http,
     http_classifier as http_classifier,
 )
-from .guard import Guard as Guard
 from .registry import Registry as Registry, open_registry as open_registry
 from .restart import RestartPolicy as RestartPolicy
 from .selection import Candidate as Candidate
