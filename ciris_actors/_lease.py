@@ -512,13 +512,21 @@ async def _hedged(call: _Call, hedge_after: float) -> Any:
     nothing, its permit goes back). A failed attempt is replaced at once, as in an
     unhedged call. Never more than two attempts in flight, never one provider twice."""
     sup = call.sup
-    send, receive = trio.open_memory_channel[tuple[ProviderRecord, bool, Any]](math.inf)
+    # (provider, served, result): served True or False as ``_Call.attempt`` says, or
+    # None for an error the call raises as it is (handed over rather than raised in the
+    # attempt's task, where the nursery would wrap it in an exception group).
+    send, receive = trio.open_memory_channel[tuple[ProviderRecord, bool | None, Any]](math.inf)
     hedge: ProviderRecord | None = None  # the attempt the hedge timer started
+    ended: tuple[bool | None, Any] | None = None  # what ended the call early
     async with send, receive, trio.open_nursery() as nursery:
 
         async def run(record: ProviderRecord) -> None:
-            served, value = await call.attempt(record)
-            send.send_nowait((record, served, value))
+            try:
+                served, value = await call.attempt(record)
+            except Exception as error:
+                send.send_nowait((record, None, error))
+            else:
+                send.send_nowait((record, served, value))
 
         async def launch(*, waiting: bool) -> ProviderRecord | None:
             record = await call.next(waiting=waiting) if call.more() else None
@@ -539,12 +547,20 @@ async def _hedged(call: _Call, hedge_after: float) -> Any:
                 due = math.inf  # one hedge per attempt in flight
                 continue
             running -= 1
-            if served:
-                if record is hedge:
+            if served is not False:
+                # An answer, or an error to raise: the other attempt, if any, is cancelled
+                # (recorded as such); the nursery is left before either is handed back,
+                # as an error raised inside it would come out wrapped in a group.
+                if served and record is hedge:
                     sup.hedges_won += 1
-                nursery.cancel_scope.cancel()  # the loser, if any: recorded as cancelled
-                return value
+                ended = (served, value)
+                nursery.cancel_scope.cancel()
+                break
             if await launch(waiting=running == 0) is not None:
                 running += 1
                 due = trio.current_time() + hedge_after if running == 1 else math.inf
+    if ended is not None:
+        if ended[0]:
+            return ended[1]
+        raise ended[1]
     raise call.failed() from call.last

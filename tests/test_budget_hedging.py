@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 from ciris_actors import (
     CircuitBreakerConfig,
+    ErrorClass,
     HedgeStarted,
     NoServiceAvailable,
     RetryBudget,
@@ -280,3 +281,29 @@ async def test_a_bad_hedge_after_is_refused(
     async with open_registry(health_check_interval=None) as registry:
         with pytest.raises(error, match=r"^hedge_after:"):
             await registry.call("H", "llm", failing, hedge_after=value)  # type: ignore[arg-type]
+
+
+async def test_a_hedged_call_raises_an_ignored_error_itself_and_cancels_the_other(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class BadRequest(Exception):
+        pass
+
+    async with open_registry(
+        health_check_interval=None,
+        default_breaker=NEVER_OPEN,
+        classify=lambda e: ErrorClass.ignore() if isinstance(e, BadRequest) else None,
+    ) as registry:
+        registry.register("H", "llm", Plain("slow"), name="slow", priority="HIGH")
+        registry.register("H", "llm", Plain("bad"), name="bad", priority="LOW")
+
+        async def fn(instance: Plain) -> str:
+            if instance.label == "bad":
+                raise BadRequest("the request is malformed")
+            await trio.sleep(10.0)
+            return instance.label
+
+        with pytest.raises(BadRequest):  # not an exception group
+            await registry.call("H", "llm", fn, hedge_after=1.0)
+        assert registry.view("slow").outcomes["cancelled"] == 1
+        assert registry.view("bad").outcomes["ignored"] == 1
