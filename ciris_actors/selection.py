@@ -618,17 +618,21 @@ def format_span(seconds: float) -> str:
 
 def available(plan: Plan[M], required: frozenset[str], now: float) -> list[M]:
     """Every available member of *plan* at *now*, in the order :func:`select` would try
-    them (round-robin groups from their cursor), without admitting any or moving cursors.
+    them (round-robin groups from their cursor, weighted ones by their next turns; the
+    two-choice groups in priority order), without admitting any or moving cursors.
     """
     found: list[M] = []
     for group in plan:
         members = group.members
         count = len(members)
-        start = 0
+        order: Sequence[int] = range(count)
         if group.strategy is _ROUND_ROBIN and group.cursor.last is not None:
             start = bisect.bisect_right(group.keys, group.cursor.last)
-        for step in range(count):
-            member = members[(start + step) % count]
+            order = range(start, start + count)
+        elif group.strategy is _WEIGHTED:
+            order = _turn_order(group)
+        for index in order:
+            member = members[index % count]
             if (
                 member.routable
                 and required <= member.capabilities

@@ -518,3 +518,13 @@ async def test_a_bad_overprovisioning_factor_is_refused(
     with pytest.raises(error, match=r"^overprovisioning_factor:"):
         async with open_registry(overprovisioning_factor=factor):  # type: ignore[arg-type]
             pass  # pragma: no cover
+
+
+async def test_get_services_lists_a_weighted_group_by_its_next_turns(
+    autojump_clock: trio.testing.MockClock, registry: Registry
+) -> None:
+    registry.register("H", "llm", Plain("a"), strategy="weighted", weight=1, name="a")
+    registry.register("H", "llm", Plain("b"), strategy="weighted", weight=1, name="b")
+    assert registry.get_service_nowait("H", "llm").label == "a"
+    assert [p.label for p in registry.get_services("H", "llm")] == ["b", "a"]
+    assert registry.get_service_nowait("H", "llm").label == "b"  # nothing was admitted
