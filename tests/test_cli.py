@@ -177,6 +177,58 @@ def test_list_shows_the_bundled_scenarios() -> None:
     assert "(default)" in names
 
 
+def test_every_run_says_how_many_attempts_were_wasted(tmp_path: Path) -> None:
+    """The numbers end with the attempts on providers that could not serve, as the JSON
+    counts them; without class faults, nothing about classes is said."""
+    path = tmp_path / "off-the-grid.toml"
+    # Off the 10 s health-check grid, so calls meet the outage before a check does.
+    path.write_text(SCENARIO.replace("at = 30.0", "at = 31.3"), encoding="utf-8")
+    result = simulate(str(path), "--json", "-")
+    assert result.returncode == 0, result.stderr
+    attempts = json.loads(result.stdout)["attempts"]
+    assert attempts["wasted"] > 0  # the outage's failed attempts
+    per_request = f"{attempts['wasted_per_request']:.4f}"
+    expected = (
+        f"  wasted tries   {attempts['wasted']} on providers that could not serve"
+        f" ({per_request} per request)"
+    )
+    assert expected in result.stderr.splitlines()
+    assert "Attempts by outcome" not in result.stderr
+    assert "HTTP class" not in result.stderr
+
+
+def test_a_class_scenario_shows_the_classes_and_no_classes_counts_plain_failures() -> None:
+    classes = simulate("revoked-key", "--json", "-")
+    assert classes.returncode == 0, classes.stderr
+    report = json.loads(classes.stdout)
+    assert report["classify"] == "http"
+    assert report["providers"]["primary"]["outcomes"]["disabled"] > 0
+    summary = classes.stderr.replace("\n", " ")
+    assert "Errors counted by HTTP class: a 429 rate-limits, a 401 disables" in summary
+    assert "primary's revoked key was noticed" in summary
+    row = next(line for line in classes.stderr.splitlines() if line.startswith("  primary "))
+    outcomes = report["providers"]["primary"]["outcomes"]
+    table = classes.stderr.split("Attempts by outcome\n")[1].splitlines()
+    assert table[0].split() == [
+        "provider", "served", "failed", "timeout", "limited", "disabled", "rerouted", "ignored"
+    ]  # fmt: skip
+    assert table[1].split() == [
+        "primary",
+        *(str(outcomes[key]) for key in ("success", "failure", "timeout", "rate_limited",
+                                          "disabled", "rerouted", "ignored")),
+    ]  # fmt: skip
+    assert row.split()[0] == "primary"
+
+    plain = simulate("revoked-key", "--no-classes", "--json", "-")
+    assert plain.returncode == 0, plain.stderr
+    plain_report = json.loads(plain.stdout)
+    assert plain_report["classify"] == "none"
+    assert plain_report["providers"]["primary"]["outcomes"]["disabled"] == 0
+    assert plain_report["attempts"]["wasted"] > report["attempts"]["wasted"]
+    assert "Every error counted as a plain failure" in plain.stderr.replace("\n", " ")
+    assert "Attempts by outcome" in plain.stderr
+
+
 def test_a_pipe_gets_no_progress_bar_and_no_escape_codes(scenario: Path) -> None:
     result = simulate(str(scenario))
     assert result.returncode == 0, result.stderr
@@ -219,6 +271,27 @@ BAD_SCENARIOS = {
         "failure_threshold = 3",
         "failure_treshold = 3",
         "registry.breaker.failure_treshold: unknown field (did you mean 'failure_threshold'?)",
+    ),
+    # The fields of error classes.
+    "unknown-classify": (
+        "[registry.breaker]",
+        '[registry]\nclassify = "xml"\n\n[registry.breaker]',
+        "registry.classify: unknown value 'xml' (expected one of http, none)",
+    ),
+    "bare-context-overflow": (
+        "[registry.breaker]",
+        '[registry]\ncontext_overflow = "long_context"\n\n[registry.breaker]',
+        "registry.context_overflow: expected a list of strings, got 'long_context'",
+    ),
+    "long-share-above-one": (
+        "rate = 5.0",
+        "rate = 5.0\nlong_share = 2.0",
+        "workload.long_share: must be <= 1, got 2.0",
+    ),
+    "negative-retry-after": (
+        'kind = "outage"',
+        'kind = "rate_limit"\nretry_after = -5',
+        "faults[0].retry_after: must be >= 0, got -5",
     ),
     # One wording for a whole number wherever it is checked.
     "float-threshold": (
@@ -296,6 +369,17 @@ def test_everything_fits_80_columns_at_a_terminal(scenario: Path) -> None:
     too_wide = [line for line in printed if len(line) > 80]
     assert too_wide == []
     assert "…" not in screen.text  # nothing cut short to fit
+
+
+@pytest.mark.parametrize("args", [["context-overflow"], ["revoked-key", "--no-classes"]])
+def test_a_class_scenario_fits_80_columns_at_a_terminal(args: list[str]) -> None:
+    screen = run_in_terminal([*COMMAND, "simulate", *args])
+    assert screen.status == 0, screen.text
+    assert "Attempts by outcome" in screen.text
+    assert "wasted tries" in screen.text
+    printed = [line for line in screen.lines if not line.startswith("simulating")]
+    assert [line for line in printed if len(line) > 80] == []
+    assert "…" not in screen.text
 
 
 def test_a_table_too_wide_for_80_columns_is_stacked_and_loses_no_value(tmp_path: Path) -> None:

@@ -554,3 +554,38 @@ def test_a_stop_before_any_request_finished_says_so_plainly(tmp_path: Path) -> N
         r" [1-9][\d,]* requests still waiting for an answer were cancelled$",
         final,
     ), final
+
+
+async def test_live_a_revoked_key_disables_until_its_end_and_long_requests_are_rerouted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The live engine classifies as a simulation does: the primary's 401s disable it
+    until the operator's reset at the fault's end, and the secondary's overflows send
+    long requests on to the long-context provider."""
+    scenario = parse_scenario(
+        {
+            "name": "live-classes",
+            "seed": 3,
+            "registry": {"health_check_interval": 0.5},
+            "providers": [
+                {"name": "primary", "priority": "CRITICAL", "latency": 0.02},
+                {"name": "secondary", "latency": 0.02},
+                {"name": "long", "group": 1, "capabilities": ["long_context"], "latency": 0.02},
+            ],
+            "workload": {"duration": 3.0, "rate": 40.0, "arrival": "uniform", "long_share": 0.5},
+            "faults": [
+                {"kind": "bad_credentials", "provider": "primary", "at": 0.6, "duration": 1.0},
+                {"kind": "context_overflow", "provider": "secondary", "at": 0.0, "duration": 3.0},
+            ],
+        }
+    )
+    async with run_live(scenario) as live:
+        await trio.sleep(1.0)
+        assert live.registry.view("primary").disabled is not None
+        await trio.sleep(0.7)  # past the fault's end, at 1.6
+        assert live.registry.view("primary").disabled is None
+        secondary = live.registry.view("secondary").outcomes
+        assert secondary["rerouted"] > 0
+        assert secondary["failure"] == 0
+        assert live.traffic.served["long"] > 0
+        assert live.traffic.outcomes["failed"] == 0

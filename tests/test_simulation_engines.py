@@ -1,9 +1,11 @@
 """The two simulation engines: the same report, byte for byte, on every bundled scenario
-and the default one, for two seeds each; the documented same-instant order; and the
-choice of engine validated wherever it is made."""
+and the default one, for two seeds each (and, for those with class faults, with every
+error a plain failure too); the documented same-instant order; and the choice of engine
+validated wherever it is made."""
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -33,6 +35,29 @@ def test_both_engines_give_byte_identical_reports(name: str, seed: int) -> None:
     events = run_scenario(scenario, seed=seed, engine="events").to_json()
     tasks = run_scenario(scenario, seed=seed, engine="tasks").to_json()
     assert events == tasks
+
+
+#: The bundled scenarios with a fault that refuses calls with an HTTP-shaped error.
+CLASS_SCENARIOS = [
+    name
+    for name in bundled_scenarios()
+    if any(fault.refusal_rank is not None for fault in named_scenario(name).faults)
+]
+
+
+def test_the_class_faults_have_bundled_scenarios() -> None:
+    kinds = {fault.kind.value for name in CLASS_SCENARIOS for fault in named_scenario(name).faults}
+    assert kinds >= {"rate_limit", "bad_credentials", "context_overflow"}
+
+
+@pytest.mark.parametrize("name", CLASS_SCENARIOS)
+def test_both_engines_agree_with_every_error_a_plain_failure(name: str) -> None:
+    scenario = attrs.evolve(named_scenario(name), classify="none")
+    events = run_scenario(scenario, seed=1, engine="events")
+    tasks = run_scenario(scenario, seed=1, engine="tasks")
+    assert events.classify == "none"
+    assert events.ok
+    assert events.to_json() == tasks.to_json()
 
 
 def tie_heavy(concurrency: int) -> Scenario:

@@ -168,7 +168,8 @@ def test_a_fault_table_may_carry_other_kinds_settings() -> None:
     [
         ({}, "faults[0].kind: required"),
         ({"kind": "meteor"}, "faults[0].kind: unknown value 'meteor' (expected one of outage,"
-         " errors, latency, crash, flap, slow_start)"),
+         " errors, latency, crash, flap, slow_start, rate_limit, bad_credentials,"
+         " context_overflow)"),
         ({"kind": "errors", "error_rate": 1.5}, "faults[0].error_rate: must be <= 1, got 1.5"),
         ({"kind": "latency", "added_latency": -1}, "faults[0].added_latency: must be >= 0,"
          " got -1"),
@@ -196,6 +197,9 @@ def test_settings_are_declared_on_the_classes() -> None:
         "crash": ["interval"],
         "flap": ["period"],
         "slow_start": ["start_delay"],
+        "rate_limit": ["retry_after"],
+        "bad_credentials": [],
+        "context_overflow": [],
     }
 
 

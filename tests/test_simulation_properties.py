@@ -23,6 +23,7 @@ CAPABILITY_SETS: tuple[list[str], ...] = (
     ["chat", "vision"],
     ["chat"],
     ["vision"],
+    ["chat", "long_context"],
     [],
 )
 REQUIRED_SETS: tuple[list[str], ...] = ([], [], ["chat"], ["vision"], ["chat", "vision"])
@@ -89,6 +90,9 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         "seed": draw(st.integers(0, 2**16)),
         "registry": {
             "health_check_interval": draw(st.sampled_from([None, 2.0, 10.0, 30.0])),
+            # Errors classified (a reroute to long_context, or an overflow ignored) or not.
+            "classify": draw(st.sampled_from(["http", "none"])),
+            "context_overflow": draw(st.sampled_from([["long_context"], []])),
             "restart_policy": {
                 "max_restarts": draw(st.integers(0, 3)),
                 "within": draw(st.floats(1.0, 60.0)),
@@ -103,6 +107,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             "concurrency": draw(st.sampled_from([3, 1000])),
             "mode": draw(st.sampled_from(["call", "lease"])),
             "mix": mix,
+            "long_share": draw(st.sampled_from([0.0, 0.3, 1.0])),
         },
     }
     scenario = parse_scenario(data)
@@ -136,8 +141,9 @@ def test_random_scenarios_never_lose_a_request_and_never_violate_an_invariant(
     engine: Engine, scenario: Scenario
 ) -> None:
     """Whatever the providers, traffic and faults, on either engine: every request sent
-    ends as exactly one of succeeded, failed, rejected or shed, and no routing decision
-    breaks a rule (open breaker, capability, unroutable, tier, probe quota)."""
+    ends as exactly one of succeeded, failed, rejected or shed, no routing decision
+    breaks a rule (open breaker, capability, unroutable, tier, probe quota), and the
+    registry counts every attempt once, as served, wasted or ignored."""
     report = run(scenario, engine)
     result = report.as_dict()
     requests = result["requests"]
@@ -147,3 +153,7 @@ def test_random_scenarios_never_lose_a_request_and_never_violate_an_invariant(
     assert result["invariants"]["violation_count"] == 0, report.violations
     assert report.violations == []
     assert report.ok
+    counted = [p.outcomes for p in report.providers]
+    assert report.attempts.made == sum(o.success + o.wasted + o.ignored for o in counted)
+    assert report.attempts.wasted == sum(o.wasted for o in counted)
+    assert not any(o.cancelled for o in counted)

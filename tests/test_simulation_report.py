@@ -25,7 +25,8 @@ from .helpers import first_member_whatever_its_state
 
 #: A two-minute run that fills every list of the report: an outage (breaker opens,
 #: failing health checks), a crash loop that makes the secondary FAILED (restarts, an
-#: actor failure, a down window that never ends), and one fault of every other kind.
+#: actor failure, a down window that never ends), and one fault of every other kind
+#: (the class faults too: long requests, and a spare with long_context to reroute to).
 SCENARIO: dict[str, Any] = {
     "name": "every-field",
     "seed": 7,
@@ -42,9 +43,10 @@ SCENARIO: dict[str, Any] = {
     "providers": [
         {"name": "primary", "priority": "CRITICAL", "capabilities": ["chat"], "latency": 0.2},
         {"name": "secondary", "priority": "HIGH", "capabilities": ["chat"], "latency": 0.3},
-        {"name": "spare", "group": 1, "capabilities": ["chat"], "latency": 0.4},
+        {"name": "spare", "group": 1, "capabilities": ["chat", "long_context"],
+         "latency": 0.4},
     ],
-    "workload": {"duration": 120.0, "rate": 5.0},
+    "workload": {"duration": 120.0, "rate": 5.0, "long_share": 0.3},
     "faults": [
         {"kind": "outage", "provider": "primary", "at": 12.3, "duration": 20.0},
         {"kind": "crash", "provider": "secondary", "at": 41.7, "duration": 10.0, "interval": 1.0},
@@ -53,6 +55,10 @@ SCENARIO: dict[str, Any] = {
          "added_latency": 5.0},
         {"kind": "flap", "provider": "spare", "at": 80.4, "duration": 20.0, "period": 5.0},
         {"kind": "slow_start", "provider": "spare", "at": 100.2, "duration": 5.0},
+        {"kind": "rate_limit", "provider": "primary", "at": 50.3, "duration": 4.0,
+         "retry_after": 3.0},
+        {"kind": "bad_credentials", "provider": "primary", "at": 108.1, "duration": 4.0},
+        {"kind": "context_overflow", "provider": "primary", "at": 88.3, "duration": 10.0},
     ],
 }  # fmt: skip
 
@@ -98,6 +104,10 @@ SHAPE: dict[str, Any] = {
             "restarts": "int",
             "failed": "bool",
             "share": "float",
+            "outcomes": {
+                "success": "int", "failure": "int", "ignored": "int", "rate_limited": "int",
+                "disabled": "int", "rerouted": "int", "timeout": "int", "cancelled": "int",
+            },
         }
     },
     "faults": [
@@ -135,6 +145,8 @@ SHAPE: dict[str, Any] = {
         "violations": [{"time": "float", "rule": "str", "detail": "str"}],
     },
     "events_dropped": "int",
+    "classify": "str",
+    "attempts": {"made": "int", "wasted": "int", "wasted_per_request": "float?"},
 }  # fmt: skip
 
 _LEAVES: dict[str, tuple[type, ...]] = {
@@ -226,8 +238,18 @@ def test_as_dict_is_the_json_data_before_rounding(report: Report) -> None:
 def test_fault_entries_follow_the_scenario(report: Report) -> None:
     faults = report.as_dict()["faults"]
     kinds = [f["kind"] for f in faults]
-    assert kinds == ["outage", "crash", "errors", "latency", "flap", "slow_start"]
-    assert [f["index"] for f in faults] == list(range(6))
+    assert kinds == [
+        "outage",
+        "crash",
+        "errors",
+        "latency",
+        "flap",
+        "slow_start",
+        "rate_limit",
+        "bad_credentials",
+        "context_overflow",
+    ]
+    assert [f["index"] for f in faults] == list(range(9))
     assert report.ok
 
 

@@ -186,6 +186,25 @@ def test_the_cli_names_the_broken_seeds_and_exits_1(
     assert "ciris-actors simulate primary-outage --seed 5 --engine tasks" in out
 
 
+def test_no_classes_sweeps_every_error_as_a_failure_and_replays_it_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    swept: list[str] = []
+
+    def in_threads(scenario: Any, seeds: Collection[int], **kwargs: Any) -> Any:
+        swept.append(scenario.classify)
+        with ThreadPoolExecutor(max_workers=1) as one:
+            return sweep(scenario, seeds, **{**kwargs, "executor": one})
+
+    monkeypatch.setattr(sweep_cli, "sweep", in_threads)
+    assert main(["sweep", "revoked-key", "--seeds", "1", "--no-classes"]) == 0
+    assert swept == ["none"]
+    assert "ciris-actors simulate revoked-key --seed 1 --no-classes" in capsys.readouterr().out
+    assert main(["sweep", "revoked-key", "--seeds", "1"]) == 0
+    assert swept == ["none", "http"]
+    assert "--no-classes" not in capsys.readouterr().out
+
+
 # -- the command ---------------------------------------------------------------------------
 
 

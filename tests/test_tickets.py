@@ -34,6 +34,11 @@ def breaker(registry: Registry, name: str) -> dict[str, object]:
     return dict(registry.view(name).breaker)
 
 
+def counted(registry: Registry, name: str) -> dict[str, int]:
+    """The provider's calls by outcome, those that happened."""
+    return {outcome: n for outcome, n in registry.view(name).outcomes.items() if n}
+
+
 async def half_open(registry: Registry, name: str) -> None:
     """Trip *name*'s breaker and wait until it lets a probe through."""
     registry.force_open(name, duration=1.0)
@@ -118,14 +123,17 @@ async def test_an_unsettled_half_open_ticket_fails_at_its_deadline_and_a_late_se
         assert probe.deadline == trio.current_time() + 2.0
         await trio.sleep(2.0)
         await trio.testing.wait_all_tasks_blocked()
-        # Counted as a failure at the deadline, as a lease's deadline would count it.
+        # Counted as a failure at the deadline, as a lease's deadline would count it,
+        # and as a call that timed out.
         assert breaker(registry, name)["state"] == CircuitState.OPEN.value
         assert breaker(registry, name)["probes_in_flight"] == 0
+        assert counted(registry, name) == {"timeout": 1}
         failures = breaker(registry, name)["total_failures"]
         registry.settle(probe, Outcome.SUCCESS)  # too late: records nothing
         assert breaker(registry, name)["state"] == CircuitState.OPEN.value
         assert breaker(registry, name)["total_failures"] == failures
         assert breaker(registry, name)["total_successes"] == 0
+        assert counted(registry, name) == {"timeout": 1}
 
 
 async def test_an_unsettled_closed_ticket_records_nothing(
@@ -261,6 +269,7 @@ async def test_a_settle_at_or_after_the_deadline_is_a_failure_whatever_it_says(
         assert breaker(registry, name)["total_successes"] == 0
         await trio.testing.wait_all_tasks_blocked()  # the actor wakes: nothing to expire
         assert breaker(registry, name)["total_failures"] == 1
+        assert counted(registry, name) == {"timeout": 1}  # once, whichever ran first
 
         registry.reset_circuit_breaker(name)
         late = registry.admit("*", "llm", timeout=1.0)  # CLOSED: no permit

@@ -15,12 +15,16 @@ import trio
 
 from .._types import ActorStatus
 from .messages import BreakerMessage
+from .record import OUTCOMES
 
 if TYPE_CHECKING:
     from .record import ProviderRecord
     from .supervisor import RegistrySupervisor
 
 __all__ = ["breaker_actor"]
+
+#: Where a call's deadline is counted in ``ProviderCounters.outcomes``.
+_TIMEOUT = OUTCOMES.index("timeout")
 
 
 async def breaker_actor(sup: RegistrySupervisor, record: ProviderRecord) -> None:
@@ -77,9 +81,13 @@ async def _loop(sup: RegistrySupervisor, record: ProviderRecord) -> None:
                     record.permits.remove(permit)
                     if permit.generation == breaker.generation:
                         # A probe permit not returned within timeout_duration is a failure
-                        # (and the ticket that held it, if any, has been settled by it).
+                        # (and the ticket that held it, if any, has been settled by it:
+                        # its call is counted as timed out, as a lease's would be, since
+                        # a later settle of the ticket records nothing).
                         permit.expired = True
                         breaker.record_failure(now, permit.generation)
+                        if permit.owned:
+                            record.counters.outcomes[_TIMEOUT] += 1
             if now >= next_check:
                 next_check = math.inf
                 if check is not None:

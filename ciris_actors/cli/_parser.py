@@ -113,6 +113,16 @@ def _parser() -> tuple[Parser, Parser]:
         ),
     )
     simulate_parser.add_argument(
+        "--no-classes",
+        action="store_true",
+        help=(
+            "count every provider error as a plain failure, as if the scenario said"
+            ' [registry] classify = "none" (default: the scenario\'s own setting, by'
+            " default HTTP classes: a 429 rate-limits, a 401 disables, a context overflow"
+            " reroutes)"
+        ),
+    )
+    simulate_parser.add_argument(
         "--list", action="store_true", help="list the bundled scenarios and exit"
     )
     sweep_parser = commands.add_parser(
@@ -150,6 +160,14 @@ def _parser() -> tuple[Parser, Parser]:
         choices=ENGINES,
         default="events",
         help="the simulation engine of every run (default: events)",
+    )
+    sweep_parser.add_argument(
+        "--no-classes",
+        action="store_true",
+        help=(
+            "count every provider error as a plain failure in every run (default: the"
+            " scenario's own setting)"
+        ),
     )
     sweep_parser.add_argument(
         "--json",
@@ -287,6 +305,7 @@ def _dispatch(argv: Sequence[str] | None) -> int:
                 plot=args.plot,
                 engine=args.engine,
                 list_only=args.list,
+                no_classes=args.no_classes,
             )
         )
     if args.command == "sweep":
@@ -298,6 +317,7 @@ def _dispatch(argv: Sequence[str] | None) -> int:
                 engine=args.engine,
                 json=args.json,
                 scheduler=args.scheduler,
+                no_classes=args.no_classes,
             )
         )
     if args.command == "serve":

@@ -40,6 +40,9 @@ FAULT_WORDS = {
     "crash": "crash loop",
     "flap": "flapping health",
     "slow_start": "slow start",
+    "rate_limit": "rate limit",
+    "bad_credentials": "revoked key",
+    "context_overflow": "context overflow",
 }
 MODE_WORDS = {
     "call": "each through registry.call (failing over on errors)",
@@ -48,6 +51,12 @@ MODE_WORDS = {
 PROVIDER_LEGEND = (
     "first tries: requests whose first attempt went to it; opens: times its circuit"
     " breaker tripped; FAILED: it crashed too often and was given up on.",
+)
+OUTCOME_LEGEND = (
+    "Each attempt by how the registry counted it. Wasted (it could not serve): failed,"
+    " timeout (its deadline passed), limited (rate limited, HTTP 429), disabled (HTTP"
+    " 401), rerouted (needed a provider with more capabilities). Not wasted: served, and"
+    " ignored (the request's own fault).",
 )
 FAULT_LEGEND = (
     "noticed: until its breaker opened, a health check failed or it crashed;"
@@ -75,6 +84,8 @@ class SimulateArgs:
       plot: where to write the timeline PNG, if anywhere.
       engine: the simulation engine (``events`` or ``tasks``).
       list_only: list the bundled scenarios instead of running one.
+      no_classes: count every provider error as a plain failure (``classify =
+        "none"``).
     """
 
     scenario: str | None = None
@@ -83,6 +94,7 @@ class SimulateArgs:
     plot: str | None = None
     engine: Engine = "events"
     list_only: bool = False
+    no_classes: bool = False
 
 
 def _check_writable(option: str, target: str | None) -> None:
@@ -150,6 +162,11 @@ def _fault_clause(fault: FaultStats, report: Report) -> str:
     if fault.kind.value == "crash" and provider.failed:
         return f"the crash-looping {name} went FAILED after {count(provider.restarts, 'restart')}"
     if fault.time_to_detect is None:
+        rerouted = provider.outcomes.rerouted
+        if fault.kind.value == "context_overflow" and rerouted:
+            return (
+                f"{name}'s {kind} left it in routing and rerouted {count(rerouted, 'long request')}"
+            )
         return f"{name}'s {kind} went unnoticed (no breaker opened, no health check failed)"
     clause = f"{name}'s {kind} was noticed {_after(fault.time_to_detect)}"
     others = [p for p, served in fault.served_during if p != name and served]
@@ -244,11 +261,13 @@ def _fault_card(fault: FaultStats, report: Report) -> list[str]:
     head = f"{fault.index:>3}  {kind} on {fault.provider}, {clock(fault.at)}-{clock(fault.end)}"
     if fault.at >= report.duration:
         return [head, "     after the run ended: no effect"]
-    found = (
-        "never noticed"
-        if fault.time_to_detect is None
-        else f"noticed {_after(fault.time_to_detect)}"
-    )
+    rerouted = report.provider(fault.provider).outcomes.rerouted
+    if fault.time_to_detect is not None:
+        found = f"noticed {_after(fault.time_to_detect)}"
+    elif fault.kind.value == "context_overflow" and rerouted:
+        found = f"never taken out of routing ({count(rerouted, 'attempt')} rerouted)"
+    else:
+        found = "never noticed"
     parts = [found]
     if fault.time_to_failover is not None:
         parts.append(f"traffic moved in {secs(fault.time_to_failover)}")
@@ -292,6 +311,9 @@ def _summarize(report: Report, scenario: Scenario) -> _Summary:
     )
     if scenario.description:
         paragraph(scenario.description, "dim")
+    classes = _classes_sentence(report, scenario)
+    if classes:
+        paragraph(classes, "dim")
     add()
     good, verdict = _verdict(report)
     paragraph(verdict, "bold green" if good else "bold red")
@@ -305,7 +327,18 @@ def _summarize(report: Report, scenario: Scenario) -> _Summary:
         f"p50 {secs(latency.p50)}, p95 {secs(latency.p95)}, p99 {secs(latency.p99)}"
         " (of served requests)"
     )
-    for label, value in (("served", served), ("best possible", best), ("latency", speed)):
+    attempts = report.attempts
+    per_request = attempts.wasted_per_request
+    wasted = (
+        f"{number(attempts.wasted)} on providers that could not serve"
+        f" ({0.0 if per_request is None else per_request:.4f} per request)"
+    )
+    for label, value in (
+        ("served", served),
+        ("best possible", best),
+        ("latency", speed),
+        ("wasted tries", wasted),
+    ):
         for i, line in enumerate(_wrap(value, width=WIDTH - 17)):
             add(f"  {label if i == 0 else '':<13}  {line}")
     add()
@@ -332,6 +365,45 @@ def _summarize(report: Report, scenario: Scenario) -> _Summary:
         add(line, "bold red" if line.rstrip().endswith(" yes") else "")
     for line in PROVIDER_LEGEND:
         paragraph(line, "dim", indent="  ")
+    if _classes_shown(report, scenario):
+        add()
+        outcomes = Table(
+            "Attempts by outcome",
+            (
+                "provider",
+                "served",
+                "failed",
+                "timeout",
+                "limited",
+                "disabled",
+                "rerouted",
+                "ignored",
+            ),
+            tuple(
+                (
+                    p.name,
+                    *(
+                        str(n)
+                        for n in (
+                            p.outcomes.success,
+                            p.outcomes.failure,
+                            p.outcomes.timeout,
+                            p.outcomes.rate_limited,
+                            p.outcomes.disabled,
+                            p.outcomes.rerouted,
+                            p.outcomes.ignored,
+                        )
+                    ),
+                )
+                for p in report.providers
+            ),
+        )
+        table_lines = fit_table(outcomes, WIDTH)
+        add(table_lines[0], "bold")
+        for line in table_lines[1:]:
+            add(line)
+        for line in OUTCOME_LEGEND:
+            paragraph(line, "dim", indent="  ")
     if report.faults:
         add()
         add("Faults", "bold")
@@ -364,6 +436,39 @@ def _summarize(report: Report, scenario: Scenario) -> _Summary:
     for line in NEXT_STEPS:
         paragraph(line, "dim")
     return _Summary(lines=tuple(lines), ok=report.ok)
+
+
+def _has_class_faults(scenario: Scenario) -> bool:
+    return any(fault.refusal_rank is not None for fault in scenario.faults)
+
+
+def _classes_shown(report: Report, scenario: Scenario) -> bool:
+    """Whether error classes played a part: a class fault was scheduled, or an error was
+    counted as something other than a failure (then the summary says how errors were
+    classified, and shows the attempts by outcome)."""
+    return _has_class_faults(scenario) or any(
+        p.outcomes.rate_limited or p.outcomes.disabled or p.outcomes.rerouted or p.outcomes.ignored
+        for p in report.providers
+    )
+
+
+def _classes_sentence(report: Report, scenario: Scenario) -> str:
+    """How errors were counted, when it matters (see :func:`_classes_shown`), or when
+    every error was a plain failure."""
+    if report.classify == "none":
+        return "Every error counted as a plain failure (no error classes)."
+    if not _classes_shown(report, scenario):
+        return ""
+    overflow = scenario.context_overflow
+    where = (
+        f"reroutes to providers with {', '.join(overflow)}"
+        if overflow
+        else "is the request's fault"
+    )
+    return (
+        "Errors counted by HTTP class: a 429 rate-limits, a 401 disables, a context"
+        f" overflow {where}."
+    )
 
 
 def _print_plain(summary: _Summary, out: TextIO) -> None:
@@ -421,6 +526,8 @@ def run(args: SimulateArgs) -> int:
         scenario = resolve_scenario(args.scenario)
     except ScenarioError as exc:
         raise UsageError(PROG, str(exc)) from None
+    if args.no_classes:
+        scenario = attrs.evolve(scenario, classify="none")
 
     # With --json -, stdout carries the JSON; everything for people goes to stderr.
     out = sys.stderr if args.json == "-" else sys.stdout

@@ -52,6 +52,8 @@ class SweepArgs:
       engine: the simulation engine.
       json: where to write the whole result as JSON (``-``: stdout), if anywhere.
       scheduler: a Dask scheduler address to run on instead of local processes.
+      no_classes: count every provider error as a plain failure (``classify =
+        "none"``).
     """
 
     scenario: str | None
@@ -60,6 +62,7 @@ class SweepArgs:
     engine: Engine = "events"
     json: str | None = None
     scheduler: str | None = None
+    no_classes: bool = False
 
 
 def replay_command(args: SweepArgs, seed: int) -> str:
@@ -74,6 +77,8 @@ def _replay_words(args: SweepArgs, seed: int) -> list[str]:
     words += ["--seed", str(seed)]
     if args.engine != "events":
         words += ["--engine", args.engine]
+    if args.no_classes:
+        words.append("--no-classes")
     return words
 
 
@@ -103,6 +108,8 @@ def run(args: SweepArgs) -> int:
         scenario = resolve_scenario(args.scenario)
     except ScenarioError as exc:
         raise UsageError(PROG, str(exc)) from None
+    if args.no_classes:
+        scenario = attrs.evolve(scenario, classify="none")
 
     out = sys.stderr if args.json == "-" else sys.stdout
     with _executor(args) as (executor, where):

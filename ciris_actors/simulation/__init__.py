@@ -7,7 +7,10 @@ test already on a ``MockClock``), and read the :class:`Report`. The registry, it
 :func:`run_live` runs a scenario on the real clock instead, for ``ciris-actors serve``.
 """
 
+from .errors import SimulatedError as SimulatedError
 from .faults import (
+    BadCredentialsFault as BadCredentialsFault,
+    ContextOverflowFault as ContextOverflowFault,
     CrashFault as CrashFault,
     ErrorsFault as ErrorsFault,
     Fault as Fault,
@@ -15,6 +18,7 @@ from .faults import (
     FlapFault as FlapFault,
     LatencyFault as LatencyFault,
     OutageFault as OutageFault,
+    RateLimitFault as RateLimitFault,
     SlowStartFault as SlowStartFault,
 )
 from .invariants import InvariantChecker as InvariantChecker, Violation as Violation
@@ -30,12 +34,14 @@ from .model import (
     load_scenario as load_scenario,
     parse_scenario as parse_scenario,
 )
-from .providers import SimulatedError as SimulatedError, SimulatedProvider as SimulatedProvider
+from .providers import SimulatedProvider as SimulatedProvider
 from .report import Report as Report
 from .runner import run_scenario as run_scenario, simulate as simulate
 from .scenarios import bundled_scenarios as bundled_scenarios, default_scenario as default_scenario
 
 __all__ = [
+    "BadCredentialsFault",
+    "ContextOverflowFault",
     "CrashFault",
     "Distribution",
     "ErrorsFault",
@@ -48,6 +54,7 @@ __all__ = [
     "LiveRun",
     "OutageFault",
     "ProviderSpec",
+    "RateLimitFault",
     "Report",
     "RequestMix",
     "Scenario",

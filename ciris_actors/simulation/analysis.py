@@ -8,7 +8,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
@@ -26,6 +26,8 @@ from .model import Scenario
 from .providers import SimulatedProvider
 from .report import (
     ActorFailure,
+    AttemptOutcomes,
+    Attempts,
     BreakerChange,
     Bucket,
     FaultPhases,
@@ -41,6 +43,7 @@ from .report import (
     Timeline,
     Window,
 )
+from .traffic import is_long
 
 __all__ = ["OUTCOMES", "TIMELINE_BUCKETS", "RequestLog", "build_report", "percentiles"]
 
@@ -115,6 +118,7 @@ def build_report(
     violations: Sequence[Violation],
     checks: int,
     dropped_events: int,
+    outcomes: Mapping[str, Mapping[str, int]] | None = None,
 ) -> Report:
     """Compute the report of a finished run.
 
@@ -128,13 +132,16 @@ def build_report(
       violations: what the invariant checker found.
       checks: how many routing decisions it checked.
       dropped_events: registry events lost to a full buffer.
+      outcomes: per provider, its calls by outcome as the registry counted them
+        (``ProviderView.outcomes``) at the end of the traffic; none: all zero.
     """
     duration = scenario.workload.duration
+    counted = {name: AttemptOutcomes.of((outcomes or {}).get(name, {})) for name in providers}
     sent = len(log.arrival)
     counts = {outcome: log.count(outcome) for outcome in OUTCOMES}
     accounted = sum(counts.values()) == sent
     succeeded = counts["succeeded"]
-    oracle = _oracle_successes(scenario, log, events, origin, providers)
+    oracle = _oracle_successes(scenario, seed, log, events, origin, providers)
     availability = succeeded / sent if sent else None
     oracle_availability = oracle / sent if sent else None
     down = _restart_windows(events, origin, providers, duration)
@@ -167,7 +174,7 @@ def build_report(
         latency=percentiles(
             [lat for lat, out in zip(log.latency, log.outcome, strict=True) if out == "succeeded"]
         ),
-        providers=_per_provider(scenario, log, events),
+        providers=_per_provider(scenario, log, events, counted),
         faults=tuple(
             _fault_report(f, i, scenario, log, events, origin)
             for i, f in enumerate(scenario.faults)
@@ -192,6 +199,15 @@ def build_report(
         unhealthy_windows=_by_provider(_unhealthy_windows(events, origin, duration)),
         invariants=Invariants(checks=checks, violation_count=count, violations=listed),
         events_dropped=dropped_events,
+        classify=scenario.classify,
+        attempts=_attempts(log, counted.values(), sent),
+    )
+
+
+def _attempts(log: RequestLog, counted: Iterable[AttemptOutcomes], sent: int) -> Attempts:
+    wasted = sum(each.wasted for each in counted)
+    return Attempts(
+        made=sum(log.attempts), wasted=wasted, wasted_per_request=wasted / sent if sent else None
     )
 
 
@@ -205,7 +221,10 @@ def _by_provider(windows: Mapping[str, list[tuple[float, float]]]) -> tuple[Prov
 
 
 def _per_provider(
-    scenario: Scenario, log: RequestLog, events: Sequence[RegistryEvent]
+    scenario: Scenario,
+    log: RequestLog,
+    events: Sequence[RegistryEvent],
+    outcomes: Mapping[str, AttemptOutcomes],
 ) -> tuple[ProviderStats, ...]:
     names = [spec.name for spec in scenario.providers]
     served = {name: sum(1 for s in log.served if s == name) for name in names}
@@ -229,6 +248,7 @@ def _per_provider(
             ),
             failed=any(isinstance(e, ActorFailed) and e.name == spec.name for e in events),
             share=served[spec.name] / total if total else 0.0,
+            outcomes=outcomes.get(spec.name, AttemptOutcomes()),
         )
         for spec in scenario.providers
     )
@@ -295,6 +315,7 @@ def _unhealthy_windows(
 
 def _oracle_successes(
     scenario: Scenario,
+    seed: int,
     log: RequestLog,
     events: Sequence[RegistryEvent],
     origin: float,
@@ -302,9 +323,13 @@ def _oracle_successes(
 ) -> int:
     """How many requests a router with perfect knowledge of every provider's state (and
     of which calls would fail) would have served: a request succeeds when at least one
-    eligible provider is up, answers within its timeout (judged on its median latency),
-    and would not fail this very request (the same per-request draw the provider uses)."""
+    eligible provider is up, refuses it with no class fault (a rate limit, a revoked key,
+    an overflow of a long request), answers within its timeout (judged on its median
+    latency), and would not fail this very request (the same per-request draw the
+    provider uses)."""
     down = _restart_windows(events, origin, providers, scenario.workload.duration)
+    share = scenario.workload.long_share
+    refusals = any(fault.refusal_rank is not None for fault in scenario.faults)
     eligible = [_eligible(scenario, i) for i in range(len(scenario.workload.mix))]
     timeouts = {
         p.name: (p.breaker or scenario.default_breaker).timeout_duration for p in scenario.providers
@@ -321,6 +346,8 @@ def _oracle_successes(
             if medians[name] + extra > timeouts[name]:
                 continue
             if rate > 0 and provider.draw(request) < rate:
+                continue
+            if refusals and provider.refusal(t, is_long(seed, request, share)) is not None:
                 continue
             served += 1
             break

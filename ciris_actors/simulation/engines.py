@@ -4,11 +4,14 @@
 request through the real registry synchronously: ``Registry.admit`` (the resolve with
 its real breakers, half-open permits and round-robin cursors), the invariant checker,
 the simulated provider's decision, then ``Registry.settle`` (the outcome recording that
-leases use) when the provider's answer or the call's deadline comes, and failover in
-``call`` mode. ``tasks``: a trio task per request through ``Registry.call`` or
+leases use, which classifies an error as the registry's classifier says) when the
+provider's answer or the call's deadline comes, and in ``call`` mode failover as
+``call``'s loop does it: on to the next provider after a failure, a rate limit or a
+disable, on to providers with the capabilities a reroute requires, and no further after
+an ignored error. ``tasks``: a trio task per request through ``Registry.call`` or
 ``Registry.lease``, exactly as an application would. Both run the registry's actors as
-tasks on the same virtual clock, so timers, health checks, crashes, restarts and slow
-starts behave the same.
+tasks on the same virtual clock, so timers, health checks, crashes, restarts, slow
+starts and an operator's resets behave the same.
 """
 
 from __future__ import annotations
@@ -31,14 +34,16 @@ from ..events import (
     HealthChanged,
     RegistryEvent,
 )
+from ..outcomes import Classifier, ErrorKind, classify
 from ..registry import Registry
 from .analysis import RequestLog, build_report
 from .driver import EventDriver
+from .errors import SimulatedError
 from .invariants import InvariantChecker
 from .model import RequestMix, Scenario
 from .providers import SimulatedProvider
 from .report import Report
-from .traffic import ProgressCallback, arrivals, open_scenario, send_request
+from .traffic import ProgressCallback, arrivals, is_long, open_scenario, send_request
 
 __all__ = ["ENGINES", "Engine", "EventsRun", "Run", "TasksRun"]
 
@@ -51,8 +56,14 @@ ENGINES: tuple[Engine, ...] = ("events", "tasks")
 _ANSWER = 0
 _ARRIVAL = 1
 
+#: The answer of an attempt whose deadline came first.
+_TIMED_OUT = SimulatedError("the call's deadline passed")
+
 #: The events a report is built from.
 RECORDED_EVENTS = (BreakerTransition, HealthChanged, ActorCrashed, ActorRestarted, ActorFailed)
+
+#: Error classes after which ``call`` stops and raises the error (as ``_lease._FINAL``).
+_FINAL = frozenset({ErrorKind.IGNORE, ErrorKind.SUCCESS})
 
 
 @attrs.define
@@ -66,6 +77,8 @@ class Run:
     events: list[RegistryEvent] = attrs.field(factory=list)
     dropped_events: int = 0
     origin: float = 0.0
+    #: The registry's classifier (set when the registry opens).
+    classifier: Classifier | None = None
 
     async def run(self) -> Report:
         """Open the scenario's registry, run its traffic, and build the report."""
@@ -74,16 +87,19 @@ class Run:
             scenario, self.seed, max_events=10_000_000, event_types=RECORDED_EVENTS
         ) as setup:
             registry, providers = setup.registry, setup.providers
+            self.classifier = setup.classifier
             self.origin = trio.current_time()
             for provider in providers.values():
                 provider.origin = self.origin
             checker = InvariantChecker(registry, origin=self.origin)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._record_events, setup.events)
+                nursery.start_soon(self._operate, registry)
                 await self.traffic(registry, checker)
                 # Let the recorder take every event still buffered before it is cancelled.
                 await trio.testing.wait_all_tasks_blocked()
                 nursery.cancel_scope.cancel()
+            outcomes = {name: dict(registry.view(name).outcomes) for name in providers}
         return build_report(
             scenario=scenario,
             seed=self.seed,
@@ -94,11 +110,21 @@ class Run:
             violations=checker.violations,
             checks=checker.checks,
             dropped_events=self.dropped_events,
+            outcomes=outcomes,
         )
 
     async def traffic(self, registry: Registry, checker: InvariantChecker) -> None:
         """Send the workload's requests; return when every one has ended."""
         raise NotImplementedError
+
+    async def _operate(self, registry: Registry) -> None:
+        """Do what an operator does during the run: reset a provider's breaker at the end
+        of each fault that says so (a revoked key replaced, the provider re-enabled)."""
+        for end, name in sorted(
+            (fault.end, fault.provider) for fault in self.scenario.faults if fault.reset_at_end
+        ):
+            await trio.sleep_until(self.origin + end)
+            registry.reset_circuit_breaker(name)
 
     async def _record_events(self, events: trio.abc.ReceiveChannel[RegistryEvent]) -> None:
         async for event in events:
@@ -145,9 +171,17 @@ class TasksRun(Run):
     ) -> None:
         start = trio.current_time()
         tried: list[str] = []
+        workload = self.scenario.workload
         try:
             outcome, served = await send_request(
-                registry, mix, self.scenario.workload.mode, slot, tried, checker
+                registry,
+                mix,
+                workload.mode,
+                slot,
+                tried,
+                checker,
+                long=is_long(self.seed, slot, workload.long_share),
+                classifier=self.classifier,
             )
         finally:
             self.in_flight -= 1
@@ -160,8 +194,10 @@ class _Request:
 
     slot: int
     mix: RequestMix
+    #: The capabilities a provider needs: the mix entry's, and those reroutes added.
     required: frozenset[str]
     start: float
+    long: bool = False
     tried: list[str] = attrs.field(factory=list)
 
 
@@ -188,12 +224,14 @@ class _Carrier:
     arrivals: Iterator[tuple[float, int]] = attrs.field(init=False)
     mixes: list[tuple[RequestMix, frozenset[str]]] = attrs.field(init=False)
     failover: bool = attrs.field(init=False)
+    long_share: float = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         workload = self.run.scenario.workload
         self.arrivals = arrivals(workload, random.Random(f"{self.run.seed}:workload"))
         self.mixes = [(mix, frozenset(mix.required_capabilities)) for mix in workload.mix]
         self.failover = workload.mode == "call"
+        self.long_share = workload.long_share
 
     def start(self) -> None:
         """Schedule the first arrival."""
@@ -220,7 +258,10 @@ class _Carrier:
         else:
             self.in_flight += 1
             mix, required = self.mixes[mix_index]
-            self._attempt(_Request(slot, mix, required, self.driver.now))
+            request = _Request(slot, mix, required, self.driver.now)
+            if self.long_share:
+                request.long = is_long(run.seed, slot, self.long_share)
+            self._attempt(request)
         self._next_arrival()
 
     def _attempt(self, request: _Request) -> None:
@@ -240,24 +281,38 @@ class _Carrier:
         tried.append(ticket.name)
         provider: SimulatedProvider = ticket.instance
         now = self.driver.now
-        latency, fails = provider.decide(request.slot, now - self.run.origin)
+        latency, error = provider.answer(request.slot, now - self.run.origin, request.long)
         done = now + latency
         if done >= ticket.deadline:
             # The lease's deadline fires first (or with the answer): a failure then.
-            answer = (request, ticket, Outcome.FAILURE)
-            self.driver.schedule(ticket.deadline, self._answer, answer, rank=_ANSWER)
+            self.driver.schedule(
+                ticket.deadline, self._answer, (request, ticket, _TIMED_OUT), rank=_ANSWER
+            )
         else:
-            answer = (request, ticket, Outcome.FAILURE if fails else Outcome.SUCCESS)
-            self.driver.schedule(done, self._answer, answer, rank=_ANSWER)
+            self.driver.schedule(done, self._answer, (request, ticket, error), rank=_ANSWER)
 
-    def _answer(self, answer: tuple[_Request, Ticket, Outcome]) -> None:
+    def _answer(self, answer: tuple[_Request, Ticket, SimulatedError | None]) -> None:
         """The provider answered (or the call's deadline came): settle, then finish the
-        request or, in ``call`` mode, fail over."""
-        request, ticket, outcome = answer
-        self.registry.settle(ticket, outcome)
-        if outcome is Outcome.SUCCESS:
+        request or, in ``call`` mode, go on as ``call`` would after that error's class."""
+        request, ticket, error = answer
+        if error is None:
+            self.registry.settle(ticket, Outcome.SUCCESS)
             self._finish(request, "succeeded", ticket.name)
-        elif self.failover:
+            return
+        if error is _TIMED_OUT or error.status_code is None:
+            # The deadline, or a failure with no HTTP answer, which every classifier the
+            # simulator gives a registry calls a failure: no need to ask one.
+            self.registry.settle(ticket, Outcome.FAILURE)
+            kind = ErrorKind.FAILURE
+        else:
+            self.registry.settle(ticket, Outcome.FAILURE, error=error)
+            # The registry's classifier is pure: asked again, it gives the class the
+            # registry just recorded, which says how ``call`` goes on.
+            verdict = classify(error, self.run.classifier)
+            kind = verdict.kind
+            if kind is ErrorKind.REROUTE:
+                request.required = request.required | verdict.require
+        if self.failover and kind not in _FINAL:
             self._attempt(request)
         else:
             self._finish(request, "failed", None)

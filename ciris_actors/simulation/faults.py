@@ -2,7 +2,10 @@
 registered by its :class:`FaultKind` for the scenario parser.
 
 A new kind is a :class:`FaultKind` member and a :class:`Fault` subclass here that declares
-its settings with :func:`setting` and overrides the hooks for what it does.
+its settings with :func:`setting` and overrides the hooks for what it does. The *class
+faults* (``rate_limit``, ``bad_credentials``, ``context_overflow``) refuse calls with
+HTTP-shaped errors (:class:`~.errors.SimulatedError` with a status) that a registry's
+classifier reads, as it would a real client's.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ from typing import ClassVar, TypeVar
 
 import attrs
 
+from .errors import SimulatedError
+
 __all__ = [
+    "BadCredentialsFault",
+    "ContextOverflowFault",
     "CrashFault",
     "ErrorsFault",
     "Fault",
@@ -23,6 +30,7 @@ __all__ = [
     "FlapFault",
     "LatencyFault",
     "OutageFault",
+    "RateLimitFault",
     "SlowStartFault",
     "fault_class",
     "fault_classes",
@@ -49,6 +57,15 @@ class FaultKind(enum.Enum):
     FLAP = "flap"
     #: Each (re)start takes ``start_delay`` seconds while the fault lasts.
     SLOW_START = "slow_start"
+    #: Calls are refused with HTTP 429 and a ``Retry-After`` of ``retry_after`` seconds;
+    #: health checks still pass.
+    RATE_LIMIT = "rate_limit"
+    #: Calls are refused with HTTP 401 (a revoked key); health checks still pass. At its
+    #: end an operator resets the provider's breaker.
+    BAD_CREDENTIALS = "bad_credentials"
+    #: Calls of long requests are refused with HTTP 400 "maximum context length
+    #: exceeded"; other calls and health checks are unaffected.
+    CONTEXT_OVERFLOW = "context_overflow"
 
 
 @attrs.frozen
@@ -113,7 +130,15 @@ class Fault:
       duration: how long it lasts, in seconds.
     """
 
+    #: What it does (each kind's class sets it).
     kind: ClassVar[FaultKind]
+    #: For a fault that refuses calls (:meth:`refusal`): its rank when several refuse a
+    #: call at once, lowest first (a server checks the key, then the quota, then the
+    #: request). ``None``: it never refuses a call.
+    refusal_rank: ClassVar[int | None] = None
+    #: Whether an operator resets the provider's breaker (``reset_circuit_breaker``) at
+    #: the fault's end.
+    reset_at_end: ClassVar[bool] = False
     provider: str
     at: float
     duration: float
@@ -173,6 +198,12 @@ class Fault:
     def startup_delay(self) -> float | None:
         """Seconds a ``start()`` takes, instead of the provider's own; ``None`` for no
         effect."""
+        return None
+
+    def refusal(self, long: bool) -> SimulatedError | None:
+        """The HTTP-shaped error a call gets (*long*: a call of a long request) instead
+        of an answer, a new one each time; ``None`` for no effect. Asked only of kinds
+        with a :attr:`refusal_rank`."""
         return None
 
     # -- asked whether active or not ----------------------------------------------------------
@@ -338,3 +369,75 @@ class SlowStartFault(Fault):
     def startup_delay(self) -> float | None:
         """``start_delay``."""
         return self.start_delay
+
+
+@register_fault
+@attrs.frozen
+class RateLimitFault(Fault):
+    """Calls are refused with HTTP 429 Too Many Requests and a ``Retry-After`` header of
+    ``retry_after`` seconds; health checks still pass.
+
+    Attributes:
+      retry_after: the seconds the ``Retry-After`` header asks for (default 30).
+    """
+
+    kind: ClassVar[FaultKind] = FaultKind.RATE_LIMIT
+    refusal_rank: ClassVar[int | None] = 1
+    retry_after: float = setting(30.0)
+
+    def refusal(self, long: bool) -> SimulatedError | None:
+        """A 429 with ``Retry-After``."""
+        wait = _header_seconds(self.retry_after)
+        return SimulatedError(
+            f"rate limit exceeded, retry after {wait} s (simulated)",
+            status_code=429,
+            headers={"retry-after": wait},
+            code="rate_limit_exceeded",
+        )
+
+
+@register_fault
+@attrs.frozen
+class BadCredentialsFault(Fault):
+    """Calls are refused with HTTP 401 Unauthorized (a revoked API key); health checks
+    still pass. At the end of the fault the key works again and an operator resets the
+    provider's breaker, which re-enables it if a classifier disabled it."""
+
+    kind: ClassVar[FaultKind] = FaultKind.BAD_CREDENTIALS
+    refusal_rank: ClassVar[int | None] = 0
+    reset_at_end: ClassVar[bool] = True
+
+    def refusal(self, long: bool) -> SimulatedError | None:
+        """A 401."""
+        return SimulatedError(
+            "invalid API key (simulated revoked key)",
+            status_code=401,
+            code="invalid_api_key",
+        )
+
+
+@register_fault
+@attrs.frozen
+class ContextOverflowFault(Fault):
+    """Calls of long requests are refused with HTTP 400 saying the model's maximum
+    context length was exceeded (its context window shrank: a smaller model deployed);
+    other calls and health checks are unaffected."""
+
+    kind: ClassVar[FaultKind] = FaultKind.CONTEXT_OVERFLOW
+    refusal_rank: ClassVar[int | None] = 2
+
+    def refusal(self, long: bool) -> SimulatedError | None:
+        """A 400 ``context_length_exceeded``, for a long request only."""
+        if not long:
+            return None
+        return SimulatedError(
+            "this model's maximum context length was exceeded by the request (simulated)",
+            status_code=400,
+            code="context_length_exceeded",
+        )
+
+
+def _header_seconds(seconds: float) -> str:
+    """*seconds* as a header value: ``20`` for a whole number, else the float."""
+    value = float(seconds)
+    return str(int(value)) if value.is_integer() else repr(value)

@@ -29,11 +29,12 @@ import trio
 from .._nursery import unwrap_single_exception
 from .._types import CircuitState
 from ..events import ActorCrashed, BreakerTransition, RegistryEvent
+from ..outcomes import Classifier
 from ..registry import Registry
 from .faults import Fault
 from .model import ProviderSpec, RequestMix, Scenario
 from .providers import SimulatedError, SimulatedProvider
-from .traffic import arrivals, open_scenario, send_request
+from .traffic import arrivals, is_long, open_scenario, send_request
 
 __all__ = [
     "CycleNotice",
@@ -176,6 +177,8 @@ class LiveRun:
     in_flight: int = 0
     breaker_opens: int = 0
     crashes: int = 0
+    #: The registry's classifier (see :func:`~.traffic.scenario_classifier`).
+    classifier: Classifier | None = None
 
     def elapsed(self) -> float:
         """Seconds since the traffic started."""
@@ -226,7 +229,11 @@ class LiveRun:
         )
         for at, began, index in changes:
             await trio.sleep_until(self.origin + at)
-            notify(FaultNotice(index, self.scenario.faults[index], began, self.cycle))
+            fault = self.scenario.faults[index]
+            if not began and fault.reset_at_end:
+                # As in a simulation: the operator resets the provider when it ends.
+                self.registry.reset_circuit_breaker(fault.provider)
+            notify(FaultNotice(index, fault, began, self.cycle))
 
     async def _send(self, rng: random.Random, requests: trio.Nursery) -> None:
         workload = self.scenario.workload
@@ -242,9 +249,16 @@ class LiveRun:
             requests.start_soon(self._request, workload.mix[mix_index], key)
 
     async def _request(self, mix: RequestMix, key: int) -> None:
+        workload = self.scenario.workload
         try:
             outcome, served = await send_request(
-                self.registry, mix, self.scenario.workload.mode, key, []
+                self.registry,
+                mix,
+                workload.mode,
+                key,
+                [],
+                long=is_long(self.seed, key, workload.long_share),
+                classifier=self.classifier,
             )
         finally:
             self.in_flight -= 1
@@ -292,6 +306,7 @@ async def run_live(
             providers=_live_providers(setup.providers),
             started=now,
             origin=now,
+            classifier=setup.classifier,
         )
         live._start_cycle(now)
         with unwrap_single_exception():

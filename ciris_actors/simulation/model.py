@@ -22,6 +22,7 @@ from ..restart import RestartPolicy
 from .faults import Fault, FaultKind, fault_class, fault_classes, fault_settings
 
 __all__ = [
+    "CLASSIFY",
     "Distribution",
     "Fault",  # from .faults, kept importable from here
     "FaultKind",  # from .faults, kept importable from here
@@ -34,6 +35,10 @@ __all__ = [
     "load_scenario",
     "parse_scenario",
 ]
+
+
+#: The values of ``[registry] classify``.
+CLASSIFY = ("http", "none")
 
 
 class ScenarioError(ValueError):
@@ -115,6 +120,9 @@ class Workload:
     #: ``call`` (failover across providers) or ``lease`` (one provider, no failover).
     mode: str = "call"
     mix: tuple[RequestMix, ...] = (RequestMix(),)
+    #: The share of requests that are long (their calls overflow a provider under a
+    #: ``context_overflow`` fault), 0 to 1; each request is long or not by a fixed draw.
+    long_share: float = 0.0
 
 
 @attrs.frozen
@@ -130,6 +138,14 @@ class Scenario:
     health_check_interval: float | None = 10.0
     restart_policy: RestartPolicy = attrs.field(factory=RestartPolicy)
     default_breaker: CircuitBreakerConfig = attrs.field(factory=CircuitBreakerConfig)
+    #: How the registry classifies provider errors: ``http`` (``http_classifier``, so a
+    #: 429 rate-limits, a 401 disables and a context overflow reroutes) or ``none``
+    #: (every error a plain failure).
+    classify: str = "http"
+    #: With ``classify = "http"``: the capabilities a request that overflowed a
+    #: provider's context window needs (the classifier's ``context_overflow``); empty:
+    #: an overflow is the request's fault (``ignore``).
+    context_overflow: tuple[str, ...] = ("long_context",)
 
     def provider(self, name: str) -> ProviderSpec:
         """The provider named *name*."""
@@ -208,6 +224,8 @@ def parse_scenario(data: Mapping[str, Any], default_name: str = "scenario") -> S
         ),
         restart_policy=_restart(registry.get("restart_policy", {}), "registry.restart_policy"),
         default_breaker=default_breaker,
+        classify=_choice(registry, "classify", "http", CLASSIFY),
+        context_overflow=registry.strings("context_overflow", ("long_context",)),
     )
     table.finish()
     registry.finish()
@@ -273,8 +291,8 @@ class _Table:
             raise ScenarioError(f"{self.field(key)}: must be >= {minimum}, got {value!r}")
         return value
 
-    def strings(self, key: str) -> tuple[str, ...]:
-        value = self.get(key, [])
+    def strings(self, key: str, default: Sequence[str] = ()) -> tuple[str, ...]:
+        value = self.get(key, list(default))
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ScenarioError(f"{self.field(key)}: expected a list of strings, got {value!r}")
         return tuple(value)
@@ -425,6 +443,7 @@ def _workload(data: object, providers: Sequence[ProviderSpec]) -> Workload:
         concurrency=table.integer("concurrency", 1000, minimum=1),
         mode=_choice(table, "mode", "call", ["call", "lease"]),
         mix=mix,
+        long_share=table.number("long_share", 0.0, strict=False, maximum=1.0),
     )
     types = {p.service_type for p in providers}
     for i, item in enumerate(mix):

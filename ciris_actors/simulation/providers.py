@@ -17,14 +17,15 @@ from collections.abc import Callable, Sequence
 
 import trio
 
+from .errors import SimulatedError
 from .faults import Fault, FaultKind
 from .model import Distribution, Latency, ProviderSpec
 
-__all__ = ["SimulatedError", "SimulatedProvider"]
+__all__ = ["SimulatedError", "SimulatedProvider"]  # SimulatedError: from .errors
 
-
-class SimulatedError(RuntimeError):
-    """A simulated provider failed a call."""
+#: What acts between two fault edges: the ruling faults, the latency they add, the error
+#: rate they make, and those of them that refuse calls, by rank.
+_Segment = tuple[tuple[Fault, ...], float, float, tuple[Fault, ...]]
 
 
 def error_draw(seed: int, provider: str, request: object) -> float:
@@ -81,8 +82,8 @@ class SimulatedProvider:
         #: Every instant a fault starts or ends: between two of them, the same faults act.
         self._edges = sorted({f.at for f in self.faults} | {f.end for f in self.faults})
         #: Between edge ``i - 1`` and edge ``i``, by ``i``, as asked for: the faults
-        #: acting, the latency they add and the error rate they make.
-        self._rulings: dict[int, tuple[tuple[Fault, ...], float, float]] = {}
+        #: acting, the latency they add, the error rate they make and the refusing ones.
+        self._rulings: dict[int, _Segment] = {}
         self.seed = seed
         self.rng = random.Random(f"{seed}:{spec.name}")
         self._sample = latency_sampler(spec.latency)
@@ -117,8 +118,9 @@ class SimulatedProvider:
         then, the one that started first (faults of one kind do not add up)."""
         return self._segment(at)[0]
 
-    def _segment(self, at: float) -> tuple[tuple[Fault, ...], float, float]:
-        """The ruling at *at*, with the extra latency and error rate it makes.
+    def _segment(self, at: float) -> _Segment:
+        """The ruling at *at*, with the extra latency and error rate it makes and the
+        faults of it that refuse calls (by :attr:`~.Fault.refusal_rank`).
 
         Faults start and end only at edges, so every instant from one edge to the next has
         the ruling of the edge it starts at (none before the first edge): it is worked out
@@ -135,7 +137,13 @@ class SimulatedProvider:
                 more = fault.failure_rate()
                 if more is not None:
                     rate = 1.0 - (1.0 - rate) * (1.0 - more)
-            segment = self._rulings[index] = (ruling, extra, rate)
+            refusing = tuple(
+                sorted(
+                    (fault for fault in ruling if fault.refusal_rank is not None),
+                    key=lambda fault: fault.refusal_rank or 0,
+                )
+            )
+            segment = self._rulings[index] = (ruling, extra, rate, refusing)
         return segment
 
     def _rule(self, at: float) -> tuple[Fault, ...]:
@@ -150,8 +158,17 @@ class SimulatedProvider:
     def conditions(self, at: float) -> tuple[bool, float, float]:
         """At scenario time *at*: whether the provider is down, the latency its faults
         add, and the probability that a call fails although it is up."""
-        ruling, extra, rate = self._segment(at)
+        ruling, extra, rate, _ = self._segment(at)
         return any(fault.is_down(at) for fault in ruling), extra, rate
+
+    def refusal(self, at: float, long: bool = False) -> SimulatedError | None:
+        """The error a class fault active at scenario time *at* answers a call with (one
+        of a long request if *long*), if any: that of the lowest rank."""
+        for fault in self._segment(at)[3]:
+            error = fault.refusal(long)
+            if error is not None:
+                return error
+        return None
 
     def down(self, at: float) -> bool:
         """Whether the provider cannot serve at all at scenario time *at* (outage, the
@@ -216,32 +233,53 @@ class SimulatedProvider:
             await trio.lowlevel.checkpoint()
         return not self.down(at)
 
-    def decide(self, request: object = None, at: float | None = None) -> tuple[float, bool]:
-        """Decide how one call starting now goes: how long it takes, and whether it fails.
+    def answer(
+        self, request: object = None, at: float | None = None, long: bool = False
+    ) -> tuple[float, SimulatedError | None]:
+        """Decide how one call starting now goes: how long it takes, and the error it
+        raises at the end (``None``: it answers).
 
         Both engines come here: the ``tasks`` engine through :meth:`handle`, the
         ``events`` engine directly. The latency comes from this provider's random stream
-        (so calls must be decided in the order they start); whether the call fails comes
-        from the draw for *request* (by default, for this provider's call count).
+        (so calls must be decided in the order they start), whatever the outcome. Then,
+        first match wins: down (an outage, a flap's failing half) is a failure with no
+        HTTP answer; a class fault's refusal (:meth:`refusal`) is its HTTP-shaped error;
+        the draw for *request* (by default, for this provider's call count) against the
+        error rate is a failure with no HTTP answer.
 
         Args:
           request: the request's key.
           at: the scenario time now, if the caller knows it (saves reading the clock).
+          long: whether the request is a long one (a ``context_overflow`` fault refuses
+            only those).
 
         Returns:
-          ``(latency in seconds, fails)``.
+          ``(latency in seconds, error or None)``.
         """
         self.calls += 1
         if request is None:
             request = f"call-{self.calls}"
         if at is None:
             at = self.now()
-        down, extra, rate = self.conditions(at)
+        ruling, extra, rate, refusing = self._segment(at)
         latency = self._sample(self.rng) + extra
-        if down:
-            return latency, True
+        if ruling:
+            if any(fault.is_down(at) for fault in ruling):
+                return latency, SimulatedError(f"{self.name}: simulated failure")
+            for fault in refusing:
+                error = fault.refusal(long)
+                if error is not None:
+                    return latency, error
         # A draw is in [0, 1): with no chance of an error, it need not be taken.
-        return latency, rate > 0 and self.draw(request) < rate
+        if rate > 0 and self.draw(request) < rate:
+            return latency, SimulatedError(f"{self.name}: simulated failure")
+        return latency, None
+
+    def decide(self, request: object = None, at: float | None = None) -> tuple[float, bool]:
+        """:meth:`answer` for a request that is not long, as ``(latency in seconds,
+        fails)``."""
+        latency, error = self.answer(request, at)
+        return latency, error is not None
 
     def draw(self, request: object) -> float:
         """:func:`error_draw` for this provider and *request*."""
@@ -249,11 +287,16 @@ class SimulatedProvider:
         digest.update(str(request).encode())
         return int.from_bytes(digest.digest(), "big") / 18446744073709551616.0
 
-    async def handle(self, request: object = None) -> str:
-        """Serve one request: take a latency, then fail or answer with this provider's
-        name (see :meth:`decide`)."""
-        latency, fails = self.decide(request)
+    async def handle(self, request: object = None, *, long: bool = False) -> str:
+        """Serve one request: take a latency, then raise its :class:`SimulatedError` or
+        answer with this provider's name (see :meth:`answer`).
+
+        Args:
+          request: the request's key.
+          long: whether it is a long request.
+        """
+        latency, error = self.answer(request, long=long)
         await trio.sleep(latency)
-        if fails:
-            raise SimulatedError(f"{self.name}: simulated failure")
+        if error is not None:
+            raise error
         return self.name

@@ -18,7 +18,10 @@ from .faults import FaultKind
 from .invariants import Violation
 
 __all__ = [
+    "WASTED",
     "ActorFailure",
+    "AttemptOutcomes",
+    "Attempts",
     "BreakerChange",
     "Bucket",
     "FaultPhases",
@@ -94,6 +97,83 @@ class RequestTotals:
         }
 
 
+#: The outcomes of an attempt on a provider that could not serve it: the provider's
+#: failure, its rate limit, its disabling error, an error that sent the request to other
+#: providers (a reroute), and the call's deadline.
+WASTED = ("failure", "rate_limited", "disabled", "rerouted", "timeout")
+
+
+@attrs.frozen
+class AttemptOutcomes:
+    """Calls to one provider by outcome, as the registry counted them
+    (``ProviderView.outcomes``): what each error's class made it, or the call's deadline.
+
+    Attributes:
+      success: served (or an error classified as a success).
+      failure: failed (an error classified as a failure, or with no class).
+      ignored: the request's fault (classified ``ignore``).
+      rate_limited: refused for its rate (classified ``rate_limited``).
+      disabled: refused for its credentials or configuration (classified ``disable``).
+      rerouted: the request needed more capabilities (classified ``reroute``).
+      timeout: the call's deadline passed.
+      cancelled: cancelled from outside (never, in a simulation).
+    """
+
+    success: int = 0
+    failure: int = 0
+    ignored: int = 0
+    rate_limited: int = 0
+    disabled: int = 0
+    rerouted: int = 0
+    timeout: int = 0
+    cancelled: int = 0
+
+    @classmethod
+    def of(cls, counts: Mapping[str, int]) -> AttemptOutcomes:
+        """The counts of *counts* (``ProviderView.outcomes``; a missing key is 0).
+
+        Raises:
+          TypeError: *counts* has a key that is no outcome.
+        """
+        return cls(**counts)
+
+    @property
+    def wasted(self) -> int:
+        """Calls to a provider that could not serve them: those of the outcomes in
+        :data:`WASTED`."""
+        return self.failure + self.rate_limited + self.disabled + self.rerouted + self.timeout
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data: every outcome, zeros included."""
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class Attempts:
+    """The calls the run's requests made to providers.
+
+    Attributes:
+      made: every attempt that reached a provider.
+      wasted: attempts on providers that could not serve: those that ended in a failure,
+        a rate limit, a disable, a reroute or the call's deadline (:data:`WASTED`),
+        over every provider. Not wasted: those served, and those whose error was the
+        request's own (``ignored``).
+      wasted_per_request: ``wasted`` over every request sent (``None``: none was sent).
+    """
+
+    made: int
+    wasted: int
+    wasted_per_request: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "made": self.made,
+            "wasted": self.wasted,
+            "wasted_per_request": self.wasted_per_request,
+        }
+
+
 @attrs.frozen
 class ProviderStats:
     """What one provider did during the run.
@@ -108,6 +188,7 @@ class ProviderStats:
       restarts: restarts of its actor.
       failed: whether its actor became FAILED.
       share: ``served`` over every served request (0 when none was served).
+      outcomes: the calls to it by outcome, as the registry counted them.
     """
 
     name: str
@@ -119,6 +200,7 @@ class ProviderStats:
     restarts: int
     failed: bool
     share: float
+    outcomes: AttemptOutcomes = AttemptOutcomes()
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data (the name is the key it is filed under)."""
@@ -131,6 +213,7 @@ class ProviderStats:
             "restarts": self.restarts,
             "failed": self.failed,
             "share": self.share,
+            "outcomes": self.outcomes.as_dict(),
         }
 
 
@@ -449,6 +532,10 @@ class Report:
       unhealthy_windows: per provider whose health checks ever failed, by name.
       invariants: the routing checks and what they found.
       events_dropped: registry events lost to a full buffer.
+      classify: how the registry classified errors: ``http`` or ``none`` (every error a
+        failure).
+      attempts: the calls made to providers, and those wasted on providers that could
+        not serve.
     """
 
     scenario: str
@@ -470,6 +557,8 @@ class Report:
     unhealthy_windows: tuple[ProviderWindows, ...]
     invariants: Invariants
     events_dropped: int
+    classify: str
+    attempts: Attempts
 
     @property
     def violations(self) -> list[dict[str, Any]]:
@@ -524,6 +613,8 @@ class Report:
             "unhealthy_windows": _windows(self.unhealthy_windows),
             "invariants": self.invariants.as_dict(),
             "events_dropped": self.events_dropped,
+            "classify": self.classify,
+            "attempts": self.attempts.as_dict(),
         }
 
     def to_json(self) -> str:

@@ -1,11 +1,12 @@
 """What both simulation engines and the live engine share: a registry opened as a
-scenario says, the workload's arrivals, and one request sent the ``tasks`` way (a trio
-task through ``call`` or ``lease``).
+scenario says (with its classifier), the workload's arrivals and which of them are long,
+and one request sent the ``tasks`` way (a trio task through ``call`` or ``lease``).
 """
 
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -15,7 +16,9 @@ import attrs
 
 from .._errors import NoServiceAvailable
 from ..events import EventSubscription, RegistryEvent
+from ..outcomes import Classifier, ErrorKind, classify, http_classifier
 from ..registry import Registry, open_registry
+from .errors import SimulatedError
 from .faults import Fault
 from .invariants import InvariantChecker
 from .model import ProviderSpec, RequestMix, Scenario, Workload
@@ -27,7 +30,9 @@ __all__ = [
     "ProviderFactory",
     "ScenarioSetup",
     "arrivals",
+    "is_long",
     "open_scenario",
+    "scenario_classifier",
     "send_request",
 ]
 
@@ -49,11 +54,32 @@ class ScenarioSetup:
       registry: the open registry.
       providers: the simulated providers by name, in the scenario's order.
       events: a subscription to the registry's events, opened before any registration.
+      classifier: the registry's classifier (:func:`scenario_classifier`), if any.
     """
 
     registry: Registry
     providers: dict[str, SimulatedProvider]
     events: EventSubscription
+    classifier: Classifier | None = None
+
+
+def scenario_classifier(scenario: Scenario) -> Classifier | None:
+    """The classifier *scenario* gives its registry: ``http_classifier`` with its
+    ``context_overflow`` capabilities (none: an overflow is ignored) for ``classify =
+    "http"``; ``None`` (every error a failure) for ``"none"``."""
+    if scenario.classify == "none":
+        return None
+    return http_classifier(context_overflow=scenario.context_overflow or None)
+
+
+def is_long(seed: int, request: object, share: float) -> bool:
+    """Whether *request* (its key) is a long one, for a workload whose ``long_share`` is
+    *share*: a fixed draw per (seed, request), as the error draws are, so both engines
+    and the oracle agree without sharing a random stream."""
+    if share <= 0:
+        return False
+    digest = hashlib.blake2b(f"long:{seed}:{request}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 18446744073709551616.0 < share
 
 
 @asynccontextmanager
@@ -86,12 +112,14 @@ async def open_scenario(
         spec.name: factory(spec, [f for f in scenario.faults if f.provider == spec.name], seed)
         for spec in scenario.providers
     }
+    classifier = scenario_classifier(scenario)
     async with (
         open_registry(
             health_check_interval=scenario.health_check_interval,
             restart_policy=scenario.restart_policy,
             default_breaker=scenario.default_breaker,
             seed=seed,
+            classify=classifier,
         ) as registry,
         registry.events(max_buffer=max_events, types=event_types) as events,
     ):
@@ -109,7 +137,9 @@ async def open_scenario(
             )
         types = sorted({spec.service_type for spec in scenario.providers})
         await registry.wait_ready(ready_timeout, types)
-        yield ScenarioSetup(registry=registry, providers=providers, events=events)
+        yield ScenarioSetup(
+            registry=registry, providers=providers, events=events, classifier=classifier
+        )
 
 
 def arrivals(workload: Workload, rng: random.Random) -> Iterator[tuple[float, int]]:
@@ -137,6 +167,9 @@ async def send_request(
     request: object,
     tried: list[str],
     checker: InvariantChecker | None = None,
+    *,
+    long: bool = False,
+    classifier: Classifier | None = None,
 ) -> tuple[str, str | None]:
     """Send one request of kind *mix* through *registry*, as the workload's *mode* says.
 
@@ -147,18 +180,30 @@ async def send_request(
       request: the request's key: the providers' error draws depend on it.
       tried: each provider the request reached is appended to it, in order.
       checker: checks every routing decision, if given.
+      long: whether the request is a long one.
+      classifier: the registry's classifier: a reroute it makes adds to the
+        capabilities the checker holds the rest of the request to, as ``call`` does.
 
     Returns:
       The outcome (``succeeded``, ``failed`` or ``rejected``) and the provider that
-      served the request (``None`` unless it succeeded).
+      served the request (``None`` unless it succeeded). A request whose error was the
+      caller's (classified ``ignore``) failed.
     """
     required = frozenset(mix.required_capabilities)
 
     async def serve(provider: SimulatedProvider, request: object) -> str:
+        nonlocal required
         if checker is not None:
             checker.on_route(provider.name, mix.handler, mix.service_type, required, tried)
         tried.append(provider.name)
-        return await provider.handle(request)
+        try:
+            return await provider.handle(request, long=long)
+        except SimulatedError as error:
+            if classifier is not None and error.status_code is not None:
+                verdict = classify(error, classifier)
+                if verdict.kind is ErrorKind.REROUTE:
+                    required = required | verdict.require
+            raise
 
     try:
         if mode == "call":
@@ -171,5 +216,7 @@ async def send_request(
     except NoServiceAvailable as error:
         return ("failed" if error.attempts else "rejected"), None
     except Exception:
-        return "failed", None  # lease mode: the provider's error or the deadline
+        # Lease mode: the provider's error or the deadline. Call mode: an error that
+        # ``call`` raises at once (classified ``ignore`` or ``success``).
+        return "failed", None
     return "succeeded", served

@@ -283,6 +283,7 @@ _SETTING_RANGES: dict[str, tuple[float, float | None]] = {
     "interval": (1.0, None),
     "period": (1.0, None),
     "start_delay": (0.0, 60.0),
+    "retry_after": (0.0, 120.0),
 }
 
 
@@ -319,7 +320,8 @@ def fault_schedules(
     (or the whole run, if it is shorter). Its settings are its kind's default, its
     minimum (0 often means "off" or "once"), or a value in a sensible range: error
     rates 0 to 1, latencies and start delays up to a minute, crash intervals and flap
-    periods from a second to the fault's length.
+    periods from a second to the fault's length, a rate limit's Retry-After up to two
+    minutes.
 
     Args:
       provider_names: the providers faults strike.
