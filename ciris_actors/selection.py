@@ -182,6 +182,9 @@ class Group(Generic[M]):
     #: the next resolve, after the members or their weights changed), and the next turn.
     turns: list[int] | None = None
     turn: int = 0
+    #: Random bits for a two-choice group's picks (``getrandbits``); the registry gives
+    #: every group its seeded generator's.
+    draw: Callable[[int], int] = _random.getrandbits
 
 
 #: The order of one (scope, service type): its groups, ascending by number.
@@ -243,7 +246,7 @@ def select(
     required: frozenset[str],
     now: Callable[[], float],
     exclude: Collection[Member] = (),
-    random: Callable[[int], int] = _random.getrandbits,
+    random: Callable[[int], int] | None = None,
 ) -> M | None:
     """Return the first available member of *plan*, admitting it through its breaker.
 
@@ -259,7 +262,8 @@ def select(
       now: returns the current time; called only when a breaker is not CLOSED.
       exclude: members not to choose (for failover inside one call).
       random: ``getrandbits``: random bits for LEAST_OUTSTANDING and LATENCY groups'
-        two random picks (the registry passes its seeded generator's).
+        two random picks; ``None``: each group's own (:attr:`Group.draw`, which the
+        registry sets to its seeded generator's).
     """
     # The clock is read at most once per resolve, and only if a breaker is not CLOSED:
     # reading trio's clock costs about as much as the rest of a skip. The candidate check
@@ -269,64 +273,22 @@ def select(
     for group in plan:
         members = group.members
         strategy = group.strategy
-        if strategy is not _FALLBACK and strategy is not _ROUND_ROBIN:
-            # The common case of each written out here, as in the loops below: the member
-            # (or the two) that the turn (or the draw) names is ready, capable, untried.
-            if strategy is _WEIGHTED:
-                turns = group.turns
-                if turns is not None:
-                    turn = group.turn
-                    member = members[turns[turn]]
-                    if (
-                        member.ready
-                        and (not required or required <= member.capabilities)
-                        and (not exclude or member not in exclude)
-                    ):
-                        turn += 1
-                        group.turn = 0 if turn == len(turns) else turn
-                        return member
-                chosen = _weighted(group, required, now, exclude)
-            else:
-                count = len(members)
-                if count == 1:
-                    only = members[0]
-                    if (
-                        only.ready
-                        and (not required or required <= only.capabilities)
-                        and (not exclude or only not in exclude)
-                    ):
-                        return only
-                # One draw of 30 bits (a one-digit int: the cheapest arithmetic) names both:
-                # its remainder by the group's size the first, its quotient the other, of
-                # the rest (a bias below 0.1 % up to a thousand members).
-                draw = random(30)
-                first = draw % count
-                second = None
-                if count > 1:
-                    second = (draw // count) % (count - 1)
-                    if second >= first:
-                        second += 1
-                    a = members[first]
-                    b = members[second]
-                    if (
-                        a.ready
-                        and b.ready
-                        and not exclude
-                        and (
-                            not required
-                            or (required <= a.capabilities and required <= b.capabilities)
-                        )
-                    ):
-                        if strategy is _LATENCY:
-                            worse = (b.latency or 0.0) * (b.in_flight + 1) < (a.latency or 0.0) * (
-                                a.in_flight + 1
-                            )
-                        else:
-                            worse = b.in_flight < a.in_flight
-                        return b if worse else a
-                chosen = _two_choices(group, required, now, exclude, first, second)
-            if chosen is not None:
-                return chosen
+        if strategy is _FALLBACK:
+            for member in members:
+                if not member.routable:
+                    continue
+                if required and not required <= member.capabilities:
+                    continue
+                if exclude and member in exclude:
+                    continue
+                if member.ready:
+                    return member
+                if member.at_capacity:
+                    continue
+                if at is None:
+                    at = now()
+                if member.breaker.acquire(at):
+                    return member
             continue
         if strategy is _ROUND_ROBIN:
             count = len(members)
@@ -359,21 +321,64 @@ def select(
                 cursor.index = index
                 return member
             continue
-        for member in members:
-            if not member.routable:
-                continue
-            if required and not required <= member.capabilities:
-                continue
-            if exclude and member in exclude:
-                continue
-            if member.ready:
-                return member
-            if member.at_capacity:
-                continue
-            if at is None:
-                at = now()
-            if member.breaker.acquire(at):
-                return member
+        # WEIGHTED, LEAST_OUTSTANDING or LATENCY: the common case of each written out
+        # here, as in the loops above: the member (or the two) that the turn (or the
+        # draw) names is ready, capable, untried.
+        if strategy is _WEIGHTED:
+            turns = group.turns
+            if turns is not None:
+                turn = group.turn
+                member = members[turns[turn]]
+                if (
+                    member.ready
+                    and (not required or required <= member.capabilities)
+                    and (not exclude or member not in exclude)
+                ):
+                    turn += 1
+                    group.turn = 0 if turn == len(turns) else turn
+                    return member
+            chosen = _weighted(group, required, now, exclude)
+        else:
+            count = len(members)
+            if count == 1:
+                only = members[0]
+                if (
+                    only.ready
+                    and (not required or required <= only.capabilities)
+                    and (not exclude or only not in exclude)
+                ):
+                    return only
+            # One draw of 30 bits (a one-digit int: the cheapest arithmetic) names both:
+            # its remainder by the group's size the first, its quotient the other, of
+            # the rest (a bias below 0.1 % up to a thousand members).
+            draw = (group.draw if random is None else random)(30)
+            first = draw % count
+            second = None
+            if count > 1:
+                second = (draw // count) % (count - 1)
+                if second >= first:
+                    second += 1
+                a = members[first]
+                b = members[second]
+                if (
+                    a.ready
+                    and b.ready
+                    and not exclude
+                    and (
+                        not required or (required <= a.capabilities and required <= b.capabilities)
+                    )
+                ):
+                    if strategy is _LATENCY:
+                        worse = (b.latency or 0.0) * (b.in_flight + 1) < (a.latency or 0.0) * (
+                            a.in_flight + 1
+                        )
+                    else:
+                        worse = b.in_flight < a.in_flight
+                    return b if worse else a
+            chosen = _two_choices(group, required, now, exclude, first, second)
+        if chosen is not None:
+            return chosen
+        continue
     return None
 
 

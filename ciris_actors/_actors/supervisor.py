@@ -102,11 +102,13 @@ def walker(
         /,
     ) -> ProviderRecord | None:
         plan = plans.get((handler, service_type))
-        member = None if plan is None else select(plan, required, now, exclude, random)
+        # Two-choice groups draw from their own Group.draw (set by _place to *random*):
+        # one argument fewer on every resolve.
+        member = None if plan is None else select(plan, required, now, exclude)
         if member is None and fallback_to_global and handler != GLOBAL:
             plan = plans.get((GLOBAL, service_type))
             if plan is not None:
-                member = select(plan, required, now, exclude, random)
+                member = select(plan, required, now, exclude)
         if member is None:
             missed(handler, service_type, required)
             return None
@@ -245,6 +247,7 @@ class RegistrySupervisor:
         #: The two random picks of LEAST_OUTSTANDING and LATENCY groups (its own generator,
         #: so that routing draws never shift the restart jitter's).
         draw = (random.Random() if routing_rng is None else routing_rng).getrandbits
+        self.draw = draw
         #: Proportional spillover: the factor, resolves spilled per service type, and
         #: the last group loads of each (scope, service type).
         self.overprovisioning_factor = overprovisioning_factor
@@ -441,6 +444,8 @@ class RegistrySupervisor:
         key = (record.routing_scope, record.service_type)
         plan = plans.get(key, [])
         plan_insert(plan, record)
+        for group in plan:
+            group.draw = self.draw
         plans[key] = plan  # a new plan is stored only once it holds the record
 
     def _unplace(self, record: ProviderRecord) -> None:
