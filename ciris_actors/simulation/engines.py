@@ -40,12 +40,12 @@ from .analysis import RequestLog, build_report
 from .driver import EventDriver
 from .errors import SimulatedError
 from .invariants import InvariantChecker
-from .model import RequestMix, Scenario
+from .model import RequestMix, Scenario, ScenarioError
 from .providers import SimulatedProvider
 from .report import Report
 from .traffic import ProgressCallback, arrivals, is_long, open_scenario, send_request
 
-__all__ = ["ENGINES", "Engine", "EventsRun", "Run", "TasksRun"]
+__all__ = ["ENGINES", "Engine", "EventsRun", "Run", "TasksRun", "check_engine"]
 
 #: How a run carries its requests (see the module docstring).
 Engine = Literal["events", "tasks"]
@@ -91,7 +91,11 @@ class Run:
             self.origin = trio.current_time()
             for provider in providers.values():
                 provider.origin = self.origin
-            checker = InvariantChecker(registry, origin=self.origin)
+            checker = InvariantChecker(
+                registry,
+                origin=self.origin,
+                spillover=scenario.overprovisioning_factor is not None,
+            )
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._record_events, setup.events)
                 nursery.start_soon(self._operate, registry)
@@ -100,6 +104,7 @@ class Run:
                 await trio.testing.wait_all_tasks_blocked()
                 nursery.cancel_scope.cancel()
             outcomes = {name: dict(registry.view(name).outcomes) for name in providers}
+            routing = registry.routing_stats()
         return build_report(
             scenario=scenario,
             seed=self.seed,
@@ -111,6 +116,7 @@ class Run:
             checks=checker.checks,
             dropped_events=self.dropped_events,
             outcomes=outcomes,
+            routing=routing,
         )
 
     async def traffic(self, registry: Registry, checker: InvariantChecker) -> None:
@@ -182,6 +188,7 @@ class TasksRun(Run):
                 checker,
                 long=is_long(self.seed, slot, workload.long_share),
                 classifier=self.classifier,
+                hedge_after=workload.hedge_after,
             )
         finally:
             self.in_flight -= 1
@@ -323,6 +330,18 @@ class _Carrier:
         self.run.log.finish(request.slot, outcome, latency, served, tuple(request.tried))
 
 
+def check_engine(engine: str, scenario: Scenario) -> None:
+    """Check that *engine* can carry *scenario*: the ``events`` engine carries neither
+    a retry budget nor hedged calls (``call`` features its requests do not go through).
+
+    Raises:
+      ScenarioError: one line naming what needs the ``tasks`` engine.
+    """
+    needs = scenario.needs_tasks_engine()
+    if engine == "events" and needs is not None:
+        raise ScenarioError(f"{scenario.name}: {needs} needs --engine tasks")
+
+
 def engine_run(
     engine: Engine, scenario: Scenario, seed: int, progress: ProgressCallback | None
 ) -> Run:
@@ -330,7 +349,10 @@ def engine_run(
 
     Raises:
       ValueError: *engine* is not one of :data:`ENGINES`.
+      ScenarioError: *engine* is ``events`` and *scenario* has a retry budget or hedged
+        calls, which only the ``tasks`` engine carries (:func:`check_engine`).
     """
+    check_engine(engine, scenario)
     if engine == "events":
         return EventsRun(scenario, seed, progress)
     if engine == "tasks":
