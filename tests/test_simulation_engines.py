@@ -28,9 +28,9 @@ def named_scenario(name: str) -> Scenario:
     return load_scenario(bundled_scenarios()[name])
 
 
-#: The bundled scenarios only the tasks engine runs: a retry budget and hedged calls are
-#: features of ``call``, which the events engine does not go through (it refuses them;
-#: docs/simulation.md, section 3.2). Compared below without those features instead.
+#: The bundled scenarios only the tasks engine runs: hedged calls are a feature of
+#: ``call``'s own loop, which the events engine does not go through (it refuses them;
+#: docs/simulation.md, section 3.2). Compared below without hedging instead.
 TASKS_ONLY = [name for name in bundled_scenarios() if named_scenario(name).needs_tasks_engine()]
 
 
@@ -45,20 +45,14 @@ def test_both_engines_give_byte_identical_reports(name: str, seed: int) -> None:
     assert events == tasks
 
 
-def test_the_tasks_only_scenarios_are_the_budget_and_hedging_ones() -> None:
-    assert sorted(TASKS_ONLY) == ["hedged-tail", "retry-storm"]
+def test_the_only_tasks_only_scenario_is_the_hedging_one() -> None:
+    assert TASKS_ONLY == ["hedged-tail"]
 
 
 @pytest.mark.parametrize("name", TASKS_ONLY)
-def test_both_engines_agree_on_a_tasks_only_scenario_without_budget_and_hedging(
-    name: str,
-) -> None:
+def test_both_engines_agree_on_a_tasks_only_scenario_without_hedging(name: str) -> None:
     scenario = named_scenario(name)
-    scenario = attrs.evolve(
-        scenario,
-        retry_budget=None,
-        workload=attrs.evolve(scenario.workload, hedge_after=None),
-    )
+    scenario = attrs.evolve(scenario, workload=attrs.evolve(scenario.workload, hedge_after=None))
     events = run_scenario(scenario, seed=1, engine="events").to_json()
     tasks = run_scenario(scenario, seed=1, engine="tasks").to_json()
     assert events == tasks

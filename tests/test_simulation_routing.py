@@ -84,7 +84,7 @@ def test_the_routing_fields_are_read() -> None:
     assert scenario.overprovisioning_factor == 1.4
     assert scenario.retry_budget == RetryBudget(ratio=0.1, min_per_second=1.0, window=5.0)
     assert scenario.workload.hedge_after == 0.5
-    assert scenario.needs_tasks_engine() == "registry.retry_budget and workload.hedge_after"
+    assert scenario.needs_tasks_engine() == "workload.hedge_after"
 
 
 def test_the_routing_fields_default_to_off() -> None:
@@ -162,24 +162,21 @@ def test_a_bad_routing_field_in_a_file_names_the_file(tmp_path: Path) -> None:
         load_scenario(path)
 
 
-@pytest.mark.parametrize(
-    ("changes", "needs"),
-    [
-        ({"registry": {"retry_budget": {}}}, "registry.retry_budget"),
-        ({"workload": {"hedge_after": 1.0}}, "workload.hedge_after"),
-    ],
-)
-def test_the_events_engine_refuses_a_budget_or_hedging_naming_the_tasks_engine(
-    changes: dict[str, Any], needs: str
-) -> None:
-    scenario = parse_scenario(data(name="needy", **changes))
+def test_the_events_engine_refuses_hedging_naming_the_tasks_engine() -> None:
+    scenario = parse_scenario(data(name="needy", workload={"hedge_after": 1.0}))
     check_engine("tasks", scenario)
     with pytest.raises(ScenarioError) as caught:
         check_engine("events", scenario)
-    assert str(caught.value) == f"needy: {needs} needs --engine tasks"
+    assert str(caught.value) == "needy: workload.hedge_after needs --engine tasks"
     with pytest.raises(ScenarioError, match="needs --engine tasks"):
         run_scenario(scenario, engine="events")
     assert run_scenario(scenario, engine="tasks").ok
+
+
+def test_both_engines_carry_a_retry_budget() -> None:
+    scenario = parse_scenario(data(registry={"retry_budget": {}}))
+    check_engine("events", scenario)
+    check_engine("tasks", scenario)
 
 
 # -- caps and the invariant checker -------------------------------------------------------
@@ -280,8 +277,9 @@ def test_hedging_at_the_p95_cuts_the_p99_for_few_extra_attempts() -> None:
 
 def test_the_retry_budget_keeps_the_brown_out_from_becoming_a_retry_storm() -> None:
     budgeted_scenario = bundled("retry-storm")
-    budgeted = run_scenario(budgeted_scenario, engine="tasks")
-    storm = run_scenario(attrs.evolve(budgeted_scenario, retry_budget=None), engine="tasks")
+    budgeted, on_tasks = (run_scenario(budgeted_scenario, engine=engine) for engine in ENGINES)
+    assert budgeted.to_json() == on_tasks.to_json()
+    storm = run_scenario(attrs.evolve(budgeted_scenario, retry_budget=None))
     assert budgeted.ok
     assert storm.ok
     assert budgeted.routing.retries_refused > 0
@@ -326,9 +324,7 @@ def test_the_command_refuses_a_tasks_only_scenario_on_the_events_engine(
 
 
 def test_the_command_prints_attempts_and_routing_figures_within_80_columns() -> None:
-    screen = run_in_terminal(
-        [sys.executable, "-m", "ciris_actors.cli", "simulate", "retry-storm", "--engine", "tasks"]
-    )
+    screen = run_in_terminal([sys.executable, "-m", "ciris_actors.cli", "simulate", "retry-storm"])
     assert screen.status == 0, screen.text
     printed = [line for line in screen.lines if not line.startswith("simulating")]
     assert [line for line in printed if len(line) > 80] == []
@@ -353,3 +349,13 @@ def test_a_scenario_without_routing_features_prints_no_routing_line(
     out = capsys.readouterr().out
     assert "\n  routing " not in out
     assert "\n  attempts " not in out
+
+
+def test_the_command_says_how_many_hedges_started_and_won(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["simulate", "hedged-tail", "--engine", "tasks"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\n  routing +[\d,]+ hedges started, [\d,]+ answered first\n", out)
+    assert re.search(r"\n  attempts +[\d,]+ \(1\.0\d{3} per request\)\n", out)
+    assert all(len(line) <= 80 for line in out.splitlines())

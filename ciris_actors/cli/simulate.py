@@ -293,7 +293,7 @@ def _wrap(text: str, indent: str = "", width: int = 0) -> list[str]:
 def _routing_shown(scenario: Scenario) -> bool:
     """Whether the summary shows attempts per request: when the scenario hedges calls or
     budgets retries (what they change is how many attempts a request makes)."""
-    return scenario.needs_tasks_engine() is not None
+    return scenario.retry_budget is not None or scenario.workload.hedge_after is not None
 
 
 def _routing_clause(report: Report) -> str:

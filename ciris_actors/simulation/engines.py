@@ -24,6 +24,7 @@ import attrs
 import trio
 import trio.testing
 
+from .._errors import RetryBudgetExhausted
 from .._lease import Outcome, Ticket
 from ..events import (
     ActorCrashed,
@@ -232,6 +233,8 @@ class _Carrier:
     mixes: list[tuple[RequestMix, frozenset[str]]] = attrs.field(init=False)
     failover: bool = attrs.field(init=False)
     long_share: float = attrs.field(init=False)
+    #: Whether the registry has a retry budget, which each admission then consults.
+    budgeted: bool = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         workload = self.run.scenario.workload
@@ -239,6 +242,7 @@ class _Carrier:
         self.mixes = [(mix, frozenset(mix.required_capabilities)) for mix in workload.mix]
         self.failover = workload.mode == "call"
         self.long_share = workload.long_share
+        self.budgeted = self.run.scenario.retry_budget is not None
 
     def start(self) -> None:
         """Schedule the first arrival."""
@@ -277,9 +281,18 @@ class _Carrier:
         tried = request.tried
         # Nothing tried yet: admit's default exclude, so it has no names to look up.
         exclude = tried if tried else ()
-        ticket = self.registry.admit(
-            mix.handler, mix.service_type, request.required, exclude=exclude
-        )
+        try:
+            ticket = self.registry.admit(
+                mix.handler,
+                mix.service_type,
+                request.required,
+                exclude=exclude,
+                retry=bool(tried) if self.budgeted else None,
+            )
+        except RetryBudgetExhausted:
+            # As ``call`` ends when the budget refuses a retry.
+            self._finish(request, "failed", None)
+            return
         if ticket is None:
             # As ``call``/``lease`` say: rejected when nothing was ever available.
             self._finish(request, "failed" if tried else "rejected", None)
@@ -331,8 +344,8 @@ class _Carrier:
 
 
 def check_engine(engine: str, scenario: Scenario) -> None:
-    """Check that *engine* can carry *scenario*: the ``events`` engine carries neither
-    a retry budget nor hedged calls (``call`` features its requests do not go through).
+    """Check that *engine* can carry *scenario*: the ``events`` engine does not carry
+    hedged calls (a feature of ``call``'s own loop, which its requests do not go through).
 
     Raises:
       ScenarioError: one line naming what needs the ``tasks`` engine.
@@ -349,8 +362,8 @@ def engine_run(
 
     Raises:
       ValueError: *engine* is not one of :data:`ENGINES`.
-      ScenarioError: *engine* is ``events`` and *scenario* has a retry budget or hedged
-        calls, which only the ``tasks`` engine carries (:func:`check_engine`).
+      ScenarioError: *engine* is ``events`` and *scenario* has hedged calls, which only
+        the ``tasks`` engine carries (:func:`check_engine`).
     """
     check_engine(engine, scenario)
     if engine == "events":

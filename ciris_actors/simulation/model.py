@@ -157,19 +157,15 @@ class Scenario:
     #: ``open_registry(overprovisioning_factor=)``: proportional spillover between
     #: groups (``None``: off).
     overprovisioning_factor: float | None = None
-    #: ``open_registry(retry_budget=)`` (``None``: none). Only the ``tasks`` engine
-    #: carries calls under a retry budget.
+    #: ``open_registry(retry_budget=)`` (``None``: none).
     retry_budget: RetryBudget | None = None
 
     def needs_tasks_engine(self) -> str | None:
-        """What in this scenario only the ``tasks`` engine carries (a retry budget,
-        hedged calls), in words; ``None`` when both engines carry it."""
-        needs = []
-        if self.retry_budget is not None:
-            needs.append("registry.retry_budget")
+        """What in this scenario only the ``tasks`` engine carries (hedged calls), as
+        the field that asks for it; ``None`` when both engines carry everything."""
         if self.workload.hedge_after is not None:
-            needs.append("workload.hedge_after")
-        return " and ".join(needs) or None
+            return "workload.hedge_after"
+        return None
 
     def provider(self, name: str) -> ProviderSpec:
         """The provider named *name*."""
