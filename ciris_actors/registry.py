@@ -21,7 +21,13 @@ from . import _inspect, _trace
 from ._actors.messages import BreakerMessage
 from ._actors.record import ProviderRecord
 from ._actors.supervisor import RegistrySupervisor, Resolve
-from ._errors import Attempt, DuplicateProviderError, NoServiceAvailable, RegistryError
+from ._errors import (
+    Attempt,
+    DuplicateProviderError,
+    NoServiceAvailable,
+    RegistryError,
+    RetryBudgetExhausted,
+)
 from ._lease import (
     Lease,
     Outcome,
@@ -569,6 +575,7 @@ class Registry:
         exclude: Iterable[str] = _NOTHING,
         fallback_to_global: bool = True,
         timeout: float | None = None,
+        retry: bool | None = None,
     ) -> Ticket | None:
         """Choose a provider for a call and admit it, without waiting: what ``lease`` does
         on entry, for callers that run the call themselves (an event loop, a simulator).
@@ -589,14 +596,22 @@ class Registry:
           fallback_to_global: try global providers after the handler's own.
           timeout: seconds the call may take (default: the breaker's
             ``timeout_duration``); sets the ticket's ``deadline``.
+          retry: for a caller that fails over as ``call`` does, under the registry's
+            retry budget (``open_registry(retry_budget=)``): ``False``, the admission is
+            a call's first attempt, and the budget counts it; ``True``, it is a retry,
+            which the budget may refuse. ``None`` (the default), or a registry without
+            a budget: the budget is not consulted.
 
         Returns:
           A :class:`Ticket`, or ``None`` when no provider is available.
 
         Raises:
+          RetryBudgetExhausted: *retry* is ``True`` and the budget refused it: as in
+            ``call``, the provider chosen is released untouched (nothing is admitted),
+            ``RetryRefused`` is published and ``routing_stats()`` counts it.
           RegistryError: the registry is closed.
-          TypeError, ValueError: a bad capability list, *exclude* or *timeout* (nothing
-            is admitted).
+          TypeError, ValueError: a bad capability list, *exclude*, *timeout* or *retry*
+            (nothing is admitted).
         """
         self._check_open()
         required = (
@@ -604,9 +619,20 @@ class Registry:
         )
         limit = None if timeout is None else check_duration(timeout, "timeout")
         tried = () if exclude is _NOTHING else self._excluded(exclude)
+        if retry is not None and not isinstance(retry, bool):
+            raise TypeError(f"retry: expected True, False or None, got {type(retry).__name__}")
         record = self._resolve(handler, service_type, required, fallback_to_global, tried)
         if record is None:
             return None
+        budget = self._sup.retry_budget
+        if retry is not None and budget is not None:
+            if not retry:
+                budget.first_attempt(self._sup.now())
+            elif not budget.try_retry(self._sup.now()):
+                # As ``call`` does: the provider goes back untouched (its permit too).
+                record.breaker.release(record.breaker.generation)
+                self._sup.retry_refused(record, handler, service_type)
+                raise RetryBudgetExhausted(f"the retry budget refused a retry on {record.name!r}")
         limit = record.breaker.config.timeout_duration if limit is None else limit
         permit = None
         if record.breaker.state is not _CLOSED:

@@ -138,6 +138,54 @@ async def test_without_a_budget_every_provider_is_tried(
         assert registry.routing_stats()["retries_refused"] == 0
 
 
+async def test_admit_consults_the_budget_as_call_does_when_asked(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """``admit(retry=False)`` counts a first attempt, ``retry=True`` spends a retry or is
+    refused (the provider released untouched, the refusal published and counted);
+    ``retry=None`` leaves the budget alone."""
+    budget = RetryBudget(ratio=0.0, min_per_second=0.1, window=10.0)  # one retry per 10 s
+    async with open_registry(
+        health_check_interval=None, default_breaker=NEVER_OPEN, retry_budget=budget
+    ) as registry:
+        for name in ("a", "b", "c"):
+            registry.register("H", "llm", Plain(name), name=name)
+        first = registry.admit("H", "llm", retry=False)
+        assert first is not None
+        registry.settle(first, "failure")
+        second = registry.admit("H", "llm", exclude=["a"], retry=True)
+        assert second is not None
+        assert second.name == "b"
+        registry.settle(second, "failure")
+        async with registry.events(types=[RetryRefused]) as events:
+            with pytest.raises(RetryBudgetExhausted, match="refused a retry on 'c'"):
+                registry.admit("H", "llm", exclude=["a", "b"], retry=True)
+            refused = await events.receive()
+        assert isinstance(refused, RetryRefused)
+        assert refused.name == "c"
+        assert registry.view("c").in_flight == 0  # released untouched
+        assert registry.routing_stats()["retries_refused"] == 1
+        # Not consulted: admitted, and nothing more refused.
+        unbudgeted = registry.admit("H", "llm", exclude=["a", "b"])
+        assert unbudgeted is not None
+        registry.settle(unbudgeted, "success")
+        assert registry.routing_stats()["retries_refused"] == 1
+        with pytest.raises(TypeError, match=r"^retry: expected True, False or None, got str"):
+            registry.admit("H", "llm", retry="yes")  # type: ignore[arg-type]
+
+
+async def test_admit_with_retry_and_no_budget_admits(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_registry(health_check_interval=None) as registry:
+        registry.register("H", "llm", Plain("a"), name="a")
+        for _ in range(5):
+            ticket = registry.admit("H", "llm", retry=True)
+            assert ticket is not None
+            registry.settle(ticket, "failure")
+        assert registry.routing_stats()["retries_refused"] == 0
+
+
 async def test_a_bad_retry_budget_argument_is_refused(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -28,12 +28,33 @@ def named_scenario(name: str) -> Scenario:
     return load_scenario(bundled_scenarios()[name])
 
 
+#: The bundled scenarios only the tasks engine runs: hedged calls are a feature of
+#: ``call``'s own loop, which the events engine does not go through (it refuses them;
+#: docs/simulation.md, section 3.2). Compared below without hedging instead.
+TASKS_ONLY = [name for name in bundled_scenarios() if named_scenario(name).needs_tasks_engine()]
+
+
 @pytest.mark.parametrize("seed", [1, 2])
-@pytest.mark.parametrize("name", [*bundled_scenarios(), "default"])
+@pytest.mark.parametrize(
+    "name", [name for name in [*bundled_scenarios(), "default"] if name not in TASKS_ONLY]
+)
 def test_both_engines_give_byte_identical_reports(name: str, seed: int) -> None:
     scenario = named_scenario(name)
     events = run_scenario(scenario, seed=seed, engine="events").to_json()
     tasks = run_scenario(scenario, seed=seed, engine="tasks").to_json()
+    assert events == tasks
+
+
+def test_the_only_tasks_only_scenario_is_the_hedging_one() -> None:
+    assert TASKS_ONLY == ["hedged-tail"]
+
+
+@pytest.mark.parametrize("name", TASKS_ONLY)
+def test_both_engines_agree_on_a_tasks_only_scenario_without_hedging(name: str) -> None:
+    scenario = named_scenario(name)
+    scenario = attrs.evolve(scenario, workload=attrs.evolve(scenario.workload, hedge_after=None))
+    events = run_scenario(scenario, seed=1, engine="events").to_json()
+    tasks = run_scenario(scenario, seed=1, engine="tasks").to_json()
     assert events == tasks
 
 

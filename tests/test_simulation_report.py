@@ -147,6 +147,8 @@ SHAPE: dict[str, Any] = {
     "events_dropped": "int",
     "classify": "str",
     "attempts": {"made": "int", "wasted": "int", "wasted_per_request": "float?"},
+    "routing": {"spilled": {"*": "int"}, "retries_refused": "int", "hedges_started": "int",
+                "hedges_won": "int"},
 }  # fmt: skip
 
 _LEAVES: dict[str, tuple[type, ...]] = {

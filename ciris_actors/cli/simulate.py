@@ -14,7 +14,7 @@ import attrs
 
 from .._types import CircuitState
 from ..simulation import Report, Scenario, ScenarioError, run_scenario
-from ..simulation.engines import Engine
+from ..simulation.engines import Engine, check_engine
 from ..simulation.plot import picture_format
 from ..simulation.report import FaultStats
 from ._extras import available
@@ -290,6 +290,26 @@ def _wrap(text: str, indent: str = "", width: int = 0) -> list[str]:
     return wrap(text, indent, width or WIDTH)
 
 
+def _routing_shown(scenario: Scenario) -> bool:
+    """Whether the summary shows attempts per request: when the scenario hedges calls or
+    budgets retries (what they change is how many attempts a request makes)."""
+    return scenario.retry_budget is not None or scenario.workload.hedge_after is not None
+
+
+def _routing_clause(report: Report) -> str:
+    """What spillover, the retry budget and hedging did, in words ('' when nothing)."""
+    routing = report.routing
+    parts = [f"{number(n)} {kind} resolves spilled over" for kind, n in routing.spilled if n]
+    if routing.retries_refused:
+        parts.append(f"{number(routing.retries_refused)} retries refused by the budget")
+    if routing.hedges_started:
+        parts.append(
+            f"{number(routing.hedges_started)} hedges started,"
+            f" {number(routing.hedges_won)} answered first"
+        )
+    return "; ".join(parts)
+
+
 def _summarize(report: Report, scenario: Scenario) -> _Summary:
     requests = report.requests
     latency = report.latency
@@ -333,12 +353,19 @@ def _summarize(report: Report, scenario: Scenario) -> _Summary:
         f"{number(attempts.wasted)} on providers that could not serve"
         f" ({0.0 if per_request is None else per_request:.4f} per request)"
     )
-    for label, value in (
+    rows = [
         ("served", served),
         ("best possible", best),
         ("latency", speed),
         ("wasted tries", wasted),
-    ):
+    ]
+    if _routing_shown(scenario):
+        made = attempts.made / requests.sent if requests.sent else 0.0
+        rows.append(("attempts", f"{number(attempts.made)} ({made:.4f} per request)"))
+    routing = _routing_clause(report)
+    if routing:
+        rows.append(("routing", routing))
+    for label, value in rows:
         for i, line in enumerate(_wrap(value, width=WIDTH - 17)):
             add(f"  {label if i == 0 else '':<13}  {line}")
     add()
@@ -528,6 +555,10 @@ def run(args: SimulateArgs) -> int:
         raise UsageError(PROG, str(exc)) from None
     if args.no_classes:
         scenario = attrs.evolve(scenario, classify="none")
+    try:
+        check_engine(args.engine, scenario)
+    except ScenarioError as exc:
+        raise UsageError(PROG, str(exc)) from None
 
     # With --json -, stdout carries the JSON; everything for people goes to stderr.
     out = sys.stderr if args.json == "-" else sys.stdout

@@ -18,7 +18,7 @@ from typing import TextIO
 import attrs
 
 from ..simulation import ScenarioError
-from ..simulation.engines import Engine
+from ..simulation.engines import Engine, check_engine
 from ..simulation.sweep import (
     SeedOutcome,
     Spread,
@@ -110,6 +110,10 @@ def run(args: SweepArgs) -> int:
         raise UsageError(PROG, str(exc)) from None
     if args.no_classes:
         scenario = attrs.evolve(scenario, classify="none")
+    try:
+        check_engine(args.engine, scenario)
+    except ScenarioError as exc:
+        raise UsageError(PROG, str(exc)) from None
 
     out = sys.stderr if args.json == "-" else sys.stdout
     with _executor(args) as (executor, where):

@@ -9,6 +9,7 @@ import bisect
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -40,6 +41,7 @@ from .report import (
     Report,
     RequestTotals,
     Restart,
+    RoutingStats,
     Timeline,
     Window,
 )
@@ -119,6 +121,7 @@ def build_report(
     checks: int,
     dropped_events: int,
     outcomes: Mapping[str, Mapping[str, int]] | None = None,
+    routing: Mapping[str, Any] | None = None,
 ) -> Report:
     """Compute the report of a finished run.
 
@@ -134,6 +137,7 @@ def build_report(
       dropped_events: registry events lost to a full buffer.
       outcomes: per provider, its calls by outcome as the registry counted them
         (``ProviderView.outcomes``) at the end of the traffic; none: all zero.
+      routing: ``Registry.routing_stats()`` at the end of the traffic; none: all zero.
     """
     duration = scenario.workload.duration
     counted = {name: AttemptOutcomes.of((outcomes or {}).get(name, {})) for name in providers}
@@ -201,6 +205,7 @@ def build_report(
         events_dropped=dropped_events,
         classify=scenario.classify,
         attempts=_attempts(log, counted.values(), sent),
+        routing=RoutingStats() if routing is None else RoutingStats.of(routing),
     )
 
 

@@ -24,6 +24,7 @@ import attrs
 import trio
 import trio.testing
 
+from .._errors import RetryBudgetExhausted
 from .._lease import Outcome, Ticket
 from ..events import (
     ActorCrashed,
@@ -40,12 +41,12 @@ from .analysis import RequestLog, build_report
 from .driver import EventDriver
 from .errors import SimulatedError
 from .invariants import InvariantChecker
-from .model import RequestMix, Scenario
+from .model import RequestMix, Scenario, ScenarioError
 from .providers import SimulatedProvider
 from .report import Report
 from .traffic import ProgressCallback, arrivals, is_long, open_scenario, send_request
 
-__all__ = ["ENGINES", "Engine", "EventsRun", "Run", "TasksRun"]
+__all__ = ["ENGINES", "Engine", "EventsRun", "Run", "TasksRun", "check_engine"]
 
 #: How a run carries its requests (see the module docstring).
 Engine = Literal["events", "tasks"]
@@ -91,7 +92,11 @@ class Run:
             self.origin = trio.current_time()
             for provider in providers.values():
                 provider.origin = self.origin
-            checker = InvariantChecker(registry, origin=self.origin)
+            checker = InvariantChecker(
+                registry,
+                origin=self.origin,
+                spillover=scenario.overprovisioning_factor is not None,
+            )
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._record_events, setup.events)
                 nursery.start_soon(self._operate, registry)
@@ -100,6 +105,7 @@ class Run:
                 await trio.testing.wait_all_tasks_blocked()
                 nursery.cancel_scope.cancel()
             outcomes = {name: dict(registry.view(name).outcomes) for name in providers}
+            routing = registry.routing_stats()
         return build_report(
             scenario=scenario,
             seed=self.seed,
@@ -111,6 +117,7 @@ class Run:
             checks=checker.checks,
             dropped_events=self.dropped_events,
             outcomes=outcomes,
+            routing=routing,
         )
 
     async def traffic(self, registry: Registry, checker: InvariantChecker) -> None:
@@ -182,6 +189,7 @@ class TasksRun(Run):
                 checker,
                 long=is_long(self.seed, slot, workload.long_share),
                 classifier=self.classifier,
+                hedge_after=workload.hedge_after,
             )
         finally:
             self.in_flight -= 1
@@ -225,6 +233,8 @@ class _Carrier:
     mixes: list[tuple[RequestMix, frozenset[str]]] = attrs.field(init=False)
     failover: bool = attrs.field(init=False)
     long_share: float = attrs.field(init=False)
+    #: Whether the registry has a retry budget, which each admission then consults.
+    budgeted: bool = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         workload = self.run.scenario.workload
@@ -232,6 +242,7 @@ class _Carrier:
         self.mixes = [(mix, frozenset(mix.required_capabilities)) for mix in workload.mix]
         self.failover = workload.mode == "call"
         self.long_share = workload.long_share
+        self.budgeted = self.run.scenario.retry_budget is not None
 
     def start(self) -> None:
         """Schedule the first arrival."""
@@ -270,9 +281,18 @@ class _Carrier:
         tried = request.tried
         # Nothing tried yet: admit's default exclude, so it has no names to look up.
         exclude = tried if tried else ()
-        ticket = self.registry.admit(
-            mix.handler, mix.service_type, request.required, exclude=exclude
-        )
+        try:
+            ticket = self.registry.admit(
+                mix.handler,
+                mix.service_type,
+                request.required,
+                exclude=exclude,
+                retry=bool(tried) if self.budgeted else None,
+            )
+        except RetryBudgetExhausted:
+            # As ``call`` ends when the budget refuses a retry.
+            self._finish(request, "failed", None)
+            return
         if ticket is None:
             # As ``call``/``lease`` say: rejected when nothing was ever available.
             self._finish(request, "failed" if tried else "rejected", None)
@@ -323,6 +343,18 @@ class _Carrier:
         self.run.log.finish(request.slot, outcome, latency, served, tuple(request.tried))
 
 
+def check_engine(engine: str, scenario: Scenario) -> None:
+    """Check that *engine* can carry *scenario*: the ``events`` engine does not carry
+    hedged calls (a feature of ``call``'s own loop, which its requests do not go through).
+
+    Raises:
+      ScenarioError: one line naming what needs the ``tasks`` engine.
+    """
+    needs = scenario.needs_tasks_engine()
+    if engine == "events" and needs is not None:
+        raise ScenarioError(f"{scenario.name}: {needs} needs --engine tasks")
+
+
 def engine_run(
     engine: Engine, scenario: Scenario, seed: int, progress: ProgressCallback | None
 ) -> Run:
@@ -330,7 +362,10 @@ def engine_run(
 
     Raises:
       ValueError: *engine* is not one of :data:`ENGINES`.
+      ScenarioError: *engine* is ``events`` and *scenario* has hedged calls, which only
+        the ``tasks`` engine carries (:func:`check_engine`).
     """
+    check_engine(engine, scenario)
     if engine == "events":
         return EventsRun(scenario, seed, progress)
     if engine == "tasks":

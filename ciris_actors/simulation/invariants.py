@@ -51,7 +51,9 @@ class InvariantChecker:
     Rules: ``open-breaker`` (routed to a provider whose breaker is OPEN),
     ``capability`` (lacking a required capability), ``unroutable`` (actor not running or
     health failed), ``tier`` (a higher-tier provider of a FALLBACK group, or of an earlier
-    group or scope, was available and untried), ``probe-quota`` (more half-open probes
+    group or scope, was available and untried; a provider at its ``max_in_flight`` is not
+    available, and with proportional spillover an earlier group of the same scope does
+    not count), ``probe-quota`` (more half-open probes
     out than ``half_open_max_calls``), ``lost`` (a request not accounted for).
 
     It reads the registry only through its public views (``Registry.view``,
@@ -60,6 +62,10 @@ class InvariantChecker:
 
     registry: Registry
     origin: float = 0.0
+    #: Whether the registry spills resolves over between groups
+    #: (``open_registry(overprovisioning_factor=)``): a resolve may then take a later
+    #: group of a scope while an earlier one has an available member.
+    spillover: bool = False
     violations: list[Violation] = attrs.field(factory=list)
     checks: int = 0
     #: (handler, service type) -> (routing version, candidates in walk order), rebuilt
@@ -122,12 +128,20 @@ class InvariantChecker:
                 and required <= other[0].capabilities
                 and other[1]
                 and _available(other[0], trio.current_time())
+                and not self._at_capacity(other[0])
             ):
                 self.record(
                     "tier",
                     f"routed to {name!r} while {better!r} ranked higher and was available",
                 )
                 break
+
+    def _at_capacity(self, view: ProviderView) -> bool:
+        """Whether the provider of *view* is at its ``max_in_flight`` now (read afresh:
+        its in-flight count moves without the state version)."""
+        if view.max_in_flight is None:
+            return False
+        return self.registry.view(view.name).in_flight >= view.max_in_flight
 
     def _view(self, name: str) -> tuple[ProviderView, bool] | None:
         """Provider *name*'s view and whether it is routable (``None``: not registered),
@@ -159,10 +173,10 @@ class InvariantChecker:
         for candidate in self._walk_order(handler, service_type):
             if candidate.name == chosen.name:
                 break
-            same_group = (
-                candidate.handler == chosen.handler
-                and candidate.priority_group == chosen.priority_group
-            )
+            same_scope = candidate.handler == chosen.handler
+            same_group = same_scope and candidate.priority_group == chosen.priority_group
+            if same_scope and not same_group and self.spillover:
+                continue
             if not same_group or candidate.strategy is SelectionStrategy.FALLBACK:
                 better.append(candidate.name)
         self._betters[key] = (version, better)

@@ -259,6 +259,7 @@ class LiveRun:
                 [],
                 long=is_long(self.seed, key, workload.long_share),
                 classifier=self.classifier,
+                hedge_after=workload.hedge_after,
             )
         finally:
             self.in_flight -= 1

@@ -18,6 +18,7 @@ import attrs
 
 from .._types import coerce_priority, coerce_strategy
 from ..breaker import CircuitBreakerConfig
+from ..budget import RetryBudget
 from ..restart import RestartPolicy
 from .faults import Fault, FaultKind, fault_class, fault_classes, fault_settings
 
@@ -95,6 +96,10 @@ class ProviderSpec:
     health_check: bool = True
     #: Seconds ``start()`` takes when no slow_start fault is active.
     start_delay: float = 0.0
+    #: Its share in a ``weighted`` group (relative to the other members' weights).
+    weight: float = 1.0
+    #: Requests it may have in flight at once (``None``: no cap).
+    max_in_flight: int | None = None
 
 
 @attrs.frozen
@@ -123,6 +128,9 @@ class Workload:
     #: The share of requests that are long (their calls overflow a provider under a
     #: ``context_overflow`` fault), 0 to 1; each request is long or not by a fixed draw.
     long_share: float = 0.0
+    #: ``call`` mode: seconds without an answer after which a hedged second attempt
+    #: starts (``None``: no hedging). Only the ``tasks`` engine carries hedged calls.
+    hedge_after: float | None = None
 
 
 @attrs.frozen
@@ -146,6 +154,18 @@ class Scenario:
     #: provider's context window needs (the classifier's ``context_overflow``); empty:
     #: an overflow is the request's fault (``ignore``).
     context_overflow: tuple[str, ...] = ("long_context",)
+    #: ``open_registry(overprovisioning_factor=)``: proportional spillover between
+    #: groups (``None``: off).
+    overprovisioning_factor: float | None = None
+    #: ``open_registry(retry_budget=)`` (``None``: none).
+    retry_budget: RetryBudget | None = None
+
+    def needs_tasks_engine(self) -> str | None:
+        """What in this scenario only the ``tasks`` engine carries (hedged calls), as
+        the field that asks for it; ``None`` when both engines carry everything."""
+        if self.workload.hedge_after is not None:
+            return "workload.hedge_after"
+        return None
 
     def provider(self, name: str) -> ProviderSpec:
         """The provider named *name*."""
@@ -226,6 +246,10 @@ def parse_scenario(data: Mapping[str, Any], default_name: str = "scenario") -> S
         default_breaker=default_breaker,
         classify=_choice(registry, "classify", "http", CLASSIFY),
         context_overflow=registry.strings("context_overflow", ("long_context",)),
+        overprovisioning_factor=registry.number(
+            "overprovisioning_factor", None, minimum=1.0, strict=False, optional=True
+        ),
+        retry_budget=_retry_budget(registry.get("retry_budget"), "registry.retry_budget"),
     )
     table.finish()
     registry.finish()
@@ -375,6 +399,19 @@ def _restart(data: object, where: str) -> RestartPolicy:
         raise ScenarioError(f"{where}.{exc}") from None
 
 
+def _retry_budget(data: object, where: str) -> RetryBudget | None:
+    if data is None:
+        return None
+    table = _Table(data, where)
+    budget = RetryBudget(
+        ratio=table.number("ratio", 0.2, strict=False),
+        min_per_second=table.number("min_per_second", 3.0, strict=False),
+        window=table.number("window", 10.0),
+    )
+    table.finish()
+    return budget
+
+
 def _latency(data: object, where: str) -> Latency:
     if isinstance(data, (int, float)) and not isinstance(data, bool):
         data = {"distribution": "fixed", "median": data}
@@ -417,9 +454,17 @@ def _provider(data: object, where: str) -> ProviderSpec:
         error_rate=table.number("error_rate", 0.0, strict=False, maximum=1.0),
         health_check=_boolean(table, "health_check", True),
         start_delay=table.number("start_delay", 0.0, strict=False),
+        weight=table.number("weight", 1.0),
+        max_in_flight=_optional_count(table, "max_in_flight"),
     )
     table.finish()
     return spec
+
+
+def _optional_count(table: _Table, key: str) -> int | None:
+    if table.get(key) is None:
+        return None
+    return table.integer(key, 1, minimum=1)
 
 
 def _boolean(table: _Table, key: str, default: bool) -> bool:
@@ -444,7 +489,10 @@ def _workload(data: object, providers: Sequence[ProviderSpec]) -> Workload:
         mode=_choice(table, "mode", "call", ["call", "lease"]),
         mix=mix,
         long_share=table.number("long_share", 0.0, strict=False, maximum=1.0),
+        hedge_after=table.number("hedge_after", None, optional=True),
     )
+    if workload.hedge_after is not None and workload.mode != "call":
+        raise ScenarioError('workload.hedge_after: hedging needs mode = "call"')
     types = {p.service_type for p in providers}
     for i, item in enumerate(mix):
         if item.service_type not in types:

@@ -34,6 +34,7 @@ __all__ = [
     "Report",
     "RequestTotals",
     "Restart",
+    "RoutingStats",
     "Timeline",
     "Window",
 ]
@@ -171,6 +172,54 @@ class Attempts:
             "made": self.made,
             "wasted": self.wasted,
             "wasted_per_request": self.wasted_per_request,
+        }
+
+
+@attrs.frozen
+class RoutingStats:
+    """What the registry's opt-in routing features did (``Registry.routing_stats()`` at
+    the end of the traffic).
+
+    Attributes:
+      spilled: resolves proportional spillover sent past a plan's first group, per
+        service type, as ``(service type, count)`` pairs sorted by service type.
+      retries_refused: failover attempts the retry budget refused.
+      hedges_started: second attempts of hedged calls.
+      hedges_won: hedges that answered first.
+    """
+
+    spilled: tuple[tuple[str, int], ...] = ()
+    retries_refused: int = 0
+    hedges_started: int = 0
+    hedges_won: int = 0
+
+    @classmethod
+    def of(cls, stats: Mapping[str, Any]) -> RoutingStats:
+        """The figures of *stats* (``Registry.routing_stats()``)."""
+        return cls(
+            spilled=tuple(sorted(stats["spilled"].items())),
+            retries_refused=stats["retries_refused"],
+            hedges_started=stats["hedges_started"],
+            hedges_won=stats["hedges_won"],
+        )
+
+    @property
+    def any(self) -> bool:
+        """Whether any figure is not zero."""
+        return bool(
+            any(n for _, n in self.spilled)
+            or self.retries_refused
+            or self.hedges_started
+            or self.hedges_won
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "spilled": dict(self.spilled),
+            "retries_refused": self.retries_refused,
+            "hedges_started": self.hedges_started,
+            "hedges_won": self.hedges_won,
         }
 
 
@@ -536,6 +585,7 @@ class Report:
         failure).
       attempts: the calls made to providers, and those wasted on providers that could
         not serve.
+      routing: what spillover, the retry budget and hedging did (all zero when off).
     """
 
     scenario: str
@@ -559,6 +609,7 @@ class Report:
     events_dropped: int
     classify: str
     attempts: Attempts
+    routing: RoutingStats = RoutingStats()
 
     @property
     def violations(self) -> list[dict[str, Any]]:
@@ -615,6 +666,7 @@ class Report:
             "events_dropped": self.events_dropped,
             "classify": self.classify,
             "attempts": self.attempts.as_dict(),
+            "routing": self.routing.as_dict(),
         }
 
     def to_json(self) -> str:

@@ -120,6 +120,8 @@ async def open_scenario(
             default_breaker=scenario.default_breaker,
             seed=seed,
             classify=classifier,
+            overprovisioning_factor=scenario.overprovisioning_factor,
+            retry_budget=scenario.retry_budget,
         ) as registry,
         registry.events(max_buffer=max_events, types=event_types) as events,
     ):
@@ -134,6 +136,8 @@ async def open_scenario(
                 priority_group=spec.group,
                 strategy=spec.strategy,
                 name=spec.name,
+                weight=spec.weight,
+                max_in_flight=spec.max_in_flight,
             )
         types = sorted({spec.service_type for spec in scenario.providers})
         await registry.wait_ready(ready_timeout, types)
@@ -170,6 +174,7 @@ async def send_request(
     *,
     long: bool = False,
     classifier: Classifier | None = None,
+    hedge_after: float | None = None,
 ) -> tuple[str, str | None]:
     """Send one request of kind *mix* through *registry*, as the workload's *mode* says.
 
@@ -183,6 +188,7 @@ async def send_request(
       long: whether the request is a long one.
       classifier: the registry's classifier: a reroute it makes adds to the
         capabilities the checker holds the rest of the request to, as ``call`` does.
+      hedge_after: ``call`` mode: hedge the call after this many seconds (``None``: no).
 
     Returns:
       The outcome (``succeeded``, ``failed`` or ``rejected``) and the provider that
@@ -208,7 +214,12 @@ async def send_request(
     try:
         if mode == "call":
             served = await registry.call(
-                mix.handler, mix.service_type, serve, request, required_capabilities=required
+                mix.handler,
+                mix.service_type,
+                serve,
+                request,
+                required_capabilities=required,
+                hedge_after=hedge_after,
             )
         else:
             async with registry.lease(mix.handler, mix.service_type, required) as provider:
