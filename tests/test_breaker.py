@@ -1002,6 +1002,29 @@ def test_record_error_records_each_class_as_documented(
     )
 
 
+@pytest.mark.parametrize(
+    "error_class",
+    [ErrorClass.ignore(), ErrorClass.reroute(require=("long_context",))],
+    ids=["ignore", "reroute"],
+)
+def test_ignore_and_reroute_return_a_probe_permit_only_for_the_generation_that_holds_it(
+    error_class: ErrorClass,
+) -> None:
+    """Nothing is recorded, and the permit goes back only if the call held one in this
+    HALF_OPEN period: a late call from an earlier period returns none."""
+    breaker = make(failure_threshold=1, half_open_max_calls=1, recovery_timeout=1.0)
+    admitted_closed = breaker.generation
+    breaker.record_failure(0.0)
+    assert breaker.acquire(1.0)
+    probe = breaker.generation
+    breaker.record_error(1.5, error_class, generation=admitted_closed)
+    assert breaker.probes_in_flight == 1
+    assert not breaker.acquire(1.5)
+    breaker.record_error(2.0, error_class, generation=probe)
+    assert (breaker.probes_in_flight, breaker.success_count) == (0, 0)
+    assert breaker.acquire(2.0)
+
+
 def test_record_error_returns_a_probe_permit_only_for_the_generation_that_holds_it() -> None:
     """A success classified from an error passes its generation on, as record_success
     does: a late one from an earlier period counts but returns no permit."""
