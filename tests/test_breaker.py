@@ -499,8 +499,19 @@ def test_reset_clears_counts_back_off_and_probes_but_keeps_lifetime_totals() -> 
         (lambda b: b.configure(b.config, now=7.0), 7.0),
         (lambda b: b.configure(b.config), 2.0),  # no time given: the last one stands
         (lambda b: b.acquire(12.0), 12.0),  # OPEN -> HALF_OPEN
+        (lambda b: b.record_rate_limited(7.0, retry_after=1.0), 7.0),  # keeps the deadline
+        (lambda b: b.disable(7.0, "revoked key"), 7.0),  # OPEN, now for good
     ],
-    ids=["failure", "late-success", "force-open", "configure", "configure-no-time", "acquire"],
+    ids=[
+        "failure",
+        "late-success",
+        "force-open",
+        "configure",
+        "configure-no-time",
+        "acquire",
+        "rate-limit",
+        "disable",
+    ],
 )
 def test_reset_without_a_time_stamps_its_transition_with_the_last_time_given(
     step: Callable[[CircuitBreaker], object], last_time: float
@@ -756,6 +767,43 @@ def test_outcomes_leave_the_failure_rate_window_after_it_passes() -> None:
     assert breaker.state is OPEN
 
 
+def test_a_bucket_reused_after_a_full_turn_of_the_window_starts_empty() -> None:
+    """The window's ten buckets are reused in turn: bucket 10 takes bucket 0's place,
+    and what bucket 0 held no longer counts, even when bucket 10 follows bucket 9
+    directly."""
+    breaker = make(failure_threshold=100, failure_rate_threshold=0.5, minimum_calls=3, window=10.0)
+    breaker.record_failure(0.5)  # bucket 0
+    breaker.record_success(9.5)  # bucket 9: both in the window
+    assert breaker.failure_rate(9.5) == (1, 2)
+    breaker.record_success(10.5)  # bucket 10: bucket 0 has left
+    assert breaker.failure_rate(10.5) == (0, 2)
+    assert breaker.state is CLOSED
+
+
+def test_an_outcome_recorded_a_whole_window_in_the_past_is_not_counted() -> None:
+    """Time given out of order: an outcome ten or more buckets older than the newest
+    one recorded is outside the window and changes nothing; a younger one counts."""
+    breaker = make(failure_threshold=100, failure_rate_threshold=0.5, minimum_calls=2, window=10.0)
+    breaker.record_success(10.5)  # bucket 10
+    breaker.record_failure(0.5)  # bucket 0: ten buckets before, out of the window
+    assert breaker.failure_rate(10.5) == (0, 1)
+    assert breaker.state is CLOSED
+    breaker.record_failure(1.5)  # bucket 1: still in the window, and the rate opens it
+    assert breaker.state is OPEN
+
+
+def test_the_failure_rate_read_when_time_goes_backwards_counts_the_window_recorded() -> None:
+    """Read at a time before the newest outcome, the window is the one that ends at the
+    newest outcome's bucket: nothing is dropped, nothing counted twice."""
+    breaker = make(failure_threshold=100, failure_rate_threshold=0.9, minimum_calls=5, window=10.0)
+    breaker.record_failure(0.5)  # bucket 0
+    breaker.record_success(9.5)  # bucket 9
+    assert breaker.failure_rate(9.5) == (1, 2)
+    assert breaker.failure_rate(3.0) == (1, 2)
+    assert breaker.failure_rate(-50.0) == (1, 2)
+    assert breaker.failure_rate(19.5) == (0, 0)  # later: the window has moved on
+
+
 def test_a_long_quiet_gap_empties_the_failure_rate_window() -> None:
     breaker = make(failure_threshold=100, failure_rate_threshold=0.5, minimum_calls=2, window=10.0)
     breaker.record_failure(1.0)
@@ -793,6 +841,17 @@ def test_a_rate_limit_opens_at_once_until_retry_after() -> None:
     assert breaker.next_attempt_time == 17.5
     assert breaker.total_failures == 1
     assert breaker.last_failure_time == 10.0
+
+
+def test_a_rate_limit_says_for_how_long_in_its_transition_reason() -> None:
+    reasons: list[str] = []
+    breaker = CircuitBreaker(
+        "svc", on_transition=lambda _b, _o, _n, reason, _t: reasons.append(reason)
+    )
+    breaker.record_rate_limited(10.0, retry_after=7.5)
+    breaker.reset(11.0)
+    breaker.record_rate_limited(12.0)
+    assert reasons == ["rate limited for 7.5 s", "reset", "rate limited for 60 s"]
 
 
 def test_a_rate_limit_without_retry_after_opens_for_the_current_open_duration() -> None:
@@ -861,6 +920,23 @@ def test_disable_holds_open_without_a_deadline_until_reset() -> None:
     assert reasons == ["disabled: 401 Unauthorized", "reset"]
 
 
+def test_check_and_raise_on_a_disabled_breaker_says_why_it_is_disabled() -> None:
+    breaker = make()
+    breaker.disable(1.0, "401 Unauthorized")
+    with pytest.raises(CircuitBreakerError) as excinfo:
+        breaker.check_and_raise(2.0)
+    error = excinfo.value
+    assert (error.name, error.state, error.next_attempt_time, error.disabled) == (
+        "svc",
+        OPEN,
+        None,
+        "401 Unauthorized",
+    )
+    assert str(error) == (
+        "circuit breaker 'svc' is open, service unavailable; disabled: 401 Unauthorized"
+    )
+
+
 def test_disabling_an_open_breaker_keeps_the_first_reason_and_drops_the_deadline() -> None:
     breaker = make(failure_threshold=1)
     breaker.record_failure(0.0)
@@ -885,13 +961,19 @@ def test_a_new_configuration_re_enables_a_disabled_breaker() -> None:
 
 
 @pytest.mark.parametrize(
-    ("reason", "error"), [("", ValueError), ("  ", ValueError), (None, TypeError)]
+    ("reason", "error", "message"),
+    [
+        ("", ValueError, r"^reason: must say why \(got an empty string\)$"),
+        ("  ", ValueError, r"^reason: must say why"),
+        (None, TypeError, r"^reason: expected a string, got NoneType$"),
+        (401, TypeError, r"^reason: expected a string, got int$"),
+    ],
 )
 def test_disable_needs_a_reason_and_changes_nothing_without_one(
-    reason: object, error: type[Exception]
+    reason: object, error: type[Exception], message: str
 ) -> None:
     breaker = make()
-    with pytest.raises(error, match=r"^reason:"):
+    with pytest.raises(error, match=message):
         breaker.disable(0.0, reason)  # type: ignore[arg-type]
     assert breaker.state is CLOSED
     assert breaker.total_failures == 0
@@ -918,3 +1000,44 @@ def test_record_error_records_each_class_as_documented(
         failures,
         successes,
     )
+
+
+@pytest.mark.parametrize(
+    "error_class",
+    [ErrorClass.ignore(), ErrorClass.reroute(require=("long_context",))],
+    ids=["ignore", "reroute"],
+)
+def test_ignore_and_reroute_return_a_probe_permit_only_for_the_generation_that_holds_it(
+    error_class: ErrorClass,
+) -> None:
+    """Nothing is recorded, and the permit goes back only if the call held one in this
+    HALF_OPEN period: a late call from an earlier period returns none."""
+    breaker = make(failure_threshold=1, half_open_max_calls=1, recovery_timeout=1.0)
+    admitted_closed = breaker.generation
+    breaker.record_failure(0.0)
+    assert breaker.acquire(1.0)
+    probe = breaker.generation
+    breaker.record_error(1.5, error_class, generation=admitted_closed)
+    assert breaker.probes_in_flight == 1
+    assert not breaker.acquire(1.5)
+    breaker.record_error(2.0, error_class, generation=probe)
+    assert (breaker.probes_in_flight, breaker.success_count) == (0, 0)
+    assert breaker.acquire(2.0)
+
+
+def test_record_error_returns_a_probe_permit_only_for_the_generation_that_holds_it() -> None:
+    """A success classified from an error passes its generation on, as record_success
+    does: a late one from an earlier period counts but returns no permit."""
+    breaker = make(
+        failure_threshold=1, success_threshold=3, half_open_max_calls=1, recovery_timeout=1.0
+    )
+    admitted_closed = breaker.generation
+    breaker.record_failure(0.0)
+    assert breaker.acquire(1.0)
+    probe = breaker.generation
+    breaker.record_error(1.5, ErrorClass.success(), generation=admitted_closed)
+    assert (breaker.success_count, breaker.probes_in_flight) == (1, 1)
+    assert not breaker.acquire(1.5)
+    breaker.record_error(2.0, ErrorClass.success(), generation=probe)
+    assert (breaker.success_count, breaker.probes_in_flight) == (2, 0)
+    assert breaker.acquire(2.0)

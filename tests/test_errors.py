@@ -33,6 +33,15 @@ def test_circuit_breaker_error_says_a_full_half_open_quota_is_why() -> None:
     )
 
 
+def test_circuit_breaker_error_says_why_a_disabled_breaker_refused() -> None:
+    error = CircuitBreakerError("llm-a", CircuitState.OPEN, None, disabled="401 Unauthorized")
+    assert (error.next_attempt_time, error.disabled) == (None, "401 Unauthorized")
+    assert str(error) == (
+        "circuit breaker 'llm-a' is open, service unavailable; disabled: 401 Unauthorized"
+    )
+    assert CircuitBreakerError("llm-a", CircuitState.OPEN, 12.5).disabled is None
+
+
 def test_no_service_available_carries_the_request_and_every_candidate() -> None:
     failure = RuntimeError("boom")
     error = NoServiceAvailable(
@@ -51,6 +60,35 @@ def test_no_service_available_carries_the_request_and_every_candidate() -> None:
         " candidates: a: failed (RuntimeError: boom); b: actor failed;"
         " c: circuit open for another 52 s"
     )
+
+
+@pytest.mark.parametrize(
+    ("outcome", "words"),
+    [
+        ("failure", "failed"),
+        ("timeout", "timed out"),
+        ("rate_limited", "rate limited"),
+        ("disabled", "disabled"),
+        ("rerouted", "needs more capabilities"),
+        ("refused by policy", "refused by policy"),  # not one of the five: as it is
+    ],
+)
+def test_no_service_available_says_each_attempt_outcome_in_words(outcome: str, words: str) -> None:
+    error = NoServiceAvailable("H", "llm", attempts=[Attempt("a", KeyError("k"), outcome)])
+    assert str(error) == (
+        f"no 'llm' service available for handler 'H'; candidates: a: {words} (KeyError: 'k')"
+    )
+
+
+def test_no_service_available_says_when_the_earliest_candidate_admits_again() -> None:
+    skipped = [Skip("a", "circuit open for another 12 s"), Skip("b", "actor failed")]
+    error = NoServiceAvailable("H", "llm", skipped=skipped, retry_after=12.3456)
+    assert error.retry_after == 12.3456
+    assert str(error) == (
+        "no 'llm' service available for handler 'H'; candidates:"
+        " a: circuit open for another 12 s; b: actor failed; the earliest admits again in 12.3 s"
+    )
+    assert str(NoServiceAvailable("H", "llm", skipped=skipped)).endswith("b: actor failed")
 
 
 def test_no_service_available_without_candidates_says_nothing_is_registered() -> None:

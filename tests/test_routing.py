@@ -18,6 +18,7 @@ from hypothesis import given, settings, strategies as st
 from ciris_actors import (
     CircuitBreaker,
     CircuitBreakerConfig,
+    CircuitState,
     NoServiceAvailable,
     Priority,
     Registry,
@@ -29,6 +30,7 @@ from ciris_actors.selection import (
     LATENCY_DECAY,
     Member,
     Plan,
+    explain_plan,
     group_loads,
     plan_insert,
     schedule,
@@ -100,6 +102,36 @@ def test_a_schedule_of_weights_without_a_small_common_measure_is_rounded_to_the_
     assert len(turns) <= 1000
     assert counts[0] / counts[1] == pytest.approx(math.pi, rel=0.01)
     assert collections.Counter(schedule([1e-9, 1.0]))[0] >= 1  # a tiny weight still gets a turn
+
+
+def test_a_schedule_of_thirds_is_three_turns() -> None:
+    """1/3 and 2/3 are rationals with a small denominator: one turn and two, not 333
+    and 667."""
+    assert schedule([1 / 3, 2 / 3]) == [1, 0, 1]
+
+
+def test_a_schedule_rounds_to_a_thousand_turns_each_member_at_least_one() -> None:
+    """Weights without a common measure of denominator up to 1000 are rounded to
+    MAX_CYCLE turns in all, in proportion to the weights; a weight too small for a turn
+    of its own still gets one."""
+    assert collections.Counter(schedule([1e-9, 2.0])) == {0: 1, 1: 1000}
+    assert collections.Counter(schedule([1 / 1001, 2 / 1001])) == {0: 333, 1: 667}
+
+
+def test_a_schedule_of_exactly_a_thousand_turns_is_not_rounded() -> None:
+    """Weights are read as the nearest fraction of denominator up to 1000 (0.0006 as
+    1/1000, 0.998 as 499/500); a cycle that reaches MAX_CYCLE turns without passing it
+    keeps those shares (rounding the weights themselves would give 0.998 999 turns)."""
+    assert collections.Counter(schedule([0.0006, 0.0006, 0.998])) == {0: 1, 1: 1, 2: 998}
+
+
+def test_a_large_group_has_eight_turns_per_member_before_it_rounds() -> None:
+    """Past 125 members the cycle may have 8 turns per member: 200 members keep exact
+    shares up to 1600 turns, and are rounded to 1600 turns beyond."""
+    exact = collections.Counter(schedule([1.0] * 199 + [1000.0]))
+    assert exact == {**dict.fromkeys(range(199), 1), 199: 1000}
+    rounded = collections.Counter(schedule([1.0] * 199 + [1500.0]))
+    assert rounded == {**dict.fromkeys(range(199), 1), 199: round(1500 / 1699 * 1600)}
 
 
 # -- WEIGHTED: through select -------------------------------------------------------------
@@ -206,6 +238,77 @@ def test_two_choices_never_picks_the_worse_of_its_two_candidates(
     assert cost(chosen) <= min(cost(m) for m in pair)
 
 
+def scripted(*draws: float) -> Callable[[], float]:
+    """A random source giving *draws* in turn (and failing the test past them)."""
+    return iter(draws).__next__
+
+
+def test_two_choices_gives_a_tie_to_the_first_picked() -> None:
+    a, b = member("a", 0, LEAST), member("b", 1, LEAST)
+    plan = plan_of([a, b])
+    # first = int(draw x 2); second = int(draw x 1), moved past first when not below it.
+    assert select(plan, frozenset(), clock, random=scripted(0.6, 0.0)) is b
+    assert select(plan, frozenset(), clock, random=scripted(0.0, 0.0)) is a
+
+
+def test_when_neither_pick_is_available_the_next_two_available_members_are_compared() -> None:
+    """The picks are m1 and m2, both held open: the walk goes on from m1, in group
+    order, to the first two available members (m3 and m4) and takes the less loaded."""
+    members = [member(f"m{i}", i, LEAST) for i in range(5)]
+    for m, load in zip(members, [0, 0, 0, 2, 1], strict=True):
+        m.in_flight = load
+    for m in members[1:3]:
+        m.breaker.force_open(0.0, 100.0)
+        m.refresh()
+    plan = plan_of(members)
+    # first = int(0.2 x 5) = 1; second = int(0.25 x 4) = 1, moved past first: 2.
+    assert select(plan, frozenset(), clock, random=scripted(0.2, 0.25)) is members[4]
+
+
+@pytest.mark.parametrize(("in_flight", "winner"), [(1, "fast"), (3, "slow")])
+def test_latency_weighs_each_latency_by_the_calls_in_flight_with_this_one(
+    in_flight: int, winner: str
+) -> None:
+    """fast: 1 s x (in flight + 1); slow, idle: 3 s x 1. With one call in flight fast
+    costs 2 and wins; with three it costs 4 and slow wins."""
+    fast, slow = member("fast", 0, LATENCY), member("slow", 1, LATENCY)
+    fast.latency, fast.in_flight = 1.0, in_flight
+    slow.latency = 3.0
+    plan = plan_of([fast, slow])
+    rng = random.Random(0)
+    picks = {select(plan, frozenset(), clock, random=rng.random) for _ in range(10)}
+    assert {m.name for m in picks if m is not None} == {winner}
+    assert None not in picks
+
+
+@pytest.mark.parametrize("strategy", [LEAST, LATENCY])
+def test_two_choices_honours_required_capabilities_and_exclusions(
+    strategy: SelectionStrategy,
+) -> None:
+    a = member("a", 0, strategy)
+    b = member("b", 1, strategy, capabilities=frozenset({"vision"}))
+    plan = plan_of([a, b])
+    rng = random.Random(0)
+    assert {select(plan, frozenset({"vision"}), clock, random=rng.random) for _ in range(20)} == {b}
+    assert {select(plan, frozenset(), clock, [a], rng.random) for _ in range(20)} == {b}
+    assert select(plan, frozenset(), clock, [a, b], rng.random) is None
+
+
+@pytest.mark.parametrize("strategy", [WEIGHTED, LEAST, LATENCY])
+def test_a_member_whose_open_time_is_over_is_admitted_as_a_half_open_probe(
+    strategy: SelectionStrategy,
+) -> None:
+    """As in FALLBACK and ROUND_ROBIN groups: the breaker is asked at the time the clock
+    gives, and admits a probe."""
+    a = member("a", 0, strategy)
+    a.breaker.force_open(0.0, 1.0)
+    a.refresh()
+    plan = plan_of([a])
+    assert select(plan, frozenset(), lambda: 0.5, random=random.Random(0).random) is None
+    assert select(plan, frozenset(), lambda: 5.0, random=random.Random(0).random) is a
+    assert (a.breaker.state, a.breaker.probes_in_flight) == (CircuitState.HALF_OPEN, 1)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     strategy=st.sampled_from(list(SelectionStrategy)),
@@ -265,6 +368,161 @@ def test_a_latency_peak_is_taken_at_once_and_forgotten_over_the_decay_time() -> 
     assert m.latency == 2.0  # a peak, at once
     m.observe_latency(1.0 + LATENCY_DECAY, 0.1)
     assert m.latency == pytest.approx(2.0 * math.exp(-1) + 0.1 * (1 - math.exp(-1)))
+
+
+def test_a_lower_latency_observed_at_the_same_instant_as_the_peak_does_not_lower_it() -> None:
+    """The decay is over time passed: none has passed (or the time given is earlier),
+    so the peak stands."""
+    m = member("m", 0, LATENCY)
+    m.observe_latency(5.0, 2.0)
+    m.observe_latency(5.0, 0.1)
+    assert m.latency == 2.0
+    m.observe_latency(4.0, 0.1)
+    assert m.latency == 2.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.floats(0.0, 30.0), st.none() | st.floats(0.001, 10.0)),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_a_latency_at_or_above_the_average_is_taken_exactly_and_a_lower_one_pulls_it_down(
+    steps: list[tuple[float, float | None]],
+) -> None:
+    """Each step waits, then observes a latency (``None``: the average itself again).
+    One at or above the average replaces it exactly; one below moves it down towards
+    the observation, never past it."""
+    m = member("m", 0, LATENCY)
+    now = 0.0
+    for wait, seconds in steps:
+        now += wait
+        before = m.latency
+        observed = seconds
+        if observed is None:
+            observed = 1.0 if before is None else before
+        m.observe_latency(now, observed)
+        assert m.latency is not None
+        if before is None or observed >= before:
+            assert m.latency == observed
+        else:  # between the two, to within rounding
+            assert observed * (1 - 1e-12) <= m.latency <= before * (1 + 1e-12)
+        assert m.latency_at == now
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cap=st.none() | st.integers(1, 3),
+    routable=st.booleans(),
+    closed=st.booleans(),
+    steps=st.lists(st.booleans(), max_size=12),
+)
+def test_ready_stays_what_refresh_would_compute_as_calls_start_and_finish(
+    cap: int | None, routable: bool, closed: bool, steps: list[bool]
+) -> None:
+    """``ready`` (routable, CLOSED and below its cap) is kept up to date by started and
+    finished without a refresh, so the walk can trust it."""
+    m = member("m", 0, SelectionStrategy.FALLBACK, max_in_flight=cap)
+    if not routable:
+        m.has_health_check, m.healthy = True, False
+    if not closed:
+        m.breaker.force_open(0.0, 100.0)
+    m.refresh()
+    for start in steps:
+        if start:
+            m.started()
+        elif m.in_flight:
+            m.finished(1.0, None)
+        expected = routable and closed and not (cap is not None and m.in_flight >= cap)
+        assert m.ready is expected
+    assert m.latency is None  # nothing finished with a latency to learn
+
+
+# -- explain ------------------------------------------------------------------------------
+
+
+def rows_of(plan: Plan[Member]) -> list[tuple[str, str, str]]:
+    rows, _ = explain_plan("H", plan, frozenset(), 100.0)
+    return [(r.name, r.verdict, r.reason) for r in rows]
+
+
+def test_explain_lists_a_weighted_group_in_the_order_of_its_next_turns() -> None:
+    """Weights 2, 1, 1 take turns a, b, c, a: explain starts at the next turn and names
+    each member once, without taking a turn itself."""
+    a, b, c = member("a", 0, weight=2.0), member("b", 1), member("c", 2)
+    plan = plan_of([a, b, c])
+    not_reached = "an earlier candidate was chosen"
+    for _ in range(2):
+        assert rows_of(plan) == [
+            ("a", "chosen", "next weighted turn (weight 2)"),
+            ("b", "not reached", not_reached),
+            ("c", "not reached", not_reached),
+        ]
+    assert select(plan, frozenset(), clock) is a
+    assert rows_of(plan) == [
+        ("b", "chosen", "next weighted turn (weight 1)"),
+        ("c", "not reached", not_reached),
+        ("a", "not reached", not_reached),
+    ]
+    b.breaker.force_open(0.0, 1000.0)
+    b.refresh()
+    assert rows_of(plan) == [
+        ("b", "skipped", "circuit open for another 15 min"),
+        ("c", "chosen", "next weighted turn (weight 1)"),
+        ("a", "not reached", not_reached),
+    ]
+    assert select(plan, frozenset(), clock) is c
+
+
+def test_explain_shows_every_available_two_choice_member_as_a_candidate_with_its_load() -> None:
+    """Which one a resolve takes is decided by two random picks, so explain chooses none
+    of them: each available one is a candidate, and the groups after are not reached."""
+    plan: Plan[Member] = []
+    idle = member("idle", 0, LEAST)
+    busy = member("busy", 1, LEAST)
+    busy.in_flight = 2
+    down = member("down", 2, LEAST)
+    down.breaker.force_open(0.0, 1000.0)
+    down.refresh()
+    later = member("later", 3, SelectionStrategy.FALLBACK)
+    later.priority_group = 1
+    for m in (idle, busy, down, later):
+        plan_insert(plan, m)
+    rows, chosen = explain_plan("H", plan, frozenset(), 100.0)
+    fewer = "one of two random picks, the one with fewer in flight wins"
+    assert [(r.name, r.verdict, r.reason) for r in rows] == [
+        ("idle", "candidate", f"{fewer} (0 in flight)"),
+        ("busy", "candidate", f"{fewer} (2 in flight)"),
+        ("down", "skipped", "circuit open for another 15 min"),
+        ("later", "not reached", "an earlier candidate was chosen"),
+    ]
+    assert chosen is True
+
+
+def test_explain_says_a_latency_candidate_s_latency_or_that_it_is_not_measured() -> None:
+    fast, new = member("fast", 0, LATENCY), member("new", 1, LATENCY)
+    fast.latency, fast.in_flight = 0.123456, 1
+    faster = "one of two random picks, the faster wins"
+    assert rows_of(plan_of([fast, new])) == [
+        ("fast", "candidate", f"{faster} (latency 0.123 s, 1 in flight)"),
+        ("new", "candidate", f"{faster} (latency not measured yet, 0 in flight)"),
+    ]
+
+
+def test_explain_of_a_two_choice_group_with_nothing_available_goes_on_to_the_next() -> None:
+    plan: Plan[Member] = []
+    lacking = member("lacking", 0, LEAST)
+    fallback = member("fallback", 1, SelectionStrategy.FALLBACK, capabilities=frozenset({"x"}))
+    fallback.priority_group = 1
+    for m in (lacking, fallback):
+        plan_insert(plan, m)
+    rows, chosen = explain_plan("H", plan, frozenset({"x"}), 100.0)
+    assert [(r.name, r.verdict) for r in rows] == [("lacking", "skipped"), ("fallback", "chosen")]
+    assert chosen is True
+    rows, chosen = explain_plan("H", plan[:1], frozenset({"x"}), 100.0)
+    assert chosen is False
 
 
 # -- through a registry -------------------------------------------------------------------
@@ -468,6 +726,155 @@ def test_spillover_shares_follow_the_overprovisioning_formula(
             served[chosen.priority_group] += 1
     for number, share in enumerate(expected):
         assert abs(served[number] - share * draws) <= 1
+
+
+#: How a member of a spillover plan stands: available, held open, OPEN with its open
+#: time over (admitted as a probe), lacking the capability asked for, or excluded.
+MEMBER_STATES = ["ok", "open", "expired", "lacks", "excluded"]
+
+
+def spill_plan(
+    groups: list[tuple[SelectionStrategy, list[str]]],
+) -> tuple[Plan[Member], list[Member]]:
+    members, excluded = [], []
+    seq = itertools.count()
+    for number, (strategy, states) in enumerate(groups):
+        for i, state in enumerate(states):
+            m = member(
+                f"g{number}m{i}",
+                next(seq),
+                strategy,
+                capabilities=frozenset() if state == "lacks" else frozenset({"x"}),
+            )
+            m.priority_group = number
+            if state == "open":
+                m.breaker.force_open(0.0, 1e9)
+            elif state == "expired":
+                m.breaker.force_open(0.0, 1.0)
+            elif state == "excluded":
+                excluded.append(m)
+            m.refresh()
+            members.append(m)
+    return plan_of(members), excluded
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    groups=st.lists(
+        st.tuples(
+            st.sampled_from(list(SelectionStrategy)),
+            st.lists(st.sampled_from(MEMBER_STATES), min_size=1, max_size=4),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    draw=st.floats(0.0, 1.0, exclude_max=True),
+    factor=st.sampled_from([1.0, 1.4]),
+    seed=st.integers(0, 1000),
+)
+def test_spillover_serves_the_drawn_group_with_an_available_member_and_says_which(
+    groups: list[tuple[SelectionStrategy, list[str]]], draw: float, factor: float, seed: int
+) -> None:
+    """Oracle: the formula's loads from a brute-force count of the members that are
+    available (capable, not excluded, admitting at the clock's time). A draw landing in
+    group k > 0 is served from group k and reported as k; any other draw is the usual
+    walk (the first group with an available member) and reported as 0. Whatever is
+    returned is available, and the same draws give the same member."""
+    up = [sum(state in ("ok", "expired") for state in states) for _, states in groups]
+    expected = envoy_loads(
+        [(n, len(states)) for n, (_, states) in zip(up, groups, strict=True)], factor
+    )
+    drawn = next((k for k, end in enumerate(itertools.accumulate(expected)) if draw < end), None)
+    results = []
+    for _ in range(2):  # two identical plans, two identical sources: the same pick
+        plan, excluded = spill_plan(groups)
+        rng = random.Random(seed)
+        source = itertools.chain([draw], iter(rng.random, None)).__next__
+        chosen, picked, loads = select_spilling(
+            plan, frozenset({"x"}), _fixed(5.0), excluded, source, factor
+        )
+        assert loads == pytest.approx(expected)
+        if not any(up):
+            assert (chosen, picked) == (None, 0)
+            return
+        assert chosen is not None
+        assert chosen not in excluded
+        assert "x" in chosen.capabilities
+        assert chosen.breaker.state is not CircuitState.OPEN
+        serving = drawn if drawn else next(k for k, n in enumerate(up) if n)
+        assert (chosen.priority_group, picked) == (serving, drawn or 0)
+        results.append(chosen.name)
+    assert results[0] == results[1]
+
+
+def test_a_draw_on_a_boundary_goes_to_the_later_group_and_an_empty_group_is_never_drawn() -> None:
+    """The draw is uniform on [0, 1): each group takes the half-open interval [start,
+    end) of its load, so a group with no load takes no draw, not even 0."""
+    plan, _ = spill_plan(
+        [(SelectionStrategy.FALLBACK, ["ok", "open"]), (SelectionStrategy.FALLBACK, ["ok"])]
+    )
+    for draw, group in [(0.0, 0), (0.4999, 0), (0.5, 1), (0.9999, 1)]:
+        chosen, picked, loads = select_spilling(
+            plan, frozenset({"x"}), clock, (), _fixed(draw), 1.0
+        )
+        assert loads == [0.5, 0.5]
+        assert chosen is not None
+        assert (chosen.priority_group, picked) == (group, group)
+    plan, _ = spill_plan(
+        [(SelectionStrategy.FALLBACK, ["open"]), (SelectionStrategy.FALLBACK, ["ok"])]
+    )
+    chosen, picked, loads = select_spilling(plan, frozenset({"x"}), clock, (), _fixed(0.0), 1.0)
+    assert loads == [0.0, 1.0]
+    assert chosen is not None
+    assert (chosen.name, picked) == ("g1m0", 1)
+
+
+def test_spillover_walks_the_whole_plan_when_the_drawn_group_has_nothing_after_all() -> None:
+    """Only a clock that goes back can do it: g1m0's open time is over when the loads
+    are computed (t=5), not when the drawn group 1 is tried (t=0.5). Then the usual
+    walk serves the request from group 0, and says so: not group 2."""
+    plan, _ = spill_plan(
+        [
+            (SelectionStrategy.FALLBACK, ["ok", "open"]),
+            (SelectionStrategy.FALLBACK, ["expired"]),
+            (SelectionStrategy.FALLBACK, ["ok"]),
+        ]
+    )
+    time = [5.0]
+
+    def draw() -> float:
+        time[0] = 0.5
+        return 0.75
+
+    chosen, picked, loads = select_spilling(plan, frozenset({"x"}), lambda: time[0], (), draw, 1.0)
+    assert loads == [0.5, 0.5, 0.0]
+    assert chosen is not None
+    assert (chosen.name, picked) == ("g0m0", 0)
+
+
+def test_spillover_takes_every_draw_from_the_random_source_it_is_given() -> None:
+    """The spill draw, then the two picks of the drawn two-choice group: a seeded source
+    reproduces the pick, so the registry's seed does."""
+    plan, _ = spill_plan([(SelectionStrategy.FALLBACK, ["ok", "open"]), (LEAST, ["ok"] * 6)])
+    loads = [5, 5, 2, 1, 5, 5]
+    for m, load in zip(plan[1].members, loads, strict=True):
+        m.in_flight = load
+    # 0.9: group 1; first = int(0.5 x 6) = 3, second = int(0.5 x 5) = 2: g1m3 beats g1m2.
+    source = scripted(0.9, 0.5, 0.5)
+    chosen, picked, _ = select_spilling(plan, frozenset({"x"}), clock, (), source, 1.0)
+    assert chosen is not None
+    assert (chosen.name, picked) == ("g1m3", 1)
+    with pytest.raises(StopIteration):
+        source()  # all three draws taken, from this source
+    plan, _ = spill_plan([(LEAST, ["ok"] * 6)])
+    for m, load in zip(plan[0].members, loads, strict=True):
+        m.in_flight = load
+    source = scripted(0.1, 0.5, 0.5)
+    chosen, picked, _ = select_spilling(plan, frozenset({"x"}), clock, (), source, 1.0)
+    assert chosen is not None
+    assert (chosen.name, picked) == ("g0m3", 0)
+    with pytest.raises(StopIteration):
+        source()
 
 
 async def test_spillover_sends_the_missing_share_to_the_next_group_and_says_so(
