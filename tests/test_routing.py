@@ -238,17 +238,29 @@ def test_two_choices_never_picks_the_worse_of_its_two_candidates(
     assert cost(chosen) <= min(cost(m) for m in pair)
 
 
-def scripted(*draws: float) -> Callable[[], float]:
-    """A random source giving *draws* in turn (and failing the test past them)."""
-    return iter(draws).__next__
+def scripted(*draws: int) -> Callable[[int], int]:
+    """A source of random bits giving *draws* in turn (and failing the test past them)."""
+    given = iter(draws)
+    return lambda bits: next(given)
+
+
+def picks(first: int, second: int, count: int) -> int:
+    """The draw that makes a two-choice group of *count* pick member *first*, then the
+    *second* of the others (counted before the first is skipped over)."""
+    return first + count * second
+
+
+def spill(share: float) -> int:
+    """The 53-bit draw a spillover resolve reads as *share* in [0, 1)."""
+    return int(share * (1 << 53))
 
 
 def test_two_choices_gives_a_tie_to_the_first_picked() -> None:
     a, b = member("a", 0, LEAST), member("b", 1, LEAST)
     plan = plan_of([a, b])
-    # first = int(draw x 2); second = int(draw x 1), moved past first when not below it.
-    assert select(plan, frozenset(), clock, random=scripted(0.6, 0.0)) is b
-    assert select(plan, frozenset(), clock, random=scripted(0.0, 0.0)) is a
+    # The second pick is counted among the others: 0 is a, or b when a was first.
+    assert select(plan, frozenset(), clock, random=scripted(picks(1, 0, 2))) is b
+    assert select(plan, frozenset(), clock, random=scripted(picks(0, 0, 2))) is a
 
 
 def test_when_neither_pick_is_available_the_next_two_available_members_are_compared() -> None:
@@ -261,8 +273,8 @@ def test_when_neither_pick_is_available_the_next_two_available_members_are_compa
         m.breaker.force_open(0.0, 100.0)
         m.refresh()
     plan = plan_of(members)
-    # first = int(0.2 x 5) = 1; second = int(0.25 x 4) = 1, moved past first: 2.
-    assert select(plan, frozenset(), clock, random=scripted(0.2, 0.25)) is members[4]
+    # first 1; second 1 of the others, moved past first: 2.
+    assert select(plan, frozenset(), clock, random=scripted(picks(1, 1, 5))) is members[4]
 
 
 @pytest.mark.parametrize(("in_flight", "winner"), [(1, "fast"), (3, "slow")])
@@ -276,7 +288,7 @@ def test_latency_weighs_each_latency_by_the_calls_in_flight_with_this_one(
     slow.latency = 3.0
     plan = plan_of([fast, slow])
     rng = random.Random(0)
-    picks = {select(plan, frozenset(), clock, random=rng.random) for _ in range(10)}
+    picks = {select(plan, frozenset(), clock, random=rng.getrandbits) for _ in range(10)}
     assert {m.name for m in picks if m is not None} == {winner}
     assert None not in picks
 
@@ -289,9 +301,11 @@ def test_two_choices_honours_required_capabilities_and_exclusions(
     b = member("b", 1, strategy, capabilities=frozenset({"vision"}))
     plan = plan_of([a, b])
     rng = random.Random(0)
-    assert {select(plan, frozenset({"vision"}), clock, random=rng.random) for _ in range(20)} == {b}
-    assert {select(plan, frozenset(), clock, [a], rng.random) for _ in range(20)} == {b}
-    assert select(plan, frozenset(), clock, [a, b], rng.random) is None
+    assert {
+        select(plan, frozenset({"vision"}), clock, random=rng.getrandbits) for _ in range(20)
+    } == {b}
+    assert {select(plan, frozenset(), clock, [a], rng.getrandbits) for _ in range(20)} == {b}
+    assert select(plan, frozenset(), clock, [a, b], rng.getrandbits) is None
 
 
 @pytest.mark.parametrize("strategy", [WEIGHTED, LEAST, LATENCY])
@@ -304,8 +318,8 @@ def test_a_member_whose_open_time_is_over_is_admitted_as_a_half_open_probe(
     a.breaker.force_open(0.0, 1.0)
     a.refresh()
     plan = plan_of([a])
-    assert select(plan, frozenset(), lambda: 0.5, random=random.Random(0).random) is None
-    assert select(plan, frozenset(), lambda: 5.0, random=random.Random(0).random) is a
+    assert select(plan, frozenset(), lambda: 0.5, random=random.Random(0).getrandbits) is None
+    assert select(plan, frozenset(), lambda: 5.0, random=random.Random(0).getrandbits) is a
     assert (a.breaker.state, a.breaker.probes_in_flight) == (CircuitState.HALF_OPEN, 1)
 
 
@@ -789,9 +803,13 @@ def test_spillover_serves_the_drawn_group_with_an_available_member_and_says_whic
     for _ in range(2):  # two identical plans, two identical sources: the same pick
         plan, excluded = spill_plan(groups)
         rng = random.Random(seed)
-        source = itertools.chain([draw], iter(rng.random, None)).__next__
+        first_draw = [spill(draw)]
+
+        def source(bits: int, first_draw: list[int] = first_draw, rng: random.Random = rng) -> int:
+            return first_draw.pop() if first_draw else rng.getrandbits(bits)
+
         chosen, picked, loads = select_spilling(
-            plan, frozenset({"x"}), _fixed(5.0), excluded, source, factor
+            plan, frozenset({"x"}), lambda: 5.0, excluded, source, factor
         )
         assert loads == pytest.approx(expected)
         if not any(up):
@@ -842,9 +860,9 @@ def test_spillover_walks_the_whole_plan_when_the_drawn_group_has_nothing_after_a
     )
     time = [5.0]
 
-    def draw() -> float:
+    def draw(bits: int) -> int:
         time[0] = 0.5
-        return 0.75
+        return spill(0.75)
 
     chosen, picked, loads = select_spilling(plan, frozenset({"x"}), lambda: time[0], (), draw, 1.0)
     assert loads == [0.5, 0.5, 0.0]
@@ -859,22 +877,22 @@ def test_spillover_takes_every_draw_from_the_random_source_it_is_given() -> None
     loads = [5, 5, 2, 1, 5, 5]
     for m, load in zip(plan[1].members, loads, strict=True):
         m.in_flight = load
-    # 0.9: group 1; first = int(0.5 x 6) = 3, second = int(0.5 x 5) = 2: g1m3 beats g1m2.
-    source = scripted(0.9, 0.5, 0.5)
+    # 0.9: group 1; first 3, second 2 of the others: g1m3 beats g1m2.
+    source = scripted(spill(0.9), picks(3, 2, 6))
     chosen, picked, _ = select_spilling(plan, frozenset({"x"}), clock, (), source, 1.0)
     assert chosen is not None
     assert (chosen.name, picked) == ("g1m3", 1)
     with pytest.raises(StopIteration):
-        source()  # all three draws taken, from this source
+        source(30)  # both draws taken, from this source
     plan, _ = spill_plan([(LEAST, ["ok"] * 6)])
     for m, load in zip(plan[0].members, loads, strict=True):
         m.in_flight = load
-    source = scripted(0.1, 0.5, 0.5)
+    source = scripted(spill(0.1), picks(3, 2, 6))
     chosen, picked, _ = select_spilling(plan, frozenset({"x"}), clock, (), source, 1.0)
     assert chosen is not None
     assert (chosen.name, picked) == ("g0m3", 0)
     with pytest.raises(StopIteration):
-        source()
+        source(30)
 
 
 async def test_spillover_sends_the_missing_share_to_the_next_group_and_says_so(
