@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mutation testing of the pure core (breaker.py, selection.py, restart.py, _errors.py,
 # outcomes.py), then the score per module. Run it before landing a change to the pure core; it is not
-# part of CI (about 6 minutes on 2 cores, longer while the machine is busy).
+# part of CI (about 12 to 16 minutes on 2 cores, longer while the machine is busy).
 #
 #   benchmarks/mutation.sh            # a fresh run: mutants/ is made anew
 #   benchmarks/mutation.sh --keep     # reuse mutants/: re-tests only changed functions
