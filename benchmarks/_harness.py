@@ -771,3 +771,40 @@ def load_package_copy(source: pathlib.Path, alias: str, scratch: pathlib.Path) -
         return importlib.import_module(alias)
     finally:
         sys.path.remove(str(scratch))
+
+
+def print_run(title: str, env: dict[str, Any], cfg: Config, results: Results, quick: bool) -> None:
+    """Print a small benchmark's header (package, machine, load) and its table of rows:
+    what ``bench_classes.py`` and ``bench_routing.py`` share.
+
+    Args:
+        title: What the benchmark is (``"routing benchmark"``).
+        env: The run's environment (``environment()``, finished).
+        cfg: The run's settings.
+        results: The rows to print.
+        quick: Whether it was a ``--quick`` run.
+    """
+    print(
+        f"ciris_actors {env['ciris_actors']} {title}{' (--quick)' if quick else ''},"
+        f" {env['date_utc']} UTC: Python {env['python']}, trio {env['trio']},"
+        f" {env['cpu_count']} CPUs, {env['platform']}"
+    )
+    print(f"package measured: {describe_source(env['package_source'])}")
+    load_line = load_average_line(env)
+    if load_line is not None:
+        print(load_line)
+    print(f"{cfg.samples} samples per case after {cfg.warmup} warm-up rounds, interleaved")
+    print()
+    rows = [
+        (
+            row.case,
+            row.variant,
+            str(row.n),
+            fmt_time(row.p50_ns),
+            fmt_time(row.p99_ns),
+            str(row.batch),
+        )
+        for row in results.rows
+    ]
+    print(format_table(("case", "variant", "providers", "p50", "p99", "batch"), rows, {2, 3, 4, 5}))
+    print()

@@ -43,13 +43,10 @@ from _harness import (
     Results,
     Spec,
     Target,
-    describe_source,
     environment,
     finish_environment,
-    fmt_time,
-    format_table,
-    load_average_line,
     measure,
+    print_run,
     render_targets,
 )
 
@@ -157,31 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = Results()
     trio.run(run, cfg, results)
     finish_environment(env)
-    print(
-        f"ciris_actors {env['ciris_actors']} error-class benchmark"
-        f"{' (--quick)' if args.quick else ''}, {env['date_utc']} UTC:"
-        f" Python {env['python']}, trio {env['trio']}, {env['cpu_count']} CPUs,"
-        f" {env['platform']}"
-    )
-    print(f"package measured: {describe_source(env['package_source'])}")
-    load_line = load_average_line(env)
-    if load_line is not None:
-        print(load_line)
-    print(f"{cfg.samples} samples per case after {cfg.warmup} warm-up rounds, interleaved")
-    print()
-    rows = [
-        (
-            row.case,
-            row.variant,
-            str(row.n),
-            fmt_time(row.p50_ns),
-            fmt_time(row.p99_ns),
-            str(row.batch),
-        )
-        for row in results.rows
-    ]
-    print(format_table(("case", "variant", "providers", "p50", "p99", "batch"), rows, {2, 3, 4, 5}))
-    print()
+    print_run("error-class benchmark", env, cfg, results, args.quick)
     targets = []
     for kind, label in (("served", "a call that succeeds"), ("failover", "a call that fails over")):
         classified = (results.p50(f"{kind}/classified/A") + results.p50(f"{kind}/classified/B")) / 2

@@ -22,12 +22,9 @@ from _harness import (
     QUICK,
     Config,
     Results,
-    describe_source,
     environment,
     finish_environment,
-    fmt_time,
-    format_table,
-    load_average_line,
+    print_run,
     render_targets,
 )
 from cases_routing import bench_strategies, routing_targets
@@ -55,33 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = Results()
     trio.run(run, cfg, results)
     finish_environment(env)
-    print(
-        f"ciris_actors {env['ciris_actors']} routing benchmark"
-        f"{' (--quick)' if args.quick else ''}, {env['date_utc']} UTC:"
-        f" Python {env['python']}, trio {env['trio']}, {env['cpu_count']} CPUs,"
-        f" {env['platform']}"
-    )
-    print(f"package measured: {describe_source(env['package_source'])}")
-    load_line = load_average_line(env)
-    if load_line is not None:
-        print(load_line)
-    print(f"{cfg.samples} samples per case after {cfg.warmup} warm-up rounds, interleaved")
-    print()
-    rows = [
-        (
-            row.case,
-            row.variant,
-            str(row.n),
-            fmt_time(row.p50_ns),
-            fmt_time(row.p99_ns),
-            str(row.batch),
-        )
-        for row in results.rows
-    ]
-    print(
-        format_table(("case", "strategy", "providers", "p50", "p99", "batch"), rows, {2, 3, 4, 5})
-    )
-    print()
+    print_run("routing benchmark", env, cfg, results, args.quick)
     print(render_targets(routing_targets(results, cfg), args.quick))
     return 0
 
