@@ -10,6 +10,7 @@ every argument before changing anything.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -506,24 +507,12 @@ class Registry:
         ) -> NoServiceAvailable:
             return self._no_service(handler, service_type, needed, tried, attempts)
 
+        run: Callable[..., Awaitable[T]] = call_with_failover
         if _trace.installed:
             tracer = _trace.tracer()
             if tracer is not None:
-                return await _trace.call(
-                    tracer,
-                    self._sup,
-                    self._resolve,
-                    no_service,
-                    handler,
-                    service_type,
-                    required,
-                    fn,
-                    args,
-                    max_attempts,
-                    limit,
-                    hedge,
-                )
-        return await call_with_failover(
+                run = functools.partial(_trace.call, tracer)
+        return await run(
             self._sup,
             self._resolve,
             no_service,

@@ -9,6 +9,7 @@ trio). The actors are told afterwards, through their mailboxes.
 from __future__ import annotations
 
 import contextvars
+import functools
 import itertools
 import random
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
@@ -258,25 +259,16 @@ class RegistrySupervisor:
         self.hedges_started = 0
         self.hedges_won = 0
         self.group_loads: dict[tuple[str, str], tuple[float, ...]] = {}
-        factor = overprovisioning_factor
-        self.resolve = walker(
+        walk = functools.partial(
+            walker,
             self.plans,
-            self.missed,
-            self.now,
-            counting=False,
+            now=self.now,
             random=draw,
-            spillover=factor,
+            spillover=overprovisioning_factor,
             spilled=self.note_spill,
         )
-        self.counting_resolve = walker(
-            self.plans,
-            self.missed_counted,
-            self.now,
-            counting=True,
-            random=draw,
-            spillover=factor,
-            spilled=self.note_spill,
-        )
+        self.resolve = walk(missed=self.missed, counting=False)
+        self.counting_resolve = walk(missed=self.missed_counted, counting=True)
         #: The walk over mock providers (``get_service_with_fallback``).
         self.mock_resolve = walker(
             self.mock_plans, _ignore_miss, self.now, counting=False, random=draw
