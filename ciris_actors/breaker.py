@@ -514,7 +514,54 @@ class CircuitBreaker:
             self._to_open(now, "forced open", span=span)
             self._forced = True
 
-    def reset(self, now: float | None = None) -> None:
+    def hold_open(
+        self, now: float, span: float, reason: str, *, disabled: str | None = None
+    ) -> bool:
+        """Hold the breaker OPEN for at least *span* seconds from *now*, on a verdict
+        made elsewhere (a fleet's): no outcome is counted. An OPEN breaker's deadline is
+        only ever extended; a disabled breaker is left as it is.
+
+        Args:
+          now: the current time.
+          span: seconds (> 0, ``math.inf`` allowed).
+          reason: the transition's reason, if it opens.
+          disabled: take the breaker out of service with this reason (as
+            :meth:`disable`, without counting a failure); *span* is then ignored.
+
+        Returns:
+          Whether anything changed.
+        """
+        if disabled is None:
+            span = seconds(span, "span", infinite=True)
+        else:
+            span = math.inf
+        if self._disabled is not None:
+            return False
+        until = now + span
+        self._last_time = now
+        if self._state is _OPEN:
+            if until <= self._next_attempt:
+                return False
+            self._next_attempt = until
+        else:
+            self._to_open(now, reason, span=span)
+        if disabled is not None:
+            self._disabled = disabled
+        return True
+
+    def probe(self, now: float, reason: str) -> bool:
+        """Move an OPEN breaker (not a disabled one) to HALF_OPEN at once, whatever its
+        deadline: the fleet chose this breaker to probe for everyone.
+
+        Returns:
+          Whether the state changed.
+        """
+        if self._state is not _OPEN or self._disabled is not None:
+            return False
+        self._to_half_open(now, reason)
+        return True
+
+    def reset(self, now: float | None = None, reason: str = "reset") -> None:
         """Return to a fresh CLOSED breaker: counts, back-off, probes, force, the
         failure-rate window and a disable all cleared.
 
@@ -523,6 +570,7 @@ class CircuitBreaker:
         Args:
           now: the current time, for the transition event and open-time accounting
             (default: the last time the breaker was given).
+          reason: the transition's reason.
         """
         at = self._last_time if now is None else now
         self._failures = 0
@@ -533,7 +581,7 @@ class CircuitBreaker:
         self._rate_counts = None
         self._open_timeout = self.config.recovery_timeout
         if self._state is not _CLOSED:
-            self._transition(_CLOSED, "reset", at)
+            self._transition(_CLOSED, reason, at)
 
     def configure(self, config: CircuitBreakerConfig, now: float | None = None) -> None:
         """Replace the configuration.
@@ -627,5 +675,7 @@ class ThreadSafeCircuitBreaker(CircuitBreaker):
     failure_rate = _locked(CircuitBreaker.failure_rate)
     advance = _locked(CircuitBreaker.advance)
     force_open = _locked(CircuitBreaker.force_open)
+    hold_open = _locked(CircuitBreaker.hold_open)
+    probe = _locked(CircuitBreaker.probe)
     reset = _locked(CircuitBreaker.reset)
     configure = _locked(CircuitBreaker.configure)

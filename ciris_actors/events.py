@@ -23,6 +23,9 @@ __all__ = [
     "BreakerTransition",
     "EventSubscription",
     "EventsDropped",
+    "FleetDegraded",
+    "FleetRestored",
+    "FleetVerdict",
     "HealthChanged",
     "HedgeStarted",
     "ProviderClosed",
@@ -98,6 +101,37 @@ class ProviderDisabled(RegistryEvent):
     ``update_circuit_breaker`` or a new registration."""
 
     reason: str
+
+
+@attrs.frozen
+class FleetDegraded(RegistryEvent):
+    """This node lost its fleet store: it goes on alone (its local breakers decide) and
+    retries with back-off. ``name`` is ``None``; ``node`` is this node's id and
+    ``error`` what went wrong."""
+
+    node: str
+    error: str
+
+
+@attrs.frozen
+class FleetRestored(RegistryEvent):
+    """This node reached its fleet store again after ``outage`` seconds, re-published
+    its verdicts and re-read the others'. ``name`` is ``None``."""
+
+    node: str
+    outage: float
+
+
+@attrs.frozen
+class FleetVerdict(RegistryEvent):
+    """A verdict about provider ``name`` from the fleet was applied here: ``kind`` (a
+    :class:`~ciris_actors.fleet.VerdictKind` value) made by node ``node``; ``lag`` is the
+    seconds it took to arrive when it was pushed (``None`` for one read from the store)."""
+
+    node: str
+    kind: str
+    reason: str
+    lag: float | None
 
 
 @attrs.frozen

@@ -56,6 +56,7 @@ from ._views import ProviderView, view_of
 from .breaker import CircuitBreaker, CircuitBreakerConfig
 from .budget import RetryBudget
 from .events import EventSubscription, RegistryEvent
+from .fleet import FleetLink, FleetStatus
 from .outcomes import Classifier
 from .restart import RestartPolicy
 from .selection import available
@@ -743,6 +744,10 @@ class Registry:
             else _ordered_names(service_types, "service_types")
         )
         with trio.move_on_after(limit):
+            fleet = self._sup.fleet
+            if fleet is not None:
+                await fleet.synced.wait()  # what the fleet holds, before routing
+                self._check_open()
             while not self._ready(types):
                 await self._sup.wait_change()
                 self._check_open()
@@ -952,6 +957,8 @@ class Registry:
         record.breaker.reset(trio.current_time())
         self._sup.state_version += 1
         record.tell(BreakerMessage.RESET)
+        if self._sup.fleet is not None:
+            self._sup.fleet.reset(record)
 
     def force_open(self, name: str, duration: float | None = None) -> None:
         """Hold provider *name*'s breaker OPEN for *duration* seconds (default: its
@@ -964,9 +971,12 @@ class Registry:
         self._check_open()
         record = self._sup.get(name)
         check_duration(duration, "duration", allow_none=True)
-        record.breaker.force_open(trio.current_time(), duration)
+        now = trio.current_time()
+        record.breaker.force_open(now, duration)
         self._sup.state_version += 1
         record.tell(BreakerMessage.FORCE_OPEN)
+        if self._sup.fleet is not None:
+            self._sup.fleet.forced(record, now)
 
     def update_circuit_breaker(self, name: str, config: CircuitBreakerConfig) -> None:
         """Replace provider *name*'s breaker configuration; its actor re-arms its timers.
@@ -980,6 +990,14 @@ class Registry:
         record.breaker.configure(config, trio.current_time())
         self._sup.state_version += 1
         record.tell(BreakerMessage.CONFIG_CHANGED)
+
+    def fleet_status(self) -> FleetStatus | None:
+        """This registry's fleet link as last seen: node id, whether the store is
+        reachable, the last full read, the propagation lag, verdicts sent and received.
+        ``None`` without a fleet."""
+        self._check_open()
+        fleet = self._sup.fleet
+        return None if fleet is None else fleet.status()
 
     @asynccontextmanager
     async def events(
@@ -1097,6 +1115,7 @@ async def open_registry(
     classify: Classifier | None = None,
     overprovisioning_factor: float | None = None,
     retry_budget: RetryBudget | None = None,
+    fleet: FleetLink | None = None,
 ) -> AsyncIterator[Registry]:
     """Open a registry whose provider actors live in this block.
 
@@ -1122,6 +1141,10 @@ async def open_registry(
       classify: what an error from a provider means (see
         :class:`~ciris_actors.outcomes.ErrorClass`), asked after the provider's own
         classifier; ``None`` from both means a failure.
+      fleet: share verdicts about providers with registries in other processes
+        (:class:`~ciris_actors.fleet.RedisFleet`, or a node of a
+        :class:`~ciris_actors.fleet.MemoryFleet`); providers are matched by name.
+        ``None`` (the default): this registry decides alone. See ``docs/fleet.md``.
 
     Raises:
       RuntimeError: not called inside a trio run (ciris_actors runs on trio only).
@@ -1144,6 +1167,11 @@ async def open_registry(
     _check_classifier(classify)
     if retry_budget is not None and not isinstance(retry_budget, RetryBudget):
         raise TypeError(f"retry_budget: expected a RetryBudget, got {type(retry_budget).__name__}")
+    if fleet is not None and not isinstance(fleet, FleetLink):
+        raise TypeError(
+            "fleet: expected a fleet link (a RedisFleet, or MemoryFleet.node(...)), "
+            f"got {type(fleet).__name__}"
+        )
     factor = (
         None
         if overprovisioning_factor is None
@@ -1170,6 +1198,8 @@ async def open_registry(
                     retry_budget=retry_budget,
                     actor_context=_trace.actor_context if _trace.installed else None,
                 )
+                if fleet is not None:
+                    supervisor.start_fleet(fleet)
                 registry = Registry(
                     supervisor,
                     required_services=required,

@@ -24,6 +24,7 @@ from .._stats import ResolveStats
 from .._types import GLOBAL, ActorStatus, CircuitState, Priority, SelectionStrategy
 from ..breaker import NO_PERMIT, CircuitBreaker
 from ..budget import RetryBudget, RetryBudgetState
+from ..fleet._protocol import FleetLink
 from ..events import (
     BreakerTransition,
     EventBus,
@@ -42,6 +43,7 @@ from ..outcomes import Classifier, ErrorClass, ErrorKind, classify
 from ..restart import RestartPolicy, RestartTracker
 from ..selection import Member, Plan, plan_insert, plan_remove
 from .breaker_actor import breaker_actor
+from .fleet_actor import FleetActor
 from .messages import BreakerMessage
 from .provider_actor import provider_actor
 from .record import Lifecycle, Permit, ProviderRecord
@@ -259,6 +261,8 @@ class RegistrySupervisor:
         self.hedges_started = 0
         self.hedges_won = 0
         self.group_loads: dict[tuple[str, str], tuple[float, ...]] = {}
+        #: The fleet actor, when the registry shares verdicts with a fleet.
+        self.fleet: FleetActor | None = None
         walk = functools.partial(
             walker,
             self.plans,
@@ -331,6 +335,20 @@ class RegistrySupervisor:
             self._start_actor(provider_actor, life, f"ciris_actors.provider:{record.name}")
         elif first and life.has_health_check:
             record.tell(BreakerMessage.CHECK_NOW)  # nothing to start: check at once
+        if self.fleet is not None:
+            self.fleet.registered(record, self.now())
+
+    def start_fleet(self, link: FleetLink) -> None:
+        """Start the fleet actor for *link* (once, as the registry opens)."""
+        fleet = self.fleet = FleetActor(self, link)
+
+        def start() -> None:
+            self.nursery.start_soon(fleet.run, name=f"ciris_actors.fleet:{link.node_id}")
+
+        if self.actor_context is None:
+            start()
+        else:
+            self.actor_context().run(start)
 
     def _start_actor(
         self,
@@ -614,6 +632,8 @@ class RegistrySupervisor:
         a provider leaving routing (:class:`ProviderDisabled`)."""
         self.state_version += 1
         record.tell(BreakerMessage.OPENED)  # look at the (possibly moved) deadline again
+        if self.fleet is not None:
+            self.fleet.error_recorded(record, error_class, now)
         reason = record.breaker.disabled
         if (
             error_class.kind is ErrorKind.DISABLE
@@ -650,6 +670,8 @@ class RegistrySupervisor:
             self.publish(
                 BreakerTransition(name=breaker.name, time=now, old=old, new=new, reason=reason)
             )
+            if self.fleet is not None:
+                self.fleet.transition(record, old, new, now)
             # ``call(wait=...)`` waits for a provider to become available: wake it.
             self.signal_change()
 
@@ -779,6 +801,8 @@ class RegistrySupervisor:
                     await life.done.wait()  # its instance closed
             while self.breaker_actors:  # the rest have been told to stop
                 await self._breakers_done.wait()
+            if self.fleet is not None:
+                await self.fleet.aclose()
             self.providers.clear()
             self.plans.clear()
             self.mock_plans.clear()

@@ -1,0 +1,463 @@
+"""The fleet actor: shares this registry's verdicts about providers with other processes.
+
+It runs beside the provider actors, in the registry's nursery, and is the only code that
+talks to the fleet store. The rest of the registry talks to it synchronously and never
+waits on it: breaker transitions and error classes are *offered* as reports (queued,
+never dropped), and verdicts from the store are *applied* to the local breakers, which
+keep admitting on their own. DESIGN.md section 7 is the contract; ``docs/fleet.md``
+tells it for users.
+
+Timing: a fleet verdict holds a local breaker OPEN until its deadline plus a grace of two
+store timeouts. At the deadline this actor claims the fleet's one half-open probe: the
+winner moves its breaker to HALF_OPEN at once, the others hold on until the claim ends or
+the probe's result arrives. If the store cannot answer, the grace runs out and each local
+breaker half-opens by itself, as it would without a fleet.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from .._types import CircuitState
+from ..events import FleetDegraded, FleetRestored, FleetVerdict
+from ..fleet._protocol import FleetLink, Report, Snapshot, Verdict, VerdictKind
+from ..fleet._status import LAG_BUCKETS, FleetStatus
+from ..outcomes import ErrorClass, ErrorKind
+from .messages import BreakerMessage
+
+if TYPE_CHECKING:
+    from .record import ProviderRecord
+    from .supervisor import RegistrySupervisor
+
+__all__ = ["FleetActor"]
+
+
+def _describe(error: BaseException) -> str:
+    """One line about what went wrong with the store (the first error of a group)."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    if isinstance(error, trio.TooSlowError):
+        return "the fleet store did not answer in time"
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class FleetActor:
+    """One registry's link to its fleet: reports out, verdicts in, degraded mode."""
+
+    def __init__(self, sup: RegistrySupervisor, link: FleetLink) -> None:
+        self.sup = sup
+        self.link = link
+        self.settings = link.settings
+        self.node = link.node_id
+        #: Extra time a fleet verdict holds a breaker past its deadline, for this node to
+        #: claim the probe; past it the local breaker half-opens by itself.
+        self.grace = 2 * self.settings.timeout
+        #: Reports waiting for the store, oldest first, and whether each may be replaced
+        #: by the next report about the same provider (a transition's guess, which an
+        #: error class or a manual action made in the same step corrects).
+        self.outbox: list[tuple[Report, bool]] = []
+        self._outbox_changed = trio.Event()
+        #: The newest verdict seen for each provider (by epoch).
+        self.known: dict[str, Verdict] = {}
+        #: Provider -> registry time to claim its probe at.
+        self.timers: dict[str, float] = {}
+        self._timers_changed = trio.Event()
+        #: Provider -> epoch of the verdict this node probes for the fleet.
+        self.probing: dict[str, int] = {}
+        #: The open reports this node made itself, re-published when the store comes back.
+        self.mine: dict[str, Report] = {}
+        #: Set while a verdict from the store is applied, so that what it does to a
+        #: breaker is not reported back.
+        self.applying = False
+        #: Set once the first read of the store is done (or failed): ``wait_ready`` waits.
+        self.synced = trio.Event()
+        self.reachable = False
+        self.degraded_since: float | None = None
+        self.last_sync: float | None = None
+        self.lag: float | None = None
+        self.sent = 0
+        self.received = 0
+        self.outages = 0
+        self.lag_counts = [0] * len(LAG_BUCKETS)
+        self.lag_sum = 0.0
+        self.cancel_scope = trio.CancelScope()
+        self.done = trio.Event()
+
+    # -- what the registry tells it (synchronous, never waits) --------------------------
+
+    def offer(self, report: Report, *, provisional: bool = False) -> None:
+        """Queue *report* for the store."""
+        outbox = self.outbox
+        if outbox and outbox[-1][1] and outbox[-1][0].provider == report.provider:
+            outbox.pop()
+        outbox.append((report, provisional))
+        if report.kind.opens:
+            self.mine[report.provider] = report
+        else:
+            self.mine.pop(report.provider, None)
+        self._outbox_changed.set()
+
+    def _open_for(self, record: ProviderRecord, now: float) -> float:
+        deadline = record.breaker.next_attempt_time
+        return math.inf if deadline is None else max(deadline - now, 1e-3)
+
+    def transition(
+        self, record: ProviderRecord, old: CircuitState, new: CircuitState, now: float
+    ) -> None:
+        """Report what a local breaker transition means for the fleet."""
+        if self.applying:
+            return
+        name = record.name
+        known = self.known.get(name)
+        if new is CircuitState.OPEN:
+            span = self._open_for(record, now)
+            epoch = self.probing.pop(name, None)
+            if epoch is None and old is CircuitState.HALF_OPEN and known is not None:
+                epoch = known.epoch if known.opens else None  # probed alone, store away
+            if epoch is not None and span != math.inf:
+                self.offer(Report(name, VerdictKind.PROBE_FAILED, span, "probe failed", epoch))
+            elif span != math.inf:  # a disable's span: its error class reports it
+                self.offer(Report(name, VerdictKind.FAILURE, span, "opened"), provisional=True)
+        elif new is CircuitState.CLOSED:
+            epoch = self.probing.pop(name, None)
+            if old is CircuitState.OPEN:  # a reset, or a new configuration
+                self.offer(Report(name, VerdictKind.RESET, reason="reset"), provisional=True)
+            else:
+                if epoch is None and known is not None and known.opens:
+                    epoch = known.epoch  # probed alone (the store away, or slow)
+                if epoch is not None:
+                    report = Report(name, VerdictKind.CLOSED, reason="probe succeeded", epoch=epoch)
+                    self.offer(report)
+
+    def error_recorded(self, record: ProviderRecord, error_class: ErrorClass, now: float) -> None:
+        """Report a rate limit or a disable: these apply fleet-wide at once."""
+        name = record.name
+        if error_class.kind is ErrorKind.DISABLE and record.breaker.disabled is not None:
+            reason = record.breaker.disabled
+            self.offer(Report(name, VerdictKind.DISABLED, math.inf, reason))
+        elif error_class.kind is ErrorKind.RATE_LIMITED and record.breaker.disabled is None:
+            span = self._open_for(record, now)
+            self.offer(Report(name, VerdictKind.RATE_LIMITED, span, "rate limited"))
+
+    def forced(self, record: ProviderRecord, now: float) -> None:
+        """Report a manual force-open."""
+        if record.breaker.disabled is None:
+            span = self._open_for(record, now)
+            self.offer(Report(record.name, VerdictKind.FORCED, span, "forced open"))
+
+    def reset(self, record: ProviderRecord) -> None:
+        """Report a manual reset."""
+        self.offer(Report(record.name, VerdictKind.RESET, reason="reset"))
+
+    def registered(self, record: ProviderRecord, now: float) -> None:
+        """Apply what the fleet holds about a provider just registered under that name."""
+        verdict = self.known.get(record.name)
+        if verdict is not None and verdict.opens:
+            self._hold(record, verdict, verdict.until - self.link.store_time(), now)
+
+    # -- applying verdicts -------------------------------------------------------------
+
+    def apply(self, verdict: Verdict, store_now: float, *, pushed: bool) -> bool:
+        """Apply *verdict* to the local breaker of its provider if it is newer than the
+        last one seen. Returns whether it was."""
+        name = verdict.provider
+        known = self.known.get(name)
+        if known is not None and verdict.epoch <= known.epoch:
+            return False
+        self.known[name] = verdict
+        now = self.sup.now()
+        lag = None
+        if pushed:
+            lag = max(0.0, store_now - verdict.at)
+            self.lag = lag
+            self.lag_sum += lag
+            self.lag_counts[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
+        if verdict.node != self.node:
+            self.received += 1
+        if name in self.probing and self.probing[name] != verdict.epoch:
+            del self.probing[name]
+        record = self.sup.providers.get(name)
+        if verdict.opens:
+            self.timers[name] = now + max(0.0, verdict.until - store_now)
+            self._timers_changed.set()
+            if record is not None:
+                self._hold(record, verdict, verdict.until - store_now, now)
+        else:
+            self.timers.pop(name, None)
+            self.mine.pop(name, None)
+            if record is not None:
+                self._close(record, verdict, now)
+        if verdict.node != self.node:
+            self.sup.publish(
+                FleetVerdict(
+                    name=name,
+                    time=now,
+                    node=verdict.node,
+                    kind=verdict.kind.value,
+                    reason=verdict.reason,
+                    lag=lag,
+                )
+            )
+        return True
+
+    def _hold(
+        self,
+        record: ProviderRecord,
+        verdict: Verdict,
+        remaining: float,
+        now: float,
+        reason: str | None = None,
+    ) -> None:
+        """Hold *record*'s breaker open for *verdict*: *remaining* seconds plus the grace
+        (for ever for a disable)."""
+        breaker = record.breaker
+        if reason is None:
+            reason = f"fleet: {verdict.kind.value} from node {verdict.node}"
+            if verdict.reason:
+                reason = f"{reason} ({verdict.reason})"
+        self.applying = True
+        try:
+            if verdict.kind is VerdictKind.DISABLED:
+                changed = breaker.hold_open(now, math.inf, reason, disabled=verdict.reason)
+            else:
+                changed = breaker.hold_open(now, max(remaining, 0.0) + self.grace, reason)
+        finally:
+            self.applying = False
+        if changed:
+            self.sup.state_version += 1
+            record.tell(BreakerMessage.OPENED)
+
+    def _close(self, record: ProviderRecord, verdict: Verdict, now: float) -> None:
+        breaker = record.breaker
+        if breaker.state is CircuitState.CLOSED:
+            return
+        self.applying = True
+        try:
+            breaker.reset(now, f"fleet: {verdict.kind.value} by node {verdict.node}")
+        finally:
+            self.applying = False
+        self.sup.state_version += 1
+        record.tell(BreakerMessage.RESET)
+
+    def _forget_missing(self, snapshot: Snapshot) -> None:
+        """Drop open verdicts the store no longer holds (expired, or lost with a store
+        restart): the local breakers keep their holds and end them by themselves."""
+        present = {verdict.provider for verdict in snapshot.verdicts}
+        for name in [n for n, v in self.known.items() if v.opens and n not in present]:
+            del self.known[name]
+            self.timers.pop(name, None)
+            self.probing.pop(name, None)
+
+    def apply_snapshot(self, snapshot: Snapshot) -> None:
+        """Apply a full read of the store."""
+        self._forget_missing(snapshot)
+        for verdict in snapshot.verdicts:
+            self.apply(verdict, snapshot.now, pushed=False)
+        self.last_sync = self.sup.now()
+
+    # -- the actor ----------------------------------------------------------------------
+
+    def status(self) -> FleetStatus:
+        """What the registry shows of the link."""
+        counts = []
+        total = 0
+        for count in self.lag_counts:
+            total += count
+            counts.append(total)
+        return FleetStatus(
+            node=self.node,
+            reachable=self.reachable,
+            degraded_since=self.degraded_since,
+            last_sync=self.last_sync,
+            lag=self.lag,
+            quorum=self.settings.quorum,
+            quorum_window=self.settings.quorum_window,
+            verdicts_sent=self.sent,
+            verdicts_received=self.received,
+            pending=len(self.outbox),
+            outages=self.outages,
+            lag_buckets=tuple(counts),
+            lag_sum=self.lag_sum,
+        )
+
+    async def run(self) -> None:
+        """Keep a session with the store; when it fails, go on alone and retry with
+        back-off. A store error never leaves this task."""
+        try:
+            with self.cancel_scope:
+                backoff = self.settings.retry_backoff
+                while True:
+                    error = await self._session()
+                    if self.reachable:
+                        backoff = self.settings.retry_backoff
+                    if self.reachable or self.degraded_since is None:
+                        self._degrade(error)
+                    self.synced.set()
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, self.settings.max_backoff)
+        finally:
+            self.done.set()
+
+    def _degrade(self, error: BaseException) -> None:
+        now = self.sup.now()
+        self.reachable = False
+        self.degraded_since = now
+        self.outages += 1
+        self.timers.clear()
+        self.sup.publish(FleetDegraded(name=None, time=now, node=self.node, error=_describe(error)))
+
+    async def _session(self) -> BaseException:
+        """Run one session until something in it fails; return what failed."""
+        self._failure: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._guard, self._connect)
+        assert self._failure is not None
+        return self._failure
+
+    async def _guard(self, part: Callable[[], Awaitable[None]]) -> None:
+        """Run *part* of a session; its error ends the session (and only the session)."""
+        try:
+            await part()
+        except Exception as error:  # noqa: BLE001 - a store error never escapes
+            if self._failure is None:
+                self._failure = error
+            self._nursery.cancel_scope.cancel()
+
+    async def _connect(self) -> None:
+        timeout = self.settings.timeout
+        self._subscribed = trio.Event()
+        self._nursery.start_soon(self._guard, self._pushes)
+        with trio.fail_after(timeout):
+            await self._subscribed.wait()
+        with trio.fail_after(timeout):
+            snapshot = await self.link.read()
+        self.apply_snapshot(snapshot)
+        self._republish()
+        if not self.reachable:
+            now = self.sup.now()
+            self.reachable = True
+            if self.degraded_since is not None:
+                outage = now - self.degraded_since
+                self.degraded_since = None
+                self.sup.publish(FleetRestored(name=None, time=now, node=self.node, outage=outage))
+        self.synced.set()
+        for part in (self._sender, self._backstop, self._claims):
+            self._nursery.start_soon(self._guard, part)
+
+    def _republish(self) -> None:
+        """Offer again this node's open verdicts whose breakers are still open here (the
+        store may have lost them), unless a report about them is already waiting."""
+        waiting = {report.provider for report, _ in self.outbox}
+        now = self.sup.now()
+        for name, report in list(self.mine.items()):
+            record = self.sup.providers.get(name)
+            if name in waiting or record is None or record.breaker.state is not CircuitState.OPEN:
+                continue
+            if report.kind is VerdictKind.DISABLED:
+                self.offer(report)
+            else:
+                span = self._open_for(record, now)
+                if span != math.inf:
+                    self.offer(Report(name, report.kind, span, report.reason, report.epoch))
+
+    async def _pushes(self) -> None:
+        async with self.link.subscribe() as pushes:
+            self._subscribed.set()
+            async for verdict in pushes:
+                self.apply(verdict, self.link.store_time(), pushed=True)
+        raise trio.BrokenResourceError("the fleet store's pushes ended")
+
+    async def _sender(self) -> None:
+        timeout = self.settings.timeout
+        while True:
+            while not self.outbox:
+                self._outbox_changed = trio.Event()
+                await self._outbox_changed.wait()
+            report, provisional = self.outbox.pop(0)
+            try:
+                with trio.fail_after(timeout):
+                    verdict = await self.link.report(report)
+            except BaseException:
+                self.outbox.insert(0, (report, provisional))  # nothing is lost
+                raise
+            self.sent += 1
+            if verdict is not None:
+                self.apply(verdict, self.link.store_time(), pushed=False)
+
+    async def _backstop(self) -> None:
+        timeout = self.settings.timeout
+        while True:
+            await trio.sleep(self.settings.sync_interval)
+            with trio.fail_after(timeout):
+                snapshot = await self.link.read()
+            self.apply_snapshot(snapshot)
+
+    async def _claims(self) -> None:
+        timeout = self.settings.timeout
+        while True:
+            due = min(self.timers.values(), default=math.inf)
+            self._timers_changed = trio.Event()
+            with trio.move_on_at(due):
+                await self._timers_changed.wait()
+                continue
+            now = self.sup.now()
+            for name in [n for n, at in self.timers.items() if at <= now]:
+                del self.timers[name]
+                verdict = self.known.get(name)
+                record = self.sup.providers.get(name)
+                if verdict is None or not verdict.opens or record is None:
+                    continue
+                if verdict.kind is VerdictKind.DISABLED:
+                    continue
+                ttl = record.breaker.config.timeout_duration
+                with trio.fail_after(timeout):
+                    claim = await self.link.claim_probe(name, verdict.epoch, ttl)
+                if self.known.get(name) is not verdict:
+                    continue  # a newer verdict came while claiming
+                now = self.sup.now()
+                if claim.won:
+                    self.probing[name] = verdict.epoch
+                    self._probe(record, now)
+                elif claim.remaining > 0:
+                    if claim.remaining != math.inf:
+                        self.timers[name] = now + claim.remaining
+                    holder = claim.holder or verdict.node
+                    reason = f"fleet: node {holder} probes for the fleet"
+                    self._hold(record, verdict, claim.remaining, now, reason)
+
+    def _probe(self, record: ProviderRecord, now: float) -> None:
+        self.applying = True
+        try:
+            changed = record.breaker.probe(now, "fleet: this node probes for the fleet")
+        finally:
+            self.applying = False
+        if changed:
+            self.sup.state_version += 1
+            record.tell(BreakerMessage.OPENED)
+
+    async def aclose(self) -> None:
+        """Stop the session, send what is waiting (within one store timeout), and close
+        the link."""
+        self.cancel_scope.cancel()
+        await self.done.wait()
+        with trio.move_on_after(self.settings.timeout):
+            while self.outbox:
+                report, _ = self.outbox[0]
+                try:
+                    await self.link.report(report)
+                except Exception:  # noqa: BLE001 - the store is gone; the others go on
+                    break
+                self.outbox.pop(0)
+                self.sent += 1
+        with trio.move_on_after(self.settings.timeout):
+            try:
+                await self.link.aclose()
+            except Exception:  # noqa: BLE001 - nothing more to do about it
+                pass
