@@ -531,10 +531,7 @@ class CircuitBreaker:
         Returns:
           Whether anything changed.
         """
-        if disabled is None:
-            span = seconds(span, "span", infinite=True)
-        else:
-            span = math.inf
+        span = seconds(span, "span", infinite=True) if disabled is None else math.inf
         if self._disabled is not None:
             return False
         until = now + span

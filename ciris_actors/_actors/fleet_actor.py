@@ -17,6 +17,7 @@ breaker half-opens by itself, as it would without a fleet.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -325,7 +326,7 @@ class FleetActor:
         """Run *part* of a session; its error ends the session (and only the session)."""
         try:
             await part()
-        except Exception as error:  # noqa: BLE001 - a store error never escapes
+        except Exception as error:  # a store error ends the session, never the registry
             if self._failure is None:
                 self._failure = error
             self._nursery.cancel_scope.cancel()
@@ -452,12 +453,10 @@ class FleetActor:
                 report, _ = self.outbox[0]
                 try:
                     await self.link.report(report)
-                except Exception:  # noqa: BLE001 - the store is gone; the others go on
+                except Exception:
                     break
                 self.outbox.pop(0)
                 self.sent += 1
         with trio.move_on_after(self.settings.timeout):
-            try:
+            with contextlib.suppress(Exception):  # nothing more to do about it
                 await self.link.aclose()
-            except Exception:  # noqa: BLE001 - nothing more to do about it
-                pass

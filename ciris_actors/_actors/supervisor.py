@@ -24,7 +24,6 @@ from .._stats import ResolveStats
 from .._types import GLOBAL, ActorStatus, CircuitState, Priority, SelectionStrategy
 from ..breaker import NO_PERMIT, CircuitBreaker
 from ..budget import RetryBudget, RetryBudgetState
-from ..fleet._protocol import FleetLink
 from ..events import (
     BreakerTransition,
     EventBus,
@@ -39,6 +38,7 @@ from ..events import (
     RetryRefused,
     SpilloverChanged,
 )
+from ..fleet._protocol import FleetLink
 from ..outcomes import Classifier, ErrorClass, ErrorKind, classify
 from ..restart import RestartPolicy, RestartTracker
 from ..selection import Member, Plan, plan_insert, plan_remove

@@ -29,7 +29,7 @@ from ._protocol import (
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
-__all__ = ["VERDICT_LINGER", "DISABLED_TTL", "MemoryFleet", "MemoryFleetNode"]
+__all__ = ["DISABLED_TTL", "VERDICT_LINGER", "MemoryFleet", "MemoryFleetNode"]
 
 #: Seconds a verdict's key outlives its deadline, so the fleet can agree on one probe
 #: (and a joiner learns the provider is due one); after that it expires by itself.
