@@ -1041,3 +1041,77 @@ def test_record_error_returns_a_probe_permit_only_for_the_generation_that_holds_
     breaker.record_error(2.0, ErrorClass.success(), generation=probe)
     assert (breaker.success_count, breaker.probes_in_flight) == (2, 0)
     assert breaker.acquire(2.0)
+
+
+# -- verdicts from elsewhere (a fleet's): hold_open and probe ----------------------------
+
+
+def test_hold_open_opens_a_closed_breaker_for_the_span_without_counting_a_failure() -> None:
+    transitions: list[tuple[CircuitState, str]] = []
+    breaker = CircuitBreaker(
+        "p",
+        CircuitBreakerConfig(),
+        on_transition=lambda b, old, new, reason, now: transitions.append((new, reason)),
+    )
+    assert breaker.hold_open(5.0, 7.0, "fleet: failure from node b") is True
+    assert breaker.state is CircuitState.OPEN
+    assert breaker.next_attempt_time == 12.0
+    assert breaker.total_failures == 0
+    assert transitions == [(CircuitState.OPEN, "fleet: failure from node b")]
+    assert not breaker.acquire(11.9)
+    assert breaker.acquire(12.0)  # then it half-opens as after any open period
+
+
+def test_hold_open_only_ever_extends_an_open_deadline() -> None:
+    breaker = make(recovery_timeout=30.0)
+    breaker.hold_open(0.0, 10.0, "first")
+    assert breaker.hold_open(1.0, 5.0, "shorter") is False
+    assert breaker.next_attempt_time == 10.0
+    assert breaker.hold_open(1.0, 20.0, "longer") is True
+    assert breaker.next_attempt_time == 21.0
+    assert breaker.transitions == 1  # extending is not a transition
+
+
+def test_hold_open_with_disabled_takes_the_breaker_out_of_service_until_reset() -> None:
+    breaker = make(recovery_timeout=30.0)
+    assert breaker.hold_open(0.0, 1.0, "fleet: disabled", disabled="key revoked") is True
+    assert breaker.disabled == "key revoked"
+    assert breaker.next_attempt_time is None
+    assert not breaker.acquire(1e9)
+    assert breaker.total_failures == 0
+    # Nothing outlasts a disable, and nothing shortens it.
+    assert breaker.hold_open(1.0, 5.0, "later") is False
+    assert breaker.probe(2.0, "fleet probe") is False
+    breaker.reset(3.0)
+    assert breaker.state is CircuitState.CLOSED and breaker.disabled is None
+
+
+def test_hold_open_rejects_a_bad_span_and_changes_nothing() -> None:
+    breaker = make(recovery_timeout=30.0)
+    for bad in (math.nan, -1.0, 0.0):
+        with pytest.raises(ValueError, match="span"):
+            breaker.hold_open(0.0, bad, "x")
+    assert breaker.state is CircuitState.CLOSED
+    assert breaker.transitions == 0
+
+
+def test_probe_moves_only_an_open_breaker_to_half_open_before_its_deadline() -> None:
+    breaker = make(recovery_timeout=30.0)
+    assert breaker.probe(0.0, "fleet probe") is False  # CLOSED: nothing to probe
+    breaker.hold_open(0.0, 100.0, "held")
+    assert breaker.probe(1.0, "fleet probe") is True
+    assert breaker.state is CircuitState.HALF_OPEN
+    assert breaker.probe(1.0, "again") is False
+    assert breaker.acquire(1.0)  # the probe permit
+
+
+def test_reset_takes_the_reason_its_transition_reports() -> None:
+    reasons: list[str] = []
+    breaker = CircuitBreaker(
+        "p",
+        CircuitBreakerConfig(),
+        on_transition=lambda b, old, new, reason, now: reasons.append(reason),
+    )
+    breaker.force_open(0.0)
+    breaker.reset(1.0, "fleet: closed by node b")
+    assert reasons == ["forced open", "fleet: closed by node b"]

@@ -183,17 +183,6 @@ class FleetActor:
             self.received += 1
         if name in self.probing and self.probing[name] != verdict.epoch:
             del self.probing[name]
-        record = self.sup.providers.get(name)
-        if verdict.opens:
-            self.timers[name] = now + max(0.0, verdict.until - store_now)
-            self._timers_changed.set()
-            if record is not None:
-                self._hold(record, verdict, verdict.until - store_now, now)
-        else:
-            self.timers.pop(name, None)
-            self.mine.pop(name, None)
-            if record is not None:
-                self._close(record, verdict, now)
         if verdict.node != self.node:
             self.sup.publish(
                 FleetVerdict(
@@ -205,6 +194,17 @@ class FleetActor:
                     lag=lag,
                 )
             )
+        record = self.sup.providers.get(name)
+        if verdict.opens:
+            self.timers[name] = now + max(0.0, verdict.until - store_now)
+            self._timers_changed.set()
+            if record is not None:
+                self._hold(record, verdict, verdict.until - store_now, now)
+        else:
+            self.timers.pop(name, None)
+            self.mine.pop(name, None)
+            if record is not None:
+                self._close(record, verdict, now)
         return True
 
     def _hold(
