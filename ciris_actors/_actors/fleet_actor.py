@@ -48,6 +48,27 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def _sane(verdict: object) -> bool:
+    """Whether *verdict* can be applied: a store is another process, and a verdict with a
+    NaN deadline or a bad epoch must not stop this node from applying the next ones."""
+    if not isinstance(verdict, Verdict) or not isinstance(verdict.kind, VerdictKind):
+        return False
+    if not isinstance(verdict.provider, str) or isinstance(verdict.epoch, bool):
+        return False
+    if not isinstance(verdict.epoch, int):
+        return False
+    numbers = (verdict.until, verdict.at)
+    if not all(isinstance(n, (int, float)) and not math.isnan(n) for n in numbers):
+        return False
+    if not math.isfinite(verdict.at):
+        return False
+    return (
+        verdict.until == math.inf
+        if verdict.kind is VerdictKind.DISABLED
+        else (math.isfinite(verdict.until))
+    )
+
+
 class FleetActor:
     """One registry's link to its fleet: reports out, verdicts in, degraded mode."""
 
@@ -85,6 +106,8 @@ class FleetActor:
         self.sent = 0
         self.received = 0
         self.outages = 0
+        #: Verdicts from the store that could not be applied (a NaN deadline, say).
+        self.malformed = 0
         self.lag_counts = [0] * len(LAG_BUCKETS)
         self.lag_sum = 0.0
         self.cancel_scope = trio.CancelScope()
@@ -167,6 +190,9 @@ class FleetActor:
     def apply(self, verdict: Verdict, store_now: float, *, pushed: bool) -> bool:
         """Apply *verdict* to the local breaker of its provider if it is newer than the
         last one seen. Returns whether it was."""
+        if not _sane(verdict):
+            self.malformed += 1
+            return False
         name = verdict.provider
         known = self.known.get(name)
         if known is not None and verdict.epoch <= known.epoch:
