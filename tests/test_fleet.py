@@ -317,3 +317,19 @@ async def test_a_hanging_store_never_holds_up_a_resolve_or_the_registrys_exit(
         fail(a, "primary")
         assert status(a).pending == 1
     assert trio.current_time() - start < 5.0
+
+
+async def test_a_disable_outlives_its_stores_key_because_its_node_offers_it_again(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ciris_actors.fleet import _memory
+
+    monkeypatch.setattr(_memory, "DISABLED_TTL", 5.0)
+    harness = MemoryHarness()
+    async with node(harness, "a") as a:
+        a.report_failure("primary", error=KeyRevoked())
+        await until(a, lambda: status(a).verdicts_sent >= 1, what="the disable sent")
+        await trio.sleep(12.0)  # virtual: the key expired twice meanwhile
+        async with node(harness, "late") as late:
+            assert state(late, "primary") is OPEN
+            assert next(v for v in late.snapshot() if v.name == "primary").disabled == "key revoked"
