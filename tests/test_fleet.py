@@ -200,6 +200,56 @@ async def test_a_failed_fleet_probe_reopens_everywhere(fleet: Harness, fleet_clo
         assert view.breaker["next_attempt_time"] - trio.current_time() > 0.9
 
 
+async def test_after_an_outage_the_fleet_still_sends_one_probe(
+    fleet: Harness, fleet_clock: object
+) -> None:
+    async with node(fleet, "a") as a, node(fleet, "b") as b:
+        nodes = (a, b)
+        a.report_failure("primary", error=RateLimited(retry_after=3.0))
+        await until(b, in_state(b, "primary", OPEN), what="the verdict")
+        await fleet.stop_store()
+        await until(a, lambda: not status(a).reachable, what="a degraded")
+        await until(b, lambda: not status(b).reachable, what="b degraded")
+        await fleet.start_store()
+        await until(a, lambda: status(a).reachable, what="a restored")
+        await until(b, lambda: status(b).reachable, what="b restored")
+        await until(
+            a,
+            lambda: any(state(r, "primary") is HALF_OPEN for r in nodes),
+            what="a prober",
+            patience=5.0,
+        )
+        assert sorted(state(r, "primary").value for r in nodes) == ["half_open", "open"]
+
+
+async def test_after_a_partition_heals_the_fleet_still_sends_one_probe(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The verdict's maker is gone and the store kept the verdict through the partition:
+    # the nodes read nothing new, and must still watch the deadline they knew of.
+    harness = MemoryHarness()
+    async with node(harness, "a") as a, node(harness, "b") as b:
+        nodes = (a, b)
+        assert harness.hub is not None
+        async with node(harness, "maker") as maker:
+            maker.report_failure("primary", error=RateLimited(retry_after=3.0))
+            await until(b, in_state(b, "primary", OPEN), what="the verdict at b")
+            await until(a, in_state(a, "primary", OPEN), what="the verdict at a")
+        for each in ("a", "b"):
+            harness.hub.partition(each)
+        await until(a, lambda: not status(a).reachable, what="a degraded")
+        await until(b, lambda: not status(b).reachable, what="b degraded")
+        for each in ("a", "b"):
+            harness.hub.heal(each)
+        await until(a, lambda: status(a).reachable, what="a restored")
+        await until(b, lambda: status(b).reachable, what="b restored")
+        await until(
+            a, lambda: any(state(r, "primary") is HALF_OPEN for r in nodes), what="a prober"
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(state(r, "primary").value for r in nodes) == ["half_open", "open"]
+
+
 # -- rule 5: the store unreachable --------------------------------------------------------------
 
 

@@ -309,6 +309,7 @@ class FleetActor:
             verdicts_received=self.received,
             pending=len(self.outbox),
             outages=self.outages,
+            malformed=self.malformed,
             lag_buckets=tuple(counts),
             lag_sum=self.lag_sum,
         )
@@ -366,6 +367,7 @@ class FleetActor:
         with trio.fail_after(timeout):
             snapshot = await self.link.read()
         self.apply_snapshot(snapshot)
+        self._rearm(snapshot)
         self._republish()
         if not self.reachable:
             now = self.sup.now()
@@ -377,6 +379,15 @@ class FleetActor:
         self.synced.set()
         for part in (self._sender, self._backstop, self._claims):
             self._nursery.start_soon(self._guard, part)
+
+    def _rearm(self, snapshot: Snapshot) -> None:
+        """Watch again the deadlines of the open verdicts known from before an outage
+        (the read skips them: their epochs are not new)."""
+        now = self.sup.now()
+        for name, verdict in self.known.items():
+            if verdict.opens and name not in self.timers and verdict.until != math.inf:
+                self.timers[name] = now + max(0.0, verdict.until - snapshot.now)
+        self._timers_changed.set()
 
     def _republish(self, store: Snapshot | None = None) -> None:
         """Offer again this node's open verdicts whose breakers are still open here,
