@@ -21,6 +21,7 @@ from .fleet_harness import (
     Harness,
     KeyRevoked,
     MemoryHarness,
+    Provider,
     RateLimited,
     in_state,
     node,
@@ -325,6 +326,19 @@ async def test_a_joining_node_reads_the_fleets_verdicts_before_wait_ready_return
             # node() returned only after wait_ready: no request reached the primary.
             assert state(joiner, "primary") is OPEN
             assert joiner.get_service_nowait("agent", "llm") is not None
+
+
+async def test_a_provider_registered_after_a_verdict_is_held_open_by_it(
+    fleet: Harness, fleet_clock: object
+) -> None:
+    async with node(fleet, "a") as a, node(fleet, "b", providers=("backup",)) as b:
+        a.report_failure("primary", error=RateLimited(retry_after=60.0))
+        await until(
+            b, event=lambda e: isinstance(e, FleetVerdict), what="the verdict about primary"
+        )
+        b.register("agent", "llm", Provider(), priority="critical", name="primary")
+        assert state(b, "primary") is OPEN
+        assert b.view("primary").available is False
 
 
 # -- memory store only: partitions and a hanging store ------------------------------------------
