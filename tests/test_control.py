@@ -10,10 +10,10 @@ from __future__ import annotations
 import gc
 import json
 import socket
-from collections.abc import AsyncGenerator, AsyncIterator, MutableMapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, MutableMapping
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import attrs
 import h11
@@ -41,6 +41,8 @@ from ciris_actors.control import (
     serve_control_api,
 )
 from ciris_actors.control._metrics import metric_table
+from ciris_actors.events import FleetDegraded, FleetRestored, FleetVerdict, RegistryEvent
+from ciris_actors.fleet import LAG_BUCKETS, FleetLink, MemoryFleet
 from ciris_actors.testing import FakeProvider
 
 from .helpers import event_subscriptions, snapshot
@@ -88,12 +90,15 @@ async def register_and_wait_healthy(registry: Registry) -> dict[str, FakeProvide
 
 
 @asynccontextmanager
-async def control_plane(token: str | None = TOKEN, **serve: Any) -> AsyncIterator[Plane]:
+async def control_plane(
+    token: str | None = TOKEN, *, fleet: FleetLink | None = None, **serve: Any
+) -> AsyncIterator[Plane]:
     with trio.fail_after(HANG_GUARD):
         async with open_registry(
             health_check_interval=None,
             default_breaker=BREAKER,
             restart_policy=RestartPolicy(initial=0.01, jitter=0.0),
+            fleet=fleet,
         ) as registry:
             providers = await register_and_wait_healthy(registry)
             async with (
@@ -218,7 +223,7 @@ async def test_openapi_document_lists_exactly_the_apps_routes_and_methods(plane:
         (path, method) for path, operations in document["paths"].items() for method in operations
     }
     assert served == documented
-    assert len(served) == 9
+    assert len(served) == 10
 
 
 # -- mutations that work ----------------------------------------------------------------------
@@ -910,7 +915,8 @@ async def test_metrics_parse_and_match_the_registry(plane: Plane) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     families = {f.name: f.type for f in text_string_to_metric_families(response.text)}
-    assert families == METRIC_NAMES
+    # Every metric but the fleet's: this registry has no fleet.
+    assert families == {name: kind for name, kind in METRIC_NAMES.items() if "_fleet_" not in name}
     samples = parse_metrics(response.text)
     info = registry.get_provider_info()
 
@@ -974,6 +980,170 @@ async def test_metrics_speak_openmetrics_when_asked(plane: Plane) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/openmetrics-text")
     assert response.text.endswith("# EOF\n")
+
+
+# -- fleet status -----------------------------------------------------------------------------
+
+FLEET = "/v1/runtime/fleet"
+Event = TypeVar("Event", bound=RegistryEvent)
+
+
+async def fleet_json(plane: Plane) -> Any:
+    """The fleet member of ``GET /v1/runtime/fleet``."""
+    response = await plane.client.get(FLEET, headers=AUTH)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"fleet"}
+    return body["fleet"]
+
+
+def fleet_samples(
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]], node: str
+) -> dict[str, float]:
+    """Node *node*'s one-value fleet series (gauges and counters), by sample name."""
+    names = (
+        "ciris_fleet_degraded",
+        "ciris_fleet_verdicts_sent_total",
+        "ciris_fleet_verdicts_received_total",
+        "ciris_fleet_outages_total",
+        "ciris_fleet_pending_reports",
+    )
+    return {name: samples[name][(("node", node),)] for name in names}
+
+
+async def next_event(
+    events: AsyncIterable[RegistryEvent], kind: type[Event], name: str | None = None
+) -> Event:
+    """The next event of type *kind* (about provider *name*, if given)."""
+    async for event in events:
+        if isinstance(event, kind) and (name is None or event.name == name):
+            return event
+    raise AssertionError(f"the event stream ended before a {kind.__name__}")  # pragma: no cover
+
+
+@asynccontextmanager
+async def fleet_peer(hub: MemoryFleet, node: str) -> AsyncIterator[Registry]:
+    """Another registry of *hub*'s fleet, with providers named as the plane's LLMs."""
+    async with open_registry(
+        health_check_interval=None, default_breaker=BREAKER, fleet=hub.node(node)
+    ) as peer:
+        peer.register("H", "llm", FakeProvider("primary"), "HIGH", name="primary")
+        peer.register("H", "llm", FakeProvider("backup"), "LOW", name="backup")
+        assert await peer.wait_ready(HANG_GUARD, service_types=("llm",))
+        yield peer
+
+
+async def test_without_a_fleet_the_fleet_endpoint_says_null_and_no_fleet_metric_is_exposed(
+    plane: Plane,
+) -> None:
+    assert await fleet_json(plane) is None
+    assert not [name for name in await scrape(plane) if name.startswith("ciris_fleet_")]
+    assert_error(await plane.client.get(FLEET, headers=AUTH, params={"node": "a"}), 422)
+    assert (await plane.client.get(FLEET)).status_code == 401
+
+
+async def test_fleet_status_and_metrics_count_verdicts_sent_and_received() -> None:
+    hub = MemoryFleet(quorum=1)
+    async with control_plane(fleet=hub.node("a")) as plane, fleet_peer(hub, "b") as peer:
+        # Out: a force-open made over HTTP on node a reaches node b.
+        async with peer.events(types=[FleetVerdict]) as seen_by_b:
+            forced = await plane.client.post(
+                f"{BASE}/primary/circuit-breaker/force-open", headers=AUTH, json={"duration": 60}
+            )
+            assert forced.status_code == 200, forced.text
+            verdict = await next_event(seen_by_b, FleetVerdict, "primary")
+        assert (verdict.node, verdict.kind) == ("a", "forced")
+        assert state_of(peer, "primary") == "open"
+        # In: node b's breaker opening on failures opens node a's.
+        async with plane.registry.events(types=[FleetVerdict]) as seen_by_a:
+            for _ in range(BREAKER.failure_threshold):
+                peer.report_failure("backup")
+            verdict = await next_event(seen_by_a, FleetVerdict, "backup")
+        assert verdict.node == "b"
+        assert verdict.lag is not None  # pushed, not read
+        assert state_of(plane.registry, "backup") == "open"
+
+        status = plane.registry.fleet_status()
+        assert status is not None
+        fleet = await fleet_json(plane)
+        stable = ("node", "reachable", "degraded", "degraded_since", "lag", "quorum")
+        stable += ("quorum_window", "verdicts_sent", "verdicts_received", "pending", "outages")
+        assert {key: fleet[key] for key in stable} == {key: status.as_dict()[key] for key in stable}
+        assert fleet["node"] == "a"
+        assert fleet["reachable"] is True
+        assert fleet["degraded"] is False
+        assert fleet["degraded_since"] is None
+        assert fleet["degraded_for"] is None
+        assert fleet["quorum"] == 1
+        assert fleet["verdicts_sent"] == 1
+        assert fleet["verdicts_received"] == 1
+        assert fleet["outages"] == 0
+        assert fleet["last_sync"] is not None
+        assert 0 <= fleet["last_sync_age"] < HANG_GUARD
+
+        response = await plane.client.get("/metrics", headers=AUTH)
+        assert response.status_code == 200
+        families = {f.name: f.type for f in text_string_to_metric_families(response.text)}
+        assert families == METRIC_NAMES  # with a fleet: every metric
+        samples = parse_metrics(response.text)
+        assert fleet_samples(samples, "a") == {
+            "ciris_fleet_degraded": 0.0,
+            "ciris_fleet_verdicts_sent_total": 1.0,
+            "ciris_fleet_verdicts_received_total": 1.0,
+            "ciris_fleet_outages_total": 0.0,
+            "ciris_fleet_pending_reports": 0.0,
+        }
+        lag = "ciris_fleet_propagation_lag_seconds"
+        buckets = sorted(
+            (
+                (float(dict(labels)["le"]), value)
+                for labels, value in samples[f"{lag}_bucket"].items()
+            ),
+        )
+        assert [bound for bound, _ in buckets] == list(LAG_BUCKETS)
+        counts = [value for _, value in buckets]
+        assert counts == sorted(counts)  # cumulative
+        assert counts[-1] == 1.0  # the one pushed verdict a received
+        assert samples[f"{lag}_count"] == {(("node", "a"),): 1.0}
+        assert samples[f"{lag}_sum"][(("node", "a"),)] == status.lag_sum == verdict.lag
+
+
+async def test_the_degraded_gauge_flips_while_the_store_is_down_and_reports_wait() -> None:
+    hub = MemoryFleet(quorum=1)
+    async with control_plane(fleet=hub.node("a")) as plane:
+        before = fleet_samples(await scrape(plane), "a")
+        assert before["ciris_fleet_degraded"] == 0.0
+        assert before["ciris_fleet_outages_total"] == 0.0
+        async with plane.registry.events(types=[FleetDegraded, FleetRestored]) as events:
+            hub.take_down()
+            degraded = await next_event(events, FleetDegraded)
+            assert degraded.node == "a"
+            # Alone now: a change made meanwhile waits for the store.
+            plane.registry.force_open("primary")
+            fleet = await fleet_json(plane)
+            assert fleet["reachable"] is False
+            assert fleet["degraded"] is True
+            assert fleet["degraded_since"] == degraded.time
+            assert fleet["degraded_for"] >= 0
+            assert fleet["outages"] == 1
+            assert fleet["pending"] == 1
+            down = fleet_samples(await scrape(plane), "a")
+            assert down["ciris_fleet_degraded"] == 1.0
+            assert down["ciris_fleet_outages_total"] == 1.0
+            assert down["ciris_fleet_pending_reports"] == 1.0
+
+            hub.bring_up()
+            restored = await next_event(events, FleetRestored)
+            assert restored.node == "a"
+        up = fleet_samples(await scrape(plane), "a")
+        assert up["ciris_fleet_degraded"] == 0.0
+        assert up["ciris_fleet_outages_total"] == 1.0  # a counter: the outage stays counted
+        fleet = await fleet_json(plane)
+        assert (fleet["reachable"], fleet["degraded_since"], fleet["degraded_for"]) == (
+            True,
+            None,
+            None,
+        )
 
 
 # -- serve_control_api ------------------------------------------------------------------------

@@ -141,6 +141,7 @@ def create_app(
             methods=["POST"],
         ),
         Route("/v1/runtime/events", endpoint(_events), methods=["GET"]),
+        Route("/v1/runtime/fleet", endpoint(_fleet), methods=["GET"]),
         Route("/metrics", endpoint(_metrics), methods=["GET"]),
         Route("/openapi.json", endpoint(_openapi), methods=["GET"]),
     ]
@@ -572,6 +573,20 @@ async def _force_open(request: Request, settings: _Settings) -> Response:
     except (TypeError, ValueError) as exc:
         raise _Refused(422, str(exc)) from None
     return _JSON(_provider(request, settings))
+
+
+async def _fleet(request: Request, settings: _Settings) -> Response:
+    """The registry's fleet link (``fleet_status()``), or ``{"fleet": null}`` without one."""
+    _check_query(request, frozenset())
+    status = settings.registry.fleet_status()
+    if status is None:
+        return _JSON({"fleet": None})
+    body = status.as_dict()
+    # The status's times are the registry's clock (arbitrary origin): say how long ago.
+    now = trio.current_time()
+    body["last_sync_age"] = None if status.last_sync is None else now - status.last_sync
+    body["degraded_for"] = None if status.degraded_since is None else now - status.degraded_since
+    return _JSON({"fleet": body})
 
 
 async def _metrics(request: Request, settings: _Settings) -> Response:

@@ -4,7 +4,8 @@ One declarative table (:data:`METRICS`: name, type, help, labels, and how to rea
 samples from a :class:`Scrape`) defines every metric; the collector, the list of names
 and the table in ``docs/control-plane.md`` are all built from it. Nothing here runs on
 the resolve path: the collector holds a :class:`ResolveObserver` and reads provider
-views (``Registry.snapshot``) only when scraped.
+views (``Registry.snapshot``) and the fleet link's status (``Registry.fleet_status``)
+only when scraped.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from prometheus_client.registry import Collector
 from .._stats import SAMPLE_SIZE
 from .._types import ActorStatus, CircuitState
 from .._views import ProviderView
+from ..fleet import LAG_BUCKETS, FleetStatus
 from ..registry import Registry
 
 __all__ = ["METRICS", "METRIC_NAMES", "MetricSpec", "RegistryCollector", "Scrape", "metric_table"]
@@ -34,6 +36,9 @@ PROVIDER_LABELS = ("provider", "handler", "service_type")
 
 #: One sample: its label values and its value.
 Sample = tuple[tuple[str, ...], float]
+#: One histogram series: its label values, its cumulative bucket counts by upper bound
+#: (``"+Inf"`` last), and the sum of what it observed.
+Buckets = tuple[tuple[str, ...], list[tuple[str, float]], float]
 
 
 @attrs.frozen
@@ -46,6 +51,7 @@ class Scrape:
       misses: resolves that found nothing, per service type.
       timing: the sampled resolve durations.
       routing: ``Registry.routing_stats()``.
+      fleet: ``Registry.fleet_status()``: the fleet link, ``None`` without a fleet.
     """
 
     views: tuple[ProviderView, ...]
@@ -55,6 +61,7 @@ class Scrape:
     routing: dict[str, Any] = attrs.field(
         factory=lambda: {"spilled": {}, "retries_refused": 0, "hedges_started": 0, "hedges_won": 0}
     )
+    fleet: FleetStatus | None = None
 
 
 @attrs.frozen
@@ -66,8 +73,10 @@ class MetricSpec:
       kind: ``"gauge"``, ``"counter"`` or ``"histogram"``.
       help: what it measures (also its line in the docs' table).
       labels: its label names, in order.
-      samples: reads its samples from a scrape (a histogram has no samples function:
-        its one series is the resolve timing).
+      samples: reads a gauge's or a counter's samples from a scrape.
+      buckets: reads a histogram's series from a scrape.
+      fleet: exposed only by a registry with a fleet attached
+        (``open_registry(fleet=...)``); absent otherwise.
     """
 
     name: str
@@ -75,6 +84,8 @@ class MetricSpec:
     help: str
     labels: tuple[str, ...]
     samples: Callable[[Scrape], Iterable[Sample]] | None = None
+    buckets: Callable[[Scrape], Iterable[Buckets]] | None = None
+    fleet: bool = False
 
 
 def _ids(view: ProviderView) -> tuple[str, str, str]:
@@ -165,6 +176,38 @@ def _resolves(scrape: Scrape) -> Iterator[Sample]:
     for service_type in sorted(set(scrape.hits) | set(scrape.misses)):
         yield (service_type, "hit"), scrape.hits.get(service_type, 0)
         yield (service_type, "miss"), scrape.misses.get(service_type, 0)
+
+
+def _bound(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+def _resolve_timing(scrape: Scrape) -> Iterator[Buckets]:
+    bounds, counts, total = scrape.timing
+    cumulative = 0
+    buckets: list[tuple[str, float]] = []
+    for bound, count in zip([*(_bound(b) for b in bounds), "+Inf"], counts, strict=True):
+        cumulative += count
+        buckets.append((bound, cumulative))
+    yield (), buckets, total
+
+
+def _per_node(value: Callable[[FleetStatus], float]) -> Callable[[Scrape], Iterator[Sample]]:
+    def samples(scrape: Scrape) -> Iterator[Sample]:
+        if scrape.fleet is not None:
+            yield (scrape.fleet.node,), value(scrape.fleet)
+
+    return samples
+
+
+def _fleet_lag(scrape: Scrape) -> Iterator[Buckets]:
+    status = scrape.fleet
+    if status is not None:
+        # FleetStatus counts are cumulative already, one per LAG_BUCKETS bound (+Inf last).
+        buckets = [
+            (_bound(b), float(c)) for b, c in zip(LAG_BUCKETS, status.lag_buckets, strict=True)
+        ]
+        yield (status.node,), buckets, status.lag_sum
 
 
 #: Every metric the collector exposes, in the order it yields them.
@@ -303,17 +346,69 @@ METRICS: tuple[MetricSpec, ...] = (
         f"Time to choose a provider, sampled: the {SAMPLE_SIZE} resolves after each scrape"
         " are timed.",
         (),
+        buckets=_resolve_timing,
+    ),
+    MetricSpec(
+        "ciris_fleet_degraded",
+        "gauge",
+        "1 while this node cannot reach its fleet store (it decides alone), else 0.",
+        ("node",),
+        _per_node(lambda s: float(not s.reachable)),
+        fleet=True,
+    ),
+    MetricSpec(
+        "ciris_fleet_propagation_lag_seconds",
+        "histogram",
+        "Seconds from a verdict made on another node to its arrival here, on the store's"
+        " clock (pushed verdicts; a periodic read counts none).",
+        ("node",),
+        buckets=_fleet_lag,
+        fleet=True,
+    ),
+    MetricSpec(
+        "ciris_fleet_verdicts_sent",
+        "counter",
+        "Reports this node made to the fleet store.",
+        ("node",),
+        _per_node(lambda s: s.verdicts_sent),
+        fleet=True,
+    ),
+    MetricSpec(
+        "ciris_fleet_verdicts_received",
+        "counter",
+        "Verdicts from other nodes applied to this node's breakers.",
+        ("node",),
+        _per_node(lambda s: s.verdicts_received),
+        fleet=True,
+    ),
+    MetricSpec(
+        "ciris_fleet_outages",
+        "counter",
+        "Times this node lost its fleet store.",
+        ("node",),
+        _per_node(lambda s: s.outages),
+        fleet=True,
+    ),
+    MetricSpec(
+        "ciris_fleet_pending_reports",
+        "gauge",
+        "Reports waiting to be sent to the fleet store (they pile up while it is lost).",
+        ("node",),
+        _per_node(lambda s: s.pending),
+        fleet=True,
     ),
 )
 
-#: Every metric family's name and type (the docs list them).
+#: Every metric family's name and type (the docs list them); the ``ciris_fleet_*`` ones
+#: (:attr:`MetricSpec.fleet`) only while a fleet is attached.
 METRIC_NAMES: dict[str, str] = {spec.name: spec.kind for spec in METRICS}
 
 
 def metric_table() -> str:
     """The Markdown table of :data:`METRICS` that ``docs/control-plane.md`` shows.
 
-    The three per-provider labels are written ``provider`` for short.
+    The three per-provider labels are written ``provider`` for short; a metric only a
+    registry with a fleet exposes says so.
     """
     lines = ["| Metric | Type | Labels | Meaning |", "|---|---|---|---|"]
     for spec in METRICS:
@@ -322,7 +417,8 @@ def metric_table() -> str:
         if tuple(labels[:3]) == PROVIDER_LABELS:
             labels[:3] = ["provider"]
         shown = ", ".join(label if label == "provider" else f"`{label}`" for label in labels)
-        lines.append(f"| `{name}` | {spec.kind} | {shown} | {spec.help} |")
+        meaning = spec.help + (" Only with a fleet." if spec.fleet else "")
+        lines.append(f"| `{name}` | {spec.kind} | {shown} | {meaning} |")
     return "\n".join(lines)
 
 
@@ -367,21 +463,20 @@ class RegistryCollector(Collector):
             misses=dict(observer.misses),
             timing=(timing.bounds, timing.counts, timing.total),
             routing=registry.routing_stats(),
+            fleet=registry.fleet_status(),
         )
         for spec in METRICS:
+            if spec.fleet and scrape.fleet is None:
+                continue
             yield _family(spec, scrape)
 
 
 def _family(spec: MetricSpec, scrape: Scrape) -> Metric:
     if spec.kind == "histogram":
-        bounds, counts, total = scrape.timing
-        family = HistogramMetricFamily(spec.name, spec.help)
-        cumulative = 0
-        buckets: list[tuple[str, float]] = []
-        for bound, count in zip([*(repr(b) for b in bounds), "+Inf"], counts, strict=True):
-            cumulative += count
-            buckets.append((bound, cumulative))
-        family.add_metric([], buckets, sum_value=total)
+        family = HistogramMetricFamily(spec.name, spec.help, labels=list(spec.labels))
+        assert spec.buckets is not None
+        for labels, buckets, total in spec.buckets(scrape):
+            family.add_metric(list(labels), buckets, sum_value=total)
         return family
     kind = GaugeMetricFamily if spec.kind == "gauge" else CounterMetricFamily
     metric = kind(spec.name, spec.help, labels=list(spec.labels))

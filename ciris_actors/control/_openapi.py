@@ -128,6 +128,41 @@ _PROVIDER = _object(
     "strategy",
 )
 
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+
+_FLEET = _object(
+    {
+        "node": {"type": "string"},
+        "reachable": {"type": "boolean"},
+        "degraded": {"type": "boolean"},
+        "degraded_since": _NUMBER_OR_NULL,
+        "degraded_for": _NUMBER_OR_NULL,
+        "last_sync": _NUMBER_OR_NULL,
+        "last_sync_age": _NUMBER_OR_NULL,
+        "lag": _NUMBER_OR_NULL,
+        "quorum": {"type": "integer", "minimum": 1},
+        "quorum_window": {"type": "number"},
+        "verdicts_sent": {"type": "integer", "minimum": 0},
+        "verdicts_received": {"type": "integer", "minimum": 0},
+        "pending": {"type": "integer", "minimum": 0},
+        "outages": {"type": "integer", "minimum": 0},
+    },
+    "node",
+    "reachable",
+    "degraded",
+    "degraded_since",
+    "degraded_for",
+    "last_sync",
+    "last_sync_age",
+    "lag",
+    "quorum",
+    "quorum_window",
+    "verdicts_sent",
+    "verdicts_received",
+    "pending",
+    "outages",
+)
+
 _DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -140,7 +175,7 @@ _DOCUMENT: dict[str, Any] = {
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        "schemas": {"Error": _ERROR, "Provider": _PROVIDER},
+        "schemas": {"Error": _ERROR, "Provider": _PROVIDER, "Fleet": _FLEET},
     },
     "security": [{"bearer": []}],
     "paths": {
@@ -326,6 +361,32 @@ _DOCUMENT: dict[str, Any] = {
                         "description": "An endless stream: `event: <type>`, `data: <JSON>`.",
                         "content": {"text/event-stream": {"schema": {"type": "string"}}},
                     },
+                    **_errors(422),
+                },
+            }
+        },
+        "/v1/runtime/fleet": {
+            "get": {
+                "operationId": "fleet",
+                "summary": "This node's link to its fleet store: fleet_status(), or null"
+                " when the registry has no fleet.",
+                "responses": {
+                    "200": _json(
+                        _object(
+                            {
+                                "fleet": {
+                                    "oneOf": [
+                                        {"$ref": "#/components/schemas/Fleet"},
+                                        {"type": "null"},
+                                    ]
+                                }
+                            },
+                            "fleet",
+                        ),
+                        "The fleet link as last seen; `degraded_since` and `last_sync` are"
+                        " the registry's clock, `degraded_for` and `last_sync_age` seconds"
+                        " before now.",
+                    ),
                     **_errors(422),
                 },
             }
