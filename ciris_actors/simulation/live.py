@@ -29,6 +29,7 @@ import trio
 from .._nursery import unwrap_single_exception
 from .._types import CircuitState
 from ..events import ActorCrashed, BreakerTransition, RegistryEvent
+from ..fleet import FleetLink
 from ..outcomes import Classifier
 from ..registry import Registry
 from .faults import Fault
@@ -273,6 +274,7 @@ async def run_live(
     seed: int | None = None,
     notify: Callable[[Notice], None] | None = None,
     ready_timeout: float = 60.0,
+    fleet: FleetLink | None = None,
 ) -> AsyncIterator[LiveRun]:
     """Run *scenario* live, on the current trio run's clock, for the duration of the block.
 
@@ -286,6 +288,9 @@ async def run_live(
       notify: called, in a task of the run, with each registry event after the start,
         each fault beginning or ending, and each new cycle. It must not block.
       ready_timeout: seconds to wait for the providers to become ready.
+      fleet: share breaker verdicts with registries in other processes through this
+        link (``open_registry(fleet=...)``); the scenario's providers are registered
+        under their names, so another process running the same scenario matches them.
 
     Yields:
       The :class:`LiveRun`, whose counts grow as the traffic flows.
@@ -298,6 +303,7 @@ async def run_live(
         max_events=_EVENT_BUFFER,
         ready_timeout=ready_timeout,
         factory=LiveProvider,
+        fleet=fleet,
     ) as setup:
         now = trio.current_time()
         live = LiveRun(

@@ -16,6 +16,7 @@ import attrs
 
 from .._errors import NoServiceAvailable
 from ..events import EventSubscription, RegistryEvent
+from ..fleet import FleetLink
 from ..outcomes import Classifier, ErrorKind, classify, http_classifier
 from ..registry import Registry, open_registry
 from .errors import SimulatedError
@@ -91,6 +92,7 @@ async def open_scenario(
     event_types: Iterable[type[RegistryEvent]] | None = None,
     ready_timeout: float = READY_TIMEOUT,
     factory: ProviderFactory = SimulatedProvider,
+    fleet: FleetLink | None = None,
 ) -> AsyncIterator[ScenarioSetup]:
     """Open a registry configured as *scenario* says, with its providers registered.
 
@@ -104,6 +106,9 @@ async def open_scenario(
       event_types: the event classes to subscribe to (default: all of them).
       ready_timeout: how long to wait for the providers to become ready.
       factory: builds each provider (default :class:`SimulatedProvider`).
+      fleet: the registry's fleet link (``open_registry(fleet=...)``); providers are
+        registered under their scenario names, so registries of one scenario in other
+        processes match them.
 
     Yields:
       The registry, the providers and the event subscription.
@@ -122,6 +127,7 @@ async def open_scenario(
             classify=classifier,
             overprovisioning_factor=scenario.overprovisioning_factor,
             retry_budget=scenario.retry_budget,
+            fleet=fleet,
         ) as registry,
         registry.events(max_buffer=max_events, types=event_types) as events,
     ):
