@@ -1066,8 +1066,10 @@ async def test_fleet_status_and_metrics_count_verdicts_sent_and_received() -> No
         status = plane.registry.fleet_status()
         assert status is not None
         fleet = await fleet_json(plane)
-        stable = ("node", "reachable", "degraded", "degraded_since", "lag", "quorum")
-        stable += ("quorum_window", "verdicts_sent", "verdicts_received", "pending", "outages")
+        stable = (
+            *("node", "reachable", "degraded", "degraded_since", "lag", "quorum"),
+            *("quorum_window", "verdicts_sent", "verdicts_received", "pending", "outages"),
+        )
         assert {key: fleet[key] for key in stable} == {key: status.as_dict()[key] for key in stable}
         assert fleet["node"] == "a"
         assert fleet["reachable"] is True

@@ -9,6 +9,7 @@ the traffic summary are tested in-process on virtual time.
 
 from __future__ import annotations
 
+import json
 import queue
 import re
 import signal
@@ -99,9 +100,13 @@ class Serve:
     deadline; every line read so far is in :attr:`lines`.
     """
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, prelude: str | None = None) -> None:
+        command = [sys.executable, "-m", "ciris_actors.cli", "serve", *args]
+        if prelude is not None:  # Python run first, in the command's process
+            main = "from ciris_actors.cli import main\nsys.exit(main(['serve', *sys.argv[1:]]))"
+            command = [sys.executable, "-c", f"import sys\n{prelude}\n{main}", *args]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ciris_actors.cli", "serve", *args],
+            command,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -359,12 +364,152 @@ def test_a_bad_token_file_exits_2(
         (["--port", "70000"], "argument --port: must be 0..65535"),
         (["--port", "http"], "argument --port: expected a port number, got 'http'"),
         (["--seed", "-1"], "argument --seed: must be >= 0"),
+        (
+            ["--fleet", "memory://"],
+            "--fleet memory://: a memory fleet lives inside one process; serve processes"
+            " share state through Redis or Valkey: give a redis:// or rediss:// URL",
+        ),
+        (["--fleet", "http://127.0.0.1:6379"], "expected redis://[[USER]:PASSWORD@]HOST"),
+        (["--fleet", "http://127.0.0.1:6379"], "got scheme 'http'"),
+        (["--fleet", "127.0.0.1"], "--fleet 127.0.0.1: expected redis://"),
+        (["--fleet", "redis://"], "--fleet redis://: no host"),
+        (["--fleet", "redis://:6379/0"], "--fleet redis://:6379/0: no host"),
+        (["--fleet", "redis://127.0.0.1:http"], "the port must be a number 0..65535"),
+        (["--fleet", "redis://127.0.0.1:70000"], "the port must be a number 0..65535"),
+        (["--fleet", "redis://127.0.0.1/db"], "the path must be a database number (/0)"),
+        (["--fleet-node", "n1"], "--fleet-node: only with --fleet URL"),
+        (["--fleet-quorum", "2"], "--fleet-quorum: only with --fleet URL"),
+        (["--fleet-node", "n1", "--fleet-quorum", "2"], "--fleet-node and --fleet-quorum: only"),
+        (["--fleet", "redis://127.0.0.1", "--fleet-node", " "], "--fleet-node: must not be empty"),
+        (["--fleet", "redis://127.0.0.1", "--fleet-quorum", "0"], "--fleet-quorum: must be >= 1"),
     ],
 )
 def test_bad_arguments_exit_2(args: list[str], message: str) -> None:
     result = run_serve(*args)
     assert result.returncode == 2
     assert_one_error_line(result, message)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("memory://:s3cret@127.0.0.1", "memory://:***@127.0.0.1"),
+        ("redis://:s3cret@127.0.0.1:http/0", "redis://:***@127.0.0.1:http/0"),
+        ("rediss://alice:s3cret@127.0.0.1/x", "rediss://alice:***@127.0.0.1/x"),
+        ("redis://s3cret@127.0.0.1:99999", "redis://***@127.0.0.1:99999"),
+        ("redis://127.0.0.1/x?password=s3cret", "redis://127.0.0.1/x?password=***"),
+    ],
+)
+def test_a_bad_fleet_url_is_named_without_its_password(url: str, shown: str) -> None:
+    result = run_serve("--fleet", url)
+    assert result.returncode == 2
+    assert_one_error_line(result, f"--fleet {shown}: ")
+    assert "s3cret" not in result.stderr + result.stdout
+
+
+def test_without_the_redis_extra_fleet_says_how_to_get_it(scenario: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['coredis'] = None\n"
+            "from ciris_actors.cli import main\n"
+            f"sys.exit(main(['serve', {str(scenario)!r}, '--fleet', 'redis://127.0.0.1:6379/0']))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "ciris-actors serve: error: --fleet needs the redis extra:"
+        " pip install 'ciris-actors[redis]'\n"
+    )
+    assert result.stdout == ""
+
+
+#: Run in the command's process before it starts: ``RedisFleet`` stood in for by a node of
+#: an in-process ``MemoryFleet``, which writes the arguments it was given to a file. The
+#: command's own handling of ``--fleet`` is the real one.
+STAND_IN_REDIS = """\
+import json, types
+from ciris_actors.fleet import MemoryFleet
+
+def RedisFleet(url, node=None, quorum=1):
+    with open({record!r}, "w", encoding="utf-8") as out:
+        json.dump({{"url": url, "node": node, "quorum": quorum}}, out)
+    return MemoryFleet(quorum=quorum).node(node or "picked-by-the-link")
+
+stand_in = types.ModuleType("ciris_actors.fleet._redis")
+stand_in.RedisFleet = RedisFleet
+sys.modules["ciris_actors.fleet._redis"] = stand_in
+"""
+
+
+def test_serve_joins_the_fleet_it_is_given_and_shows_its_status(
+    scenario: Path, token_file: Path, tmp_path: Path
+) -> None:
+    record = tmp_path / "fleet-args.json"
+    url = "redis://:s3cret@127.0.0.1:6390/2"
+    prelude = STAND_IN_REDIS.format(record=str(record))
+    args = ["--port", "0", "--token-file", str(token_file), "--fleet", url]
+    args += ["--fleet-node", "worker-7", "--fleet-quorum", "2"]
+    with Serve(str(scenario), *args, prelude=prelude) as serve:
+        fields = banner(serve)
+        assert fields["fleet"] == (
+            "node worker-7 on redis://:***@127.0.0.1:6390/2, quorum 2; the store answers"
+        )
+        # The link gets the URL with its password; nothing printed shows it.
+        assert json.loads(record.read_text(encoding="utf-8")) == {
+            "url": url,
+            "node": "worker-7",
+            "quorum": 2,
+        }
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        base = fields["control plane"]
+        with httpx.Client(base_url=base, headers=headers, timeout=DEADLINE) as client:
+            fleet = client.get("/v1/runtime/fleet").json()["fleet"]
+            assert (fleet["node"], fleet["reachable"], fleet["quorum"]) == ("worker-7", True, 2)
+            metrics = client.get("/metrics").text
+            assert 'ciris_fleet_degraded{node="worker-7"} 0.0' in metrics.splitlines()
+            # A change made over HTTP is reported to the fleet.
+            forced = client.post(
+                "/v1/runtime/services/secondary/circuit-breaker/force-open",
+                json={"duration": 60},
+            )
+            assert forced.status_code == 200, forced.text
+            serve.expect(r"breaker secondary: \w+ -> open \(forced open\)$")
+        returncode, stderr = serve.stop(signal.SIGTERM)
+        assert returncode == 0, stderr
+    assert "s3cret" not in serve.output + stderr
+    totals = serve.statements[-2]
+    assert re.fullmatch(
+        r"fleet node worker-7: [01] verdicts? sent, 0 received, 0 store outages", totals
+    ), serve.output
+
+
+def test_a_fleet_link_that_refuses_its_arguments_exits_2_without_the_password(
+    scenario: Path, tmp_path: Path
+) -> None:
+    prelude = (
+        "import types\n"
+        "def RedisFleet(url, node=None, quorum=1):\n"
+        "    raise ValueError(f'cannot use {url}')\n"
+        "stand_in = types.ModuleType('ciris_actors.fleet._redis')\n"
+        "stand_in.RedisFleet = RedisFleet\n"
+        "sys.modules['ciris_actors.fleet._redis'] = stand_in"
+    )
+    url = "redis://u:s3cret@127.0.0.1:6390/0"
+    with Serve(str(scenario), "--port", "0", "--fleet", url, prelude=prelude) as serve:
+        returncode = serve.process.wait(timeout=DEADLINE)
+        assert serve.process.stderr is not None
+        stderr = serve.process.stderr.read()
+    assert returncode == 2
+    assert stderr == (
+        "ciris-actors serve: error: --fleet redis://u:***@127.0.0.1:6390/0:"
+        " cannot use redis://u:***@127.0.0.1:6390/0\n"
+    )
 
 
 def test_a_port_in_use_exits_1(scenario: Path, token_file: Path) -> None:

@@ -33,7 +33,7 @@ def _seed(text: str) -> int:
     return value
 
 
-def _jobs(text: str) -> int:
+def _positive(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -151,7 +151,7 @@ def _parser() -> tuple[Parser, Parser]:
     )
     sweep_parser.add_argument(
         "--jobs",
-        type=_jobs,
+        type=_positive,
         metavar="N",
         help="worker processes (default: the CPU count)",
     )
@@ -188,6 +188,8 @@ def _parser() -> tuple[Parser, Parser]:
             " providers, traffic and faults (the fault schedule starts over when the"
             " scenario's duration is over). Prints breaker, health and crash events and a"
             " traffic summary every 10 s until Ctrl-C or SIGTERM. Needs the control extra."
+            " With --fleet, processes running the same scenario share their verdicts about"
+            " its providers (matched by name) through Redis."
             " Exit status: 0 stopped by SIGTERM, 130 by Ctrl-C, 1 the address could not be"
             " bound or a provider failure escalated, 2 bad input."
         ),
@@ -214,6 +216,29 @@ def _parser() -> tuple[Parser, Parser]:
     )
     serve_parser.add_argument(
         "--seed", type=_seed, metavar="N", help="the random seed (default: the scenario's own)"
+    )
+    serve_parser.add_argument(
+        "--fleet",
+        metavar="URL",
+        help=(
+            "share breaker verdicts with other serve processes through the Redis or Valkey"
+            " at URL (redis://[:PASSWORD@]HOST[:PORT][/DB], rediss:// for TLS; needs the"
+            " redis extra; default: decide alone)"
+        ),
+    )
+    serve_parser.add_argument(
+        "--fleet-node",
+        metavar="ID",
+        help="this process's node id in the fleet, unique in it (default: the link picks one)",
+    )
+    serve_parser.add_argument(
+        "--fleet-quorum",
+        type=_positive,
+        metavar="N",
+        help=(
+            "distinct nodes whose ordinary breaker opens make an open fleet-wide (default:"
+            " 1; rate limits and disables apply fleet-wide at once)"
+        ),
     )
     serve_parser.add_argument(
         "--list", action="store_true", help="list the bundled scenarios and exit"
@@ -329,6 +354,9 @@ def _dispatch(argv: Sequence[str] | None) -> int:
                 port=args.port,
                 token_file=args.token_file,
                 list_only=args.list,
+                fleet=args.fleet,
+                fleet_node=args.fleet_node,
+                fleet_quorum=args.fleet_quorum,
             )
         )
     if args.requests < 1:

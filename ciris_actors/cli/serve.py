@@ -25,9 +25,12 @@ from .. import (
     RegistryError,
 )
 from .._nursery import unwrap_single_exception
+from ..events import FleetDegraded, FleetRestored, FleetVerdict
+from ..fleet import FleetStatus
 from ..simulation import Scenario, ScenarioError
 from ..simulation.live import CycleNotice, FaultNotice, LiveRun, Notice, Traffic, run_live
 from ._extras import available
+from ._fleet import FleetOptions, fleet_options
 from ._render import clock, count, num, span, wrap
 from ._scenarios import list_scenarios, resolve_scenario
 from ._usage import UsageError
@@ -53,6 +56,11 @@ class ServeArgs:
       port: the port to listen on (0: any free one).
       token_file: the file holding the bearer token; ``None`` to generate one.
       list_only: list the bundled scenarios instead of serving.
+      fleet: the URL of the fleet store to share breaker verdicts through
+        (``redis://`` or ``rediss://``); ``None``: decide alone.
+      fleet_node: this process's node id in the fleet (``None``: the link picks one).
+      fleet_quorum: distinct nodes whose ordinary opens make an open fleet-wide
+        (``None``: 1).
     """
 
     scenario: str | None = None
@@ -61,6 +69,9 @@ class ServeArgs:
     port: int = 8080
     token_file: str | None = None
     list_only: bool = False
+    fleet: str | None = None
+    fleet_node: str | None = None
+    fleet_quorum: int | None = None
 
 
 def _read_token(path: str) -> str:
@@ -102,10 +113,15 @@ class _ServeOptions:
     token_note: str
     #: How the banner's curl line passes the token.
     token_shell: str
+    fleet: FleetOptions | None = None
 
 
 class _BindError(Exception):
     """The control plane could not listen on the address asked for."""
+
+
+class _FleetError(Exception):
+    """The fleet link refused the arguments it was given (bad input: exit status 2)."""
 
 
 def _stamp() -> str:
@@ -142,6 +158,19 @@ def _traffic_text(traffic: Traffic, names: Sequence[str]) -> str:
 
 def _notice_text(notice: Notice, scenario: Scenario) -> str | None:
     """One line for something that happened, or None for what is not worth a line."""
+    if isinstance(notice, FleetVerdict):
+        how = "read from the store" if notice.lag is None else f"pushed in {_ms(notice.lag)}"
+        return f"fleet: {notice.kind} on {notice.name} from node {notice.node} ({how})"
+    if isinstance(notice, FleetDegraded):
+        return (
+            f"fleet: the store is lost ({notice.error}); node {notice.node} goes on alone"
+            " and retries"
+        )
+    if isinstance(notice, FleetRestored):
+        return (
+            f"fleet: the store is back after {notice.outage:.1f} s; node {notice.node}"
+            " re-published its verdicts and re-read the others'"
+        )
     if isinstance(notice, BreakerTransition):
         return f"breaker {notice.name}: {notice.old.value} -> {notice.new.value} ({notice.reason})"
     if isinstance(notice, HealthChanged):
@@ -174,6 +203,20 @@ def _notice_text(notice: Notice, scenario: Scenario) -> str | None:
     return None  # registrations, resolve misses (counted as rejected requests)
 
 
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def _fleet_line(fleet: FleetOptions, status: FleetStatus | None) -> str:
+    assert status is not None  # the registry was opened with the link
+    state = (
+        "the store answers"
+        if status.reachable
+        else "the store does not answer: going on alone, retrying"
+    )
+    return f"fleet: node {status.node} on {fleet.shown}, quorum {status.quorum}; {state}"
+
+
 def _banner(options: _ServeOptions, live: LiveRun, url: str) -> list[str]:
     scenario = options.scenario
     workload = scenario.workload
@@ -199,6 +242,9 @@ def _banner(options: _ServeOptions, live: LiveRun, url: str) -> list[str]:
         f"traffic: {workload.rate:g} requests/s, each through registry.{workload.mode}; {schedule}",
         indent="  ",
     )
+    if options.fleet is not None:
+        status = live.registry.fleet_status()
+        lines += wrap(options.fleet.scrub(_fleet_line(options.fleet, status)), "  ", first="")
     lines += [f"control plane: {url}", *wrap(f"token: {options.token_note}", indent="  ", first="")]
     # The curl line is meant to be pasted: split with a shell continuation, not wrapped.
     lines += [
@@ -238,6 +284,8 @@ class _Serve:
     serving: bool = False
     #: Seconds of traffic when the stop began.
     elapsed: float = 0.0
+    #: The fleet link as the stop found it (``None`` without a fleet).
+    fleet_status: FleetStatus | None = None
 
     async def run(self) -> None:
         with (
@@ -262,13 +310,22 @@ class _Serve:
     def _notify(self, notice: Notice) -> None:
         text = _notice_text(notice, self.options.scenario)
         if text is not None:
-            _say(text)
+            fleet = self.options.fleet
+            _say(text if fleet is None else fleet.scrub(text))
 
     async def _serve(self) -> None:
         from ..control import serve_control_api
 
         options = self.options
-        async with run_live(options.scenario, seed=options.seed, notify=self._notify) as live:
+        link = None
+        if options.fleet is not None:
+            try:
+                link = options.fleet.link()
+            except ValueError as exc:
+                raise _FleetError(str(exc)) from None
+        async with run_live(
+            options.scenario, seed=options.seed, notify=self._notify, fleet=link
+        ) as live:
             self.live = live
             bound = False
             try:
@@ -289,6 +346,7 @@ class _Serve:
                 raise _BindError(exc.strerror or str(exc)) from None
             finally:
                 self.elapsed = live.elapsed()
+                self.fleet_status = live.registry.fleet_status()
 
 
 def _serve_options(args: ServeArgs) -> _ServeOptions:
@@ -305,6 +363,7 @@ def _serve_options(args: ServeArgs) -> _ServeOptions:
         scenario = resolve_scenario(args.scenario)
     except ScenarioError as exc:
         raise UsageError(PROG, str(exc)) from None
+    fleet = fleet_options(PROG, args.fleet, args.fleet_node, args.fleet_quorum)
     if args.token_file is not None:
         token = _read_token(args.token_file)
         note = f"read from {args.token_file}"
@@ -321,6 +380,7 @@ def _serve_options(args: ServeArgs) -> _ServeOptions:
         token=token,
         token_note=note,
         token_shell=shell,
+        fleet=fleet,
     )
 
 
@@ -329,10 +389,12 @@ def run(args: ServeArgs) -> int:
 
     Returns:
       The exit status: 130 when stopped by Ctrl-C (SIGINT), 0 by SIGTERM, 1 when the
-      address could not be bound or a provider failure escalated.
+      address could not be bound or a provider failure escalated, 2 when the fleet link
+      refused its arguments.
 
     Raises:
-      UsageError: bad input (a missing extra, a bad scenario, host or token file).
+      UsageError: bad input (a missing extra, a bad scenario, host, token file or
+        fleet URL).
     """
     if args.list_only:
         list_scenarios(PROG, sys.stdout)
@@ -344,6 +406,9 @@ def run(args: ServeArgs) -> int:
     except _BindError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    except _FleetError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     except RegistryError as exc:  # a provider failed under a restart policy that escalates
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         status = 1
@@ -352,11 +417,21 @@ def run(args: ServeArgs) -> int:
     if live is None:
         print(f"stopped{how} before the providers were ready", flush=True)
     else:
+        if command.fleet_status is not None:
+            print("\n".join(wrap(_fleet_totals(command.fleet_status), "  ", first="")), flush=True)
         print("\n".join(wrap(_final_line(command, live, how), indent="  ", first="")), flush=True)
     if command.signal == "SIGINT":
         print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
         return INTERRUPTED
     return status
+
+
+def _fleet_totals(status: FleetStatus) -> str:
+    """What this node exchanged with its fleet, in words."""
+    return (
+        f"fleet node {status.node}: {count(status.verdicts_sent, 'verdict')} sent,"
+        f" {status.verdicts_received} received, {count(status.outages, 'store outage')}"
+    )
 
 
 def _final_line(command: _Serve, live: LiveRun, how: str) -> str:
