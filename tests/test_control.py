@@ -1006,6 +1006,7 @@ def fleet_samples(
         "ciris_fleet_verdicts_sent_total",
         "ciris_fleet_verdicts_received_total",
         "ciris_fleet_outages_total",
+        "ciris_fleet_malformed_verdicts_total",
         "ciris_fleet_pending_reports",
     )
     return {name: samples[name][(("node", node),)] for name in names}
@@ -1069,6 +1070,7 @@ async def test_fleet_status_and_metrics_count_verdicts_sent_and_received() -> No
         stable = (
             *("node", "reachable", "degraded", "degraded_since", "lag", "quorum"),
             *("quorum_window", "verdicts_sent", "verdicts_received", "pending", "outages"),
+            "malformed",
         )
         assert {key: fleet[key] for key in stable} == {key: status.as_dict()[key] for key in stable}
         assert fleet["node"] == "a"
@@ -1080,6 +1082,7 @@ async def test_fleet_status_and_metrics_count_verdicts_sent_and_received() -> No
         assert fleet["verdicts_sent"] == 1
         assert fleet["verdicts_received"] == 1
         assert fleet["outages"] == 0
+        assert fleet["malformed"] == 0
         assert fleet["last_sync"] is not None
         assert 0 <= fleet["last_sync_age"] < HANG_GUARD
 
@@ -1093,6 +1096,7 @@ async def test_fleet_status_and_metrics_count_verdicts_sent_and_received() -> No
             "ciris_fleet_verdicts_sent_total": 1.0,
             "ciris_fleet_verdicts_received_total": 1.0,
             "ciris_fleet_outages_total": 0.0,
+            "ciris_fleet_malformed_verdicts_total": 0.0,
             "ciris_fleet_pending_reports": 0.0,
         }
         lag = "ciris_fleet_propagation_lag_seconds"

@@ -390,6 +390,15 @@ METRICS: tuple[MetricSpec, ...] = (
         fleet=True,
     ),
     MetricSpec(
+        "ciris_fleet_malformed_verdicts",
+        "counter",
+        "Verdicts from the fleet store that could not be applied (a NaN deadline, an"
+        " unknown kind) and were skipped.",
+        ("node",),
+        _per_node(lambda s: s.malformed),
+        fleet=True,
+    ),
+    MetricSpec(
         "ciris_fleet_pending_reports",
         "gauge",
         "Reports waiting to be sent to the fleet store (they pile up while it is lost).",

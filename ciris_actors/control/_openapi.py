@@ -146,6 +146,7 @@ _FLEET = _object(
         "verdicts_received": {"type": "integer", "minimum": 0},
         "pending": {"type": "integer", "minimum": 0},
         "outages": {"type": "integer", "minimum": 0},
+        "malformed": {"type": "integer", "minimum": 0},
     },
     "node",
     "reachable",
@@ -161,6 +162,7 @@ _FLEET = _object(
     "verdicts_received",
     "pending",
     "outages",
+    "malformed",
 )
 
 _DOCUMENT: dict[str, Any] = {
