@@ -128,6 +128,8 @@ class Fault:
       provider: the name of the provider it strikes.
       at: when it starts, in scenario seconds.
       duration: how long it lasts, in seconds.
+      nodes: in a fleet scenario, the nodes whose provider it strikes (a local network
+        problem of theirs); empty (the default): every node's.
     """
 
     #: What it does (each kind's class sets it).
@@ -142,6 +144,7 @@ class Fault:
     provider: str
     at: float
     duration: float
+    nodes: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=tuple)
 
     def __attrs_pre_init__(self) -> None:
         if type(self) is Fault:
@@ -152,7 +155,14 @@ class Fault:
 
     @classmethod
     def of(
-        cls, kind: FaultKind | str, provider: str, at: float, duration: float, **settings: float
+        cls,
+        kind: FaultKind | str,
+        provider: str,
+        at: float,
+        duration: float,
+        *,
+        nodes: tuple[str, ...] = (),
+        **settings: float,
     ) -> Fault:
         """A fault of *kind* (a :class:`FaultKind` or its value) with *settings*.
 
@@ -169,12 +179,16 @@ class Fault:
             if name not in known:
                 raise TypeError(f"{name!r} is not a setting of any fault kind")
         values = {name: value for name, value in settings.items() if name in own}
-        return chosen(provider, at, duration, **values)
+        return chosen(provider, at, duration, nodes=nodes, **values)
 
     @property
     def end(self) -> float:
         """When the fault stops."""
         return self.at + self.duration
+
+    def strikes(self, node: str | None) -> bool:
+        """Whether it strikes the provider of *node* (``None``: a run without a fleet)."""
+        return not self.nodes or node is None or node in self.nodes
 
     def is_active(self, t: float) -> bool:
         """Whether the fault lasts at scenario time *t*: ``at <= t < end``."""

@@ -16,6 +16,7 @@ import attrs
 
 from .._errors import NoServiceAvailable
 from ..events import EventSubscription, RegistryEvent
+from ..fleet import FleetLink
 from ..outcomes import Classifier, ErrorKind, classify, http_classifier
 from ..registry import Registry, open_registry
 from .errors import SimulatedError
@@ -91,6 +92,8 @@ async def open_scenario(
     event_types: Iterable[type[RegistryEvent]] | None = None,
     ready_timeout: float = READY_TIMEOUT,
     factory: ProviderFactory = SimulatedProvider,
+    node: str | None = None,
+    fleet: FleetLink | None = None,
 ) -> AsyncIterator[ScenarioSetup]:
     """Open a registry configured as *scenario* says, with its providers registered.
 
@@ -104,14 +107,26 @@ async def open_scenario(
       event_types: the event classes to subscribe to (default: all of them).
       ready_timeout: how long to wait for the providers to become ready.
       factory: builds each provider (default :class:`SimulatedProvider`).
+      node: in a fleet scenario, the node this registry is: its providers take only the
+        faults that strike it, and random streams of their own (``None``: no fleet).
+      fleet: the registry's link to a fleet store (``open_registry(fleet=)``), if any.
 
     Yields:
       The registry, the providers and the event subscription.
     """
     providers = {
-        spec.name: factory(spec, [f for f in scenario.faults if f.provider == spec.name], seed)
+        spec.name: factory(
+            spec,
+            [f for f in scenario.faults if f.provider == spec.name and f.strikes(node)],
+            seed,
+        )
         for spec in scenario.providers
     }
+    for spec in scenario.providers:
+        provider = providers[spec.name]
+        provider.timeout = (spec.breaker or scenario.default_breaker).timeout_duration
+        if node is not None:
+            provider.rng = random.Random(f"{seed}:{node}:{spec.name}")
     classifier = scenario_classifier(scenario)
     async with (
         open_registry(
@@ -122,6 +137,7 @@ async def open_scenario(
             classify=classifier,
             overprovisioning_factor=scenario.overprovisioning_factor,
             retry_budget=scenario.retry_budget,
+            fleet=fleet,
         ) as registry,
         registry.events(max_buffer=max_events, types=event_types) as events,
     ):
