@@ -45,7 +45,7 @@ from ..registry import Registry
 from .analysis import RequestLog, build_report
 from .driver import EventDriver
 from .errors import SimulatedError
-from .fleet import fleet_stats, run_fleet_faults
+from .fleet import JitteredLink, fleet_stats, run_fleet_faults
 from .invariants import InvariantChecker
 from .model import RequestMix, Scenario, ScenarioError
 from .providers import SimulatedProvider
@@ -164,7 +164,11 @@ class Run:
                         max_events=10_000_000,
                         event_types=types,
                         node=name,
-                        fleet=None if hub is None or name is None else hub.node(name),
+                        fleet=(
+                            None
+                            if hub is None or name is None
+                            else JitteredLink(hub.node(name), self.seed)
+                        ),
                     )
                 )
                 setups.append((name, setup))

@@ -12,19 +12,95 @@ while a fault made every call to it fail.
 from __future__ import annotations
 
 import collections
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import trio
 
 from ..events import BreakerTransition, FleetDegraded, FleetRestored
-from ..fleet import MemoryFleet
+from ..fleet import Claim, FleetSettings, MemoryFleet, MemoryFleetNode, Report, Snapshot, Verdict
 from .model import FleetSpec
 from .report import FleetFaultStats, FleetNodeStats, FleetProviderStats, FleetStats, Report
 
 if TYPE_CHECKING:
     from .engines import Node, Run
 
-__all__ = ["fleet_stats", "run_fleet_faults"]
+__all__ = ["JITTER", "JitteredLink", "fleet_stats", "run_fleet_faults"]
+
+#: The longest extra delay before each store operation of a node, in seconds.
+JITTER = 1e-6
+
+
+class JitteredLink:
+    """A node's link to a :class:`MemoryFleet` whose every operation reaches the store
+    after an extra delay under :data:`JITTER`, drawn from a stream seeded by the run's
+    seed, the node and the operation.
+
+    Nodes of a simulated fleet do the same things at the same virtual instants (their
+    periodic reads, their claims of a probe at one deadline), and trio wakes tasks whose
+    deadlines are equal in the order of their objects' memory addresses. Without the
+    jitter, which node reaches the store first (and, say, probes for the fleet) would
+    depend on the process's memory layout, not on the seed.
+
+    Args:
+      link: the node's link (``hub.node(node_id)``).
+      seed: the run's seed.
+    """
+
+    def __init__(self, link: MemoryFleetNode, seed: int) -> None:
+        self.link = link
+        self._streams = {
+            op: random.Random(f"{seed}:fleet:{link.node_id}:{op}")
+            for op in ("report", "claim", "read", "subscribe")
+        }
+
+    def __repr__(self) -> str:
+        return f"<JitteredLink {self.link.node_id!r}>"
+
+    async def _jitter(self, op: str) -> None:
+        await trio.sleep(self._streams[op].random() * JITTER)
+
+    @property
+    def node_id(self) -> str:
+        """The node's id."""
+        return self.link.node_id
+
+    @property
+    def settings(self) -> FleetSettings:
+        """The hub's settings."""
+        return self.link.settings
+
+    def store_time(self) -> float:
+        """The store's clock (trio's)."""
+        return self.link.store_time()
+
+    async def report(self, report: Report) -> Verdict | None:
+        """``MemoryFleetNode.report``, after the jitter."""
+        await self._jitter("report")
+        return await self.link.report(report)
+
+    async def claim_probe(self, provider: str, epoch: int, ttl: float) -> Claim:
+        """``MemoryFleetNode.claim_probe``, after the jitter."""
+        await self._jitter("claim")
+        return await self.link.claim_probe(provider, epoch, ttl)
+
+    async def read(self) -> Snapshot:
+        """``MemoryFleetNode.read``, after the jitter."""
+        await self._jitter("read")
+        return await self.link.read()
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[Verdict]]:
+        """``MemoryFleetNode.subscribe``, after the jitter."""
+        await self._jitter("subscribe")
+        async with self.link.subscribe() as pushes:
+            yield pushes
+
+    async def aclose(self) -> None:
+        """Close the node's link."""
+        await self.link.aclose()
 
 
 async def run_fleet_faults(hub: MemoryFleet, fleet: FleetSpec, origin: float) -> None:
@@ -75,6 +151,10 @@ def _node_stats(run: Run, alone: Run, index: int) -> FleetNodeStats:
         alone_succeeded=sum(1 for slot in slots if alone.log.outcome[slot] == "succeeded"),
         alone_dead_attempts=_dead(lonely),
         alone_breaker_opens=_opens(lonely),
+        served=tuple(
+            (name, sum(1 for slot in slots if run.log.served[slot] == name))
+            for name in node.providers
+        ),
     )
 
 

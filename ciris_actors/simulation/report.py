@@ -600,6 +600,8 @@ class FleetNodeStats:
       alone_succeeded: its requests served when it ran alone.
       alone_dead_attempts: its attempts to a dead provider when it ran alone.
       alone_breaker_opens: its breakers' opens when it ran alone.
+      served: the requests each provider served through it, with the store, as
+        ``(provider, count)`` pairs in the scenario's order.
     """
 
     node: str
@@ -615,12 +617,18 @@ class FleetNodeStats:
     alone_succeeded: int
     alone_dead_attempts: int
     alone_breaker_opens: int
+    served: tuple[tuple[str, int], ...] = ()
+
+    def served_by(self, provider: str) -> int:
+        """The requests *provider* served through this node, with the store."""
+        return dict(self.served).get(provider, 0)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data (the node is the key it is filed under)."""
         return {
             "requests": self.requests,
             "succeeded": self.succeeded,
+            "served": dict(self.served),
             "attempts": self.attempts,
             "dead_attempts": self.dead_attempts,
             "breaker_opens": self.breaker_opens,
