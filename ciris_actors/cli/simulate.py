@@ -65,9 +65,9 @@ FAULT_LEGEND = (
     " open, health passing); failed over: calls that tried more than one provider.",
 )
 FLEET_LEGEND = (
-    "dead tries: attempts sent to a provider while a fault made every call to it fail"
-    " (with the store, then with every node alone); opens: its breakers' opens, fleet"
-    " verdicts included; sent / received: verdicts it reported to the store / applied"
+    "dead: attempts sent to a provider while a fault made every call to it fail, with"
+    " the store, then alone; opens: its breakers' opens (fleet verdicts included), with"
+    " the store, then alone; sent / recv: verdicts it reported to the store / applied"
     " from other nodes; store lost: when it lost the store and got it back.",
 )
 NEXT_STEPS = (
@@ -264,7 +264,10 @@ def _back_after(fault: FaultStats, report: Report) -> str:
 
 def _fault_card(fault: FaultStats, report: Report) -> list[str]:
     kind = FAULT_WORDS.get(fault.kind.value, fault.kind.value)
-    head = f"{fault.index:>3}  {kind} on {fault.provider}, {clock(fault.at)}-{clock(fault.end)}"
+    where = f" (at {', '.join(fault.nodes)})" if fault.nodes else ""
+    head = (
+        f"{fault.index:>3}  {kind} on {fault.provider}{where}, {clock(fault.at)}-{clock(fault.end)}"
+    )
     if fault.at >= report.duration:
         return [head, "     after the run ended: no effect"]
     rerouted = report.provider(fault.provider).outcomes.rerouted
@@ -527,17 +530,17 @@ def _fleet_lines(fleet: FleetStats) -> list[tuple[str, str]]:
             lines.append((f"  {label if i == 0 else '':<13}  {line}", ""))
     lines.append(("", ""))
     table = Table(
-        "Nodes",
+        "Nodes (with the store, then alone)",
         (
             "node",
             "requests",
             "served",
-            "dead tries",
+            "dead",
             "alone",
             "opens",
             "alone",
             "sent",
-            "received",
+            "recv",
             "store lost",
         ),
         tuple(

@@ -450,6 +450,7 @@ def _fault_report(
         ),
         in_use_before=was_first_choice,
         served_during=tuple((str(name), count) for name, count in busiest),
+        nodes=fault.nodes,
     )
 
 

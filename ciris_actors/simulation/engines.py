@@ -195,7 +195,9 @@ class Run:
                 await trio.testing.wait_all_tasks_blocked()
                 nursery.cancel_scope.cancel()
             for node in self.nodes:
-                node.outcomes = {name: dict(node.registry.view(name).outcomes) for name in node.providers}
+                node.outcomes = {
+                    name: dict(node.registry.view(name).outcomes) for name in node.providers
+                }
                 node.routing = node.registry.routing_stats()
                 node.status = node.registry.fleet_status()
         return self._report()
@@ -309,7 +311,9 @@ class TasksRun(Run):
                     self.log.finish(slot, "shed", 0.0, None, ())
                     continue
                 self.in_flight += 1
-                requests.start_soon(self._request, self.node_of(slot), slot, workload.mix[mix_index])
+                requests.start_soon(
+                    self._request, self.node_of(slot), slot, workload.mix[mix_index]
+                )
             if self.progress is not None:
                 self.progress(workload.duration, workload.duration)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterator
-from typing import ClassVar, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 
@@ -110,6 +110,10 @@ def setting(
     return result
 
 
+def _node_ids(nodes: Iterable[str]) -> tuple[str, ...]:
+    return tuple(nodes)
+
+
 @attrs.frozen
 class Fault:
     """A fault on one provider from ``at`` for ``duration`` seconds: the base of the kinds.
@@ -144,7 +148,7 @@ class Fault:
     provider: str
     at: float
     duration: float
-    nodes: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=tuple)
+    nodes: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=_node_ids)
 
     def __attrs_pre_init__(self) -> None:
         if type(self) is Fault:
@@ -155,14 +159,7 @@ class Fault:
 
     @classmethod
     def of(
-        cls,
-        kind: FaultKind | str,
-        provider: str,
-        at: float,
-        duration: float,
-        *,
-        nodes: tuple[str, ...] = (),
-        **settings: float,
+        cls, kind: FaultKind | str, provider: str, at: float, duration: float, **settings: float
     ) -> Fault:
         """A fault of *kind* (a :class:`FaultKind` or its value) with *settings*.
 
@@ -178,8 +175,8 @@ class Fault:
         for name in settings:
             if name not in known:
                 raise TypeError(f"{name!r} is not a setting of any fault kind")
-        values = {name: value for name, value in settings.items() if name in own}
-        return chosen(provider, at, duration, nodes=nodes, **values)
+        values: dict[str, Any] = {name: value for name, value in settings.items() if name in own}
+        return chosen(provider, at, duration, **values)
 
     @property
     def end(self) -> float:

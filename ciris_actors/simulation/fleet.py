@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..events import BreakerTransition, FleetDegraded, FleetRestored
-from ..fleet import Claim, FleetSettings, MemoryFleet, MemoryFleetNode, Report, Snapshot, Verdict
+from ..fleet import (
+    Claim,
+    FleetSettings,
+    MemoryFleet,
+    MemoryFleetNode,
+    Report as FleetReport,
+    Snapshot,
+    Verdict,
+)
 from .model import FleetSpec
 from .report import FleetFaultStats, FleetNodeStats, FleetProviderStats, FleetStats, Report
 
@@ -76,7 +84,7 @@ class JitteredLink:
         """The store's clock (trio's)."""
         return self.link.store_time()
 
-    async def report(self, report: Report) -> Verdict | None:
+    async def report(self, report: FleetReport) -> Verdict | None:
         """``MemoryFleetNode.report``, after the jitter."""
         await self._jitter("report")
         return await self.link.report(report)
@@ -163,9 +171,7 @@ def _dead(node: Node) -> int:
 
 
 def _opens(node: Node) -> int:
-    return sum(
-        1 for e in node.events if isinstance(e, BreakerTransition) and e.new.value == "open"
-    )
+    return sum(1 for e in node.events if isinstance(e, BreakerTransition) and e.new.value == "open")
 
 
 def fleet_stats(

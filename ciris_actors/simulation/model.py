@@ -616,8 +616,7 @@ def _nodes(table: _Table, known: Sequence[str] | None) -> tuple[str, ...]:
     for node in nodes:
         if node not in known:
             raise ScenarioError(
-                f"{table.field('nodes')}: unknown node {node!r} (known: {known[0]} to"
-                f" {known[-1]})"
+                f"{table.field('nodes')}: unknown node {node!r} (known: {known[0]} to {known[-1]})"
             )
     if len(set(nodes)) != len(nodes):
         raise ScenarioError(f"{table.field('nodes')}: a node is named twice")

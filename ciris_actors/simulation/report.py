@@ -341,6 +341,7 @@ class FaultStats:
         ``time_to_recover`` measures that need, not the provider).
       served_during: the requests each provider answered while the fault lasted,
         busiest first (ties by name).
+      nodes: in a fleet scenario, the nodes it struck (empty: every node).
     """
 
     index: int
@@ -354,6 +355,7 @@ class FaultStats:
     phases: FaultPhases
     in_use_before: bool
     served_during: tuple[tuple[str, int], ...]
+    nodes: tuple[str, ...] = ()
 
     @property
     def end(self) -> float:
@@ -374,6 +376,8 @@ class FaultStats:
             "phases": self.phases.as_dict(),
             "in_use_before": self.in_use_before,
             "served_during": dict(self.served_during),
+            # Only a fault limited to some nodes of a fleet has the key.
+            **({"nodes": list(self.nodes)} if self.nodes else {}),
         }
 
 
@@ -577,7 +581,12 @@ class FleetFaultStats:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
-        return {"kind": self.kind, "at": self.at, "duration": self.duration, "nodes": list(self.nodes)}
+        return {
+            "kind": self.kind,
+            "at": self.at,
+            "duration": self.duration,
+            "nodes": list(self.nodes),
+        }
 
 
 @attrs.frozen
@@ -750,7 +759,10 @@ class FleetStats:
             "ratio": self.ratio,
             "per_node": {n.node: n.as_dict() for n in self.per_node},
             "per_provider": {
-                p.name: {"dead_attempts": p.dead_attempts, "alone_dead_attempts": p.alone_dead_attempts}
+                p.name: {
+                    "dead_attempts": p.dead_attempts,
+                    "alone_dead_attempts": p.alone_dead_attempts,
+                }
                 for p in self.per_provider
             },
         }
