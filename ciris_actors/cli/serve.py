@@ -363,6 +363,13 @@ def _serve_options(args: ServeArgs) -> _ServeOptions:
         scenario = resolve_scenario(args.scenario)
     except ScenarioError as exc:
         raise UsageError(PROG, str(exc)) from None
+    if scenario.fleet is not None:
+        # One registry runs live; a [fleet] of them runs only on virtual time.
+        raise UsageError(
+            PROG,
+            f"{scenario.name}: [fleet] runs only in the simulator (ciris-actors simulate"
+            f" {scenario.name}); serve runs one registry",
+        )
     fleet = fleet_options(PROG, args.fleet, args.fleet_node, args.fleet_quorum)
     if args.token_file is not None:
         token = _read_token(args.token_file)

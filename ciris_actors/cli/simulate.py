@@ -16,7 +16,7 @@ from .._types import CircuitState
 from ..simulation import Report, Scenario, ScenarioError, run_scenario
 from ..simulation.engines import Engine, check_engine
 from ..simulation.plot import picture_format
-from ..simulation.report import FaultStats
+from ..simulation.report import FaultStats, FleetStats
 from ._extras import available
 from ._render import WIDTH, Table, clock, count, fit_table, number, pct, secs, span, wrap
 from ._scenarios import list_scenarios, resolve_scenario
@@ -63,6 +63,12 @@ FAULT_LEGEND = (
     " traffic moved: until requests it would have taken went to another provider first;"
     " back in routing: until, after the fault, it could be chosen again (breaker no longer"
     " open, health passing); failed over: calls that tried more than one provider.",
+)
+FLEET_LEGEND = (
+    "dead: attempts sent to a provider while a fault made every call to it fail, with"
+    " the store, then alone; opens: its breakers' opens (fleet verdicts included), with"
+    " the store, then alone; sent / recv: verdicts it reported to the store / applied"
+    " from other nodes; store lost: when it lost the store and got it back.",
 )
 NEXT_STEPS = (
     "Next: --plot timeline.png draws this run; --list shows the other scenarios;"
@@ -258,7 +264,10 @@ def _back_after(fault: FaultStats, report: Report) -> str:
 
 def _fault_card(fault: FaultStats, report: Report) -> list[str]:
     kind = FAULT_WORDS.get(fault.kind.value, fault.kind.value)
-    head = f"{fault.index:>3}  {kind} on {fault.provider}, {clock(fault.at)}-{clock(fault.end)}"
+    where = f" (at {', '.join(fault.nodes)})" if fault.nodes else ""
+    head = (
+        f"{fault.index:>3}  {kind} on {fault.provider}{where}, {clock(fault.at)}-{clock(fault.end)}"
+    )
     if fault.at >= report.duration:
         return [head, "     after the run ended: no effect"]
     rerouted = report.provider(fault.provider).outcomes.rerouted
@@ -431,6 +440,11 @@ def _summarize(report: Report, scenario: Scenario) -> _Summary:
             add(line)
         for line in OUTCOME_LEGEND:
             paragraph(line, "dim", indent="  ")
+    if report.fleet is not None:
+        add()
+        lines.extend(_fleet_lines(report.fleet))
+        for line in FLEET_LEGEND:
+            paragraph(line, "dim", indent="  ")
     if report.faults:
         add()
         add("Faults", "bold")
@@ -463,6 +477,107 @@ def _summarize(report: Report, scenario: Scenario) -> _Summary:
     for line in NEXT_STEPS:
         paragraph(line, "dim")
     return _Summary(lines=tuple(lines), ok=report.ok)
+
+
+def _ratio(fleet: FleetStats) -> str:
+    ratio = fleet.ratio
+    return "" if ratio is None else f" ({ratio:.2f}x)"
+
+
+def _store_faults(fleet: FleetStats) -> str:
+    parts = []
+    for fault in fleet.faults:
+        when = f"{clock(fault.at)}-{clock(fault.at + fault.duration)}"
+        if fault.kind == "store_down":
+            parts.append(f"store down {when}")
+        else:
+            parts.append(f"{', '.join(fault.nodes)} cut off {when}")
+    return "; ".join(parts)
+
+
+def _fleet_lines(fleet: FleetStats) -> list[tuple[str, str]]:
+    """The fleet section: the comparison with every node alone, and a table per node."""
+    lines: list[tuple[str, str]] = []
+    quorum = f"quorum {fleet.quorum}"
+    if fleet.quorum > 1:
+        quorum += f" within {secs(fleet.quorum_window)}"
+    head = (
+        f"Fleet: {fleet.nodes} nodes sharing one store ({quorum}), against the same run"
+        " with every node alone"
+    )
+    lines += [(line, "bold") for line in _wrap(head)]
+    rows = [
+        (
+            "dead tries",
+            f"attempts to a dead provider: {number(fleet.dead_attempts)} with the fleet,"
+            f" {number(fleet.alone_dead_attempts)} alone{_ratio(fleet)}",
+        ),
+        (
+            "served",
+            f"{pct(fleet.availability, 3)} with the fleet, {pct(fleet.alone_availability, 3)}"
+            " alone",
+        ),
+        (
+            "attempts",
+            f"{number(fleet.attempts)} with the fleet, {number(fleet.alone_attempts)} alone",
+        ),
+    ]
+    store = _store_faults(fleet)
+    if store:
+        rows.append(("store faults", store))
+    for label, value in rows:
+        for i, line in enumerate(_wrap(value, width=WIDTH - 17)):
+            lines.append((f"  {label if i == 0 else '':<13}  {line}", ""))
+    lines.append(("", ""))
+    table = Table(
+        "Nodes (with the store, then alone)",
+        (
+            "node",
+            "requests",
+            "served",
+            "dead",
+            "alone",
+            "opens",
+            "alone",
+            "sent",
+            "recv",
+            "store lost",
+        ),
+        tuple(
+            (
+                n.node,
+                str(n.requests),
+                str(n.succeeded),
+                str(n.dead_attempts),
+                str(n.alone_dead_attempts),
+                str(n.breaker_opens),
+                str(n.alone_breaker_opens),
+                str(n.verdicts_sent),
+                str(n.verdicts_received),
+                ", ".join(
+                    f"{clock(lost)}-{clock(back) if back is not None else '?'}"
+                    for lost, back in _outages(n.degraded, n.restored)
+                )
+                or "-",
+            )
+            for n in fleet.per_node
+        ),
+    )
+    table_lines = fit_table(table, WIDTH)
+    lines.append((table_lines[0], "bold"))
+    lines += [(line, "") for line in table_lines[1:]]
+    return lines
+
+
+def _outages(
+    degraded: tuple[float, ...], restored: tuple[float, ...]
+) -> list[tuple[float, float | None]]:
+    """Each time a node lost the store, paired with when it got it back (if it did)."""
+    pairs: list[tuple[float, float | None]] = []
+    for lost in degraded:
+        back = next((t for t in restored if t >= lost), None)
+        pairs.append((lost, back))
+    return pairs
 
 
 def _has_class_faults(scenario: Scenario) -> bool:

@@ -25,6 +25,8 @@ from .invariants import InvariantChecker as InvariantChecker, Violation as Viola
 from .live import LiveRun as LiveRun, run_live as run_live
 from .model import (
     Distribution as Distribution,
+    FleetFault as FleetFault,
+    FleetSpec as FleetSpec,
     Latency as Latency,
     ProviderSpec as ProviderSpec,
     RequestMix as RequestMix,
@@ -48,6 +50,8 @@ __all__ = [
     "Fault",
     "FaultKind",
     "FlapFault",
+    "FleetFault",
+    "FleetSpec",
     "InvariantChecker",
     "Latency",
     "LatencyFault",

@@ -122,6 +122,7 @@ def build_report(
     dropped_events: int,
     outcomes: Mapping[str, Mapping[str, int]] | None = None,
     routing: Mapping[str, Any] | None = None,
+    nodes: Sequence[tuple[Sequence[RegistryEvent], Mapping[str, SimulatedProvider]]] | None = None,
 ) -> Report:
     """Compute the report of a finished run.
 
@@ -138,6 +139,10 @@ def build_report(
       outcomes: per provider, its calls by outcome as the registry counted them
         (``ProviderView.outcomes``) at the end of the traffic; none: all zero.
       routing: ``Registry.routing_stats()`` at the end of the traffic; none: all zero.
+      nodes: in a fleet run, each node's events and providers, in order (request *i*
+        went through node ``i % len(nodes)``): the oracle judges each request by its
+        node's providers. *events* are then every node's, merged in time order, and
+        *providers* the first node's.
     """
     duration = scenario.workload.duration
     counted = {name: AttemptOutcomes.of((outcomes or {}).get(name, {})) for name in providers}
@@ -145,7 +150,9 @@ def build_report(
     counts = {outcome: log.count(outcome) for outcome in OUTCOMES}
     accounted = sum(counts.values()) == sent
     succeeded = counts["succeeded"]
-    oracle = _oracle_successes(scenario, seed, log, events, origin, providers)
+    oracle = _oracle_successes(
+        scenario, seed, log, nodes if nodes is not None else [(events, providers)], origin
+    )
     availability = succeeded / sent if sent else None
     oracle_availability = oracle / sent if sent else None
     down = _restart_windows(events, origin, providers, duration)
@@ -322,26 +329,30 @@ def _oracle_successes(
     scenario: Scenario,
     seed: int,
     log: RequestLog,
-    events: Sequence[RegistryEvent],
+    nodes: Sequence[tuple[Sequence[RegistryEvent], Mapping[str, SimulatedProvider]]],
     origin: float,
-    providers: Mapping[str, SimulatedProvider],
 ) -> int:
     """How many requests a router with perfect knowledge of every provider's state (and
     of which calls would fail) would have served: a request succeeds when at least one
     eligible provider is up, refuses it with no class fault (a rate limit, a revoked key,
     an overflow of a long request), answers within its timeout (judged on its median
     latency), and would not fail this very request (the same per-request draw the
-    provider uses)."""
-    down = _restart_windows(events, origin, providers, scenario.workload.duration)
+    provider uses). In a fleet, each request is judged by its node's providers."""
+    duration = scenario.workload.duration
+    downs = [_restart_windows(events, origin, providers, duration) for events, providers in nodes]
+    count = len(nodes)
     share = scenario.workload.long_share
     refusals = any(fault.refusal_rank is not None for fault in scenario.faults)
     eligible = [_eligible(scenario, i) for i in range(len(scenario.workload.mix))]
     timeouts = {
         p.name: (p.breaker or scenario.default_breaker).timeout_duration for p in scenario.providers
     }
-    medians = {name: p.spec.latency.median for name, p in providers.items()}
+    medians = {p.name: p.latency.median for p in scenario.providers}
     served = 0
     for request, (t, mix_index) in enumerate(zip(log.arrival, log.mix, strict=True)):
+        node = request % count if count > 1 else 0
+        providers = nodes[node][1]
+        down = downs[node]
         for name in eligible[mix_index]:
             provider = providers[name]
             is_down, extra, rate = provider.conditions(t)
@@ -439,6 +450,7 @@ def _fault_report(
         ),
         in_use_before=was_first_choice,
         served_during=tuple((str(name), count) for name, count in busiest),
+        nodes=fault.nodes,
     )
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterator
-from typing import ClassVar, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 
@@ -110,6 +110,10 @@ def setting(
     return result
 
 
+def _node_ids(nodes: Iterable[str]) -> tuple[str, ...]:
+    return tuple(nodes)
+
+
 @attrs.frozen
 class Fault:
     """A fault on one provider from ``at`` for ``duration`` seconds: the base of the kinds.
@@ -128,6 +132,8 @@ class Fault:
       provider: the name of the provider it strikes.
       at: when it starts, in scenario seconds.
       duration: how long it lasts, in seconds.
+      nodes: in a fleet scenario, the nodes whose provider it strikes (a local network
+        problem of theirs); empty (the default): every node's.
     """
 
     #: What it does (each kind's class sets it).
@@ -142,6 +148,7 @@ class Fault:
     provider: str
     at: float
     duration: float
+    nodes: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=_node_ids)
 
     def __attrs_pre_init__(self) -> None:
         if type(self) is Fault:
@@ -168,13 +175,17 @@ class Fault:
         for name in settings:
             if name not in known:
                 raise TypeError(f"{name!r} is not a setting of any fault kind")
-        values = {name: value for name, value in settings.items() if name in own}
+        values: dict[str, Any] = {name: value for name, value in settings.items() if name in own}
         return chosen(provider, at, duration, **values)
 
     @property
     def end(self) -> float:
         """When the fault stops."""
         return self.at + self.duration
+
+    def strikes(self, node: str | None) -> bool:
+        """Whether it strikes the provider of *node* (``None``: a run without a fleet)."""
+        return not self.nodes or node is None or node in self.nodes
 
     def is_active(self, t: float) -> bool:
         """Whether the fault lasts at scenario time *t*: ``at <= t < end``."""

@@ -33,7 +33,7 @@ from ..fleet import FleetLink
 from ..outcomes import Classifier
 from ..registry import Registry
 from .faults import Fault
-from .model import ProviderSpec, RequestMix, Scenario
+from .model import ProviderSpec, RequestMix, Scenario, ScenarioError
 from .providers import SimulatedError, SimulatedProvider
 from .traffic import arrivals, is_long, open_scenario, send_request
 
@@ -294,7 +294,15 @@ async def run_live(
 
     Yields:
       The :class:`LiveRun`, whose counts grow as the traffic flows.
+
+    Raises:
+      ScenarioError: *scenario* has a ``[fleet]``, which runs only on virtual time.
     """
+    if scenario.fleet is not None:
+        raise ScenarioError(
+            f"{scenario.name}: [fleet] runs only in the simulator (run_scenario); a live"
+            " run has one registry"
+        )
     effective = scenario.seed if seed is None else seed
     report: Callable[[Notice], None] = notify if notify is not None else _ignore
     async with open_scenario(

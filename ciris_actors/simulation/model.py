@@ -24,9 +24,12 @@ from .faults import Fault, FaultKind, fault_class, fault_classes, fault_settings
 
 __all__ = [
     "CLASSIFY",
+    "FLEET_FAULT_KINDS",
     "Distribution",
     "Fault",  # from .faults, kept importable from here
     "FaultKind",  # from .faults, kept importable from here
+    "FleetFault",
+    "FleetSpec",
     "Latency",
     "ProviderSpec",
     "RequestMix",
@@ -34,12 +37,21 @@ __all__ = [
     "ScenarioError",
     "Workload",
     "load_scenario",
+    "node_name",
     "parse_scenario",
 ]
 
 
 #: The values of ``[registry] classify``.
 CLASSIFY = ("http", "none")
+
+#: The kinds of ``[[fleet.faults]]``: faults of the fleet store, not of a provider.
+FLEET_FAULT_KINDS = ("partition", "store_down")
+
+
+def node_name(index: int) -> str:
+    """The id of a fleet's node *index* (from 0): ``node-1``, ``node-2``, ..."""
+    return f"node-{index + 1}"
 
 
 class ScenarioError(ValueError):
@@ -134,6 +146,55 @@ class Workload:
 
 
 @attrs.frozen
+class FleetFault:
+    """A fault of the fleet store, from ``at`` for ``duration`` seconds.
+
+    Attributes:
+      kind: ``partition`` (the nodes in ``nodes`` are cut from the store:
+        ``MemoryFleet.partition`` / ``heal``) or ``store_down`` (the whole store stops
+        and loses what it held: ``MemoryFleet.take_down`` / ``bring_up``).
+      at: when it starts, in scenario seconds.
+      duration: how long it lasts.
+      nodes: the nodes a partition cuts off (empty for ``store_down``).
+    """
+
+    kind: str
+    at: float
+    duration: float
+    nodes: tuple[str, ...] = ()
+
+    @property
+    def end(self) -> float:
+        """When the fault stops."""
+        return self.at + self.duration
+
+
+@attrs.frozen
+class FleetSpec:
+    """A fleet of registries sharing verdicts through one ``MemoryFleet`` store.
+
+    Attributes:
+      nodes: how many nodes (registries), named ``node-1`` ... ``node-N``.
+      quorum: distinct nodes whose ordinary opens within ``quorum_window`` make an open
+        fleet-wide.
+      quorum_window: seconds a node's open counts toward the quorum.
+      latency: seconds every store operation takes.
+      faults: the store's faults (partitions, the store down).
+    """
+
+    nodes: int
+    quorum: int = 1
+    quorum_window: float = 60.0
+    latency: float = 0.0
+    faults: tuple[FleetFault, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The node ids, in order."""
+        return tuple(node_name(i) for i in range(self.nodes))
+
+
+@attrs.frozen
 class Scenario:
     """Everything one simulation run needs."""
 
@@ -159,6 +220,8 @@ class Scenario:
     overprovisioning_factor: float | None = None
     #: ``open_registry(retry_budget=)`` (``None``: none).
     retry_budget: RetryBudget | None = None
+    #: A fleet of registries sharing one store (``None``: one registry, no fleet).
+    fleet: FleetSpec | None = None
 
     def needs_tasks_engine(self) -> str | None:
         """What in this scenario only the ``tasks`` engine carries (hedged calls), as
@@ -228,8 +291,11 @@ def parse_scenario(data: Mapping[str, Any], default_name: str = "scenario") -> S
         if name in names[:i]:
             raise ScenarioError(f"providers[{i}].name: duplicate provider name {name!r}")
     workload = _workload(table.get("workload", {}), providers)
+    fleet = _fleet(table.get("fleet"))
+    node_names = fleet.names if fleet is not None else None
     faults = tuple(
-        _fault(item, f"faults[{i}]", names) for i, item in enumerate(table.array("faults"))
+        _fault(item, f"faults[{i}]", names, node_names)
+        for i, item in enumerate(table.array("faults"))
     )
     scenario = Scenario(
         name=table.string("name", default_name),
@@ -250,6 +316,7 @@ def parse_scenario(data: Mapping[str, Any], default_name: str = "scenario") -> S
             "overprovisioning_factor", None, minimum=1.0, strict=False, optional=True
         ),
         retry_budget=_retry_budget(registry.get("retry_budget"), "registry.retry_budget"),
+        fleet=fleet,
     )
     table.finish()
     registry.finish()
@@ -515,8 +582,73 @@ def _mix(data: object, where: str) -> RequestMix:
     return mix
 
 
-def _fault(data: object, where: str, names: Sequence[str]) -> Fault:
+def _fleet(data: object) -> FleetSpec | None:
+    if data is None:
+        return None
+    table = _Table(data, "fleet")
+    value = table.get("nodes")
+    if value is None:
+        raise table.missing("nodes")
+    nodes = table.integer("nodes", 1, minimum=1)
+    quorum = table.integer("quorum", 1, minimum=1)
+    if quorum > nodes:
+        raise ScenarioError(f"fleet.quorum: must be <= nodes ({nodes}), got {quorum}")
+    quorum_window = table.number("quorum_window", 60.0)
+    latency = table.number("latency", 0.0, strict=False)
+    spec = FleetSpec(nodes=nodes, quorum=quorum, quorum_window=quorum_window, latency=latency)
+    faults = tuple(
+        _fleet_fault(item, f"fleet.faults[{i}]", spec.names)
+        for i, item in enumerate(table.array("faults"))
+    )
+    table.finish()
+    return attrs.evolve(spec, faults=faults)
+
+
+def _nodes(table: _Table, known: Sequence[str] | None) -> tuple[str, ...]:
+    """The ``nodes`` list of a fault's table: each a node of the fleet, none twice."""
+    nodes = table.strings("nodes")
+    if not nodes:
+        if "nodes" in table.data:
+            raise ScenarioError(f"{table.field('nodes')}: must name at least one node")
+        return ()
+    if known is None:
+        raise ScenarioError(f"{table.field('nodes')}: needs a [fleet] section")
+    for node in nodes:
+        if node not in known:
+            raise ScenarioError(
+                f"{table.field('nodes')}: unknown node {node!r} (known: {known[0]} to {known[-1]})"
+            )
+    if len(set(nodes)) != len(nodes):
+        raise ScenarioError(f"{table.field('nodes')}: a node is named twice")
+    return nodes
+
+
+def _fleet_fault(data: object, where: str, known: Sequence[str]) -> FleetFault:
     table = _Table(data, where)
+    kind = _choice(table, "kind", None, FLEET_FAULT_KINDS)
+    fault = FleetFault(
+        kind=kind,
+        at=table.number("at", None, strict=False),
+        duration=table.number("duration", None),
+        nodes=_nodes(table, known),
+    )
+    if kind == "partition" and not fault.nodes:
+        raise ScenarioError(f"{where}.nodes: required (the nodes the partition cuts off)")
+    if kind == "store_down" and fault.nodes:
+        raise ScenarioError(f"{where}.nodes: the whole store goes down; leave nodes out")
+    table.finish()
+    return fault
+
+
+def _fault(
+    data: object, where: str, names: Sequence[str], nodes: Sequence[str] | None = None
+) -> Fault:
+    table = _Table(data, where)
+    if table.data.get("kind") in FLEET_FAULT_KINDS:
+        raise ScenarioError(
+            f"{where}.kind: {table.data['kind']!r} is a fault of the fleet store: put it"
+            " under [[fleet.faults]]"
+        )
     kind = _choice(table, "kind", None, [cls.kind.value for cls in fault_classes()])
     provider = table.string("provider")
     if provider not in names:
@@ -540,6 +672,6 @@ def _fault(data: object, where: str, names: Sequence[str]) -> Fault:
             )
             if cls is chosen:
                 values[rule.name] = value
-    fault = chosen(provider, at, duration, **values)
+    fault = chosen(provider, at, duration, nodes=_nodes(table, nodes), **values)
     table.finish()
     return fault

@@ -91,6 +91,11 @@ class SimulatedProvider:
         self._draws = hashlib.blake2b(f"{seed}:{spec.name}:".encode(), digest_size=8)
         #: Calls served so far (numbers the calls made without a request key).
         self.calls = 0
+        #: Calls that started while a fault made every call fail (:meth:`dead`).
+        self.dead_calls = 0
+        #: The deadline of its calls (the breaker's ``timeout_duration``; set by the
+        #: runner): a ``latency`` fault adding this much makes every call time out.
+        self.timeout = math.inf
         #: Virtual time the scenario's t=0 corresponds to (set by the runner).
         self.origin = 0.0
         if not spec.health_check:
@@ -174,6 +179,21 @@ class SimulatedProvider:
         """Whether the provider cannot serve at all at scenario time *at* (outage, the
         failing half of a flap)."""
         return any(fault.is_down(at) for fault in self._segment(at)[0])
+
+    def dead(self, at: float) -> bool:
+        """Whether a fault active at scenario time *at* makes every call fail: an
+        outage, the failing half of a flap, an ``errors`` fault at rate 1, a refusal of
+        every call (a rate limit, a revoked key; not a context overflow, which refuses
+        only long requests), or added latency beyond the call's deadline."""
+        ruling, extra, rate, refusing = self._segment(at)
+        if not ruling:
+            return False
+        return (
+            rate >= 1.0
+            or extra >= self.timeout
+            or any(fault.is_down(at) for fault in ruling)
+            or any(fault.refusal(False) is not None for fault in refusing)
+        )
 
     def added_latency(self, at: float) -> float:
         """Extra latency from latency faults active at *at*."""
@@ -264,6 +284,8 @@ class SimulatedProvider:
         ruling, extra, rate, refusing = self._segment(at)
         latency = self._sample(self.rng) + extra
         if ruling:
+            if self.dead(at):
+                self.dead_calls += 1
             if any(fault.is_down(at) for fault in ruling):
                 return latency, SimulatedError(f"{self.name}: simulated failure")
             for fault in refusing:

@@ -26,6 +26,10 @@ __all__ = [
     "Bucket",
     "FaultPhases",
     "FaultStats",
+    "FleetFaultStats",
+    "FleetNodeStats",
+    "FleetProviderStats",
+    "FleetStats",
     "Invariants",
     "Percentiles",
     "Phase",
@@ -337,6 +341,7 @@ class FaultStats:
         ``time_to_recover`` measures that need, not the provider).
       served_during: the requests each provider answered while the fault lasted,
         busiest first (ties by name).
+      nodes: in a fleet scenario, the nodes it struck (empty: every node).
     """
 
     index: int
@@ -350,6 +355,7 @@ class FaultStats:
     phases: FaultPhases
     in_use_before: bool
     served_during: tuple[tuple[str, int], ...]
+    nodes: tuple[str, ...] = ()
 
     @property
     def end(self) -> float:
@@ -370,6 +376,8 @@ class FaultStats:
             "phases": self.phases.as_dict(),
             "in_use_before": self.in_use_before,
             "served_during": dict(self.served_during),
+            # Only a fault limited to some nodes of a fleet has the key.
+            **({"nodes": list(self.nodes)} if self.nodes else {}),
         }
 
 
@@ -556,6 +564,211 @@ class Invariants:
 
 
 @attrs.frozen
+class FleetFaultStats:
+    """A fault of the fleet store, as scheduled.
+
+    Attributes:
+      kind: ``partition`` or ``store_down``.
+      at: when it started, in scenario seconds.
+      duration: how long it lasted.
+      nodes: the nodes a partition cut off.
+    """
+
+    kind: str
+    at: float
+    duration: float
+    nodes: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "kind": self.kind,
+            "at": self.at,
+            "duration": self.duration,
+            "nodes": list(self.nodes),
+        }
+
+
+@attrs.frozen
+class FleetNodeStats:
+    """One node of a fleet: its share of the traffic, with the store and alone.
+
+    Attributes:
+      node: its id (``node-1``, ...).
+      requests: the requests sent through it.
+      succeeded: those served, with the store.
+      attempts: the attempts they made, with the store.
+      dead_attempts: attempts it sent to a provider while a fault made every call to
+        that provider fail, with the store.
+      breaker_opens: its breakers' transitions to OPEN (those a fleet verdict made
+        included), with the store.
+      verdicts_sent: reports it made to the store.
+      verdicts_received: other nodes' verdicts it applied.
+      degraded: when it lost the store (``FleetDegraded``), in scenario seconds.
+      restored: when it reached the store again (``FleetRestored``).
+      alone_succeeded: its requests served when it ran alone.
+      alone_dead_attempts: its attempts to a dead provider when it ran alone.
+      alone_breaker_opens: its breakers' opens when it ran alone.
+      served: the requests each provider served through it, with the store, as
+        ``(provider, count)`` pairs in the scenario's order.
+    """
+
+    node: str
+    requests: int
+    succeeded: int
+    attempts: int
+    dead_attempts: int
+    breaker_opens: int
+    verdicts_sent: int
+    verdicts_received: int
+    degraded: tuple[float, ...]
+    restored: tuple[float, ...]
+    alone_succeeded: int
+    alone_dead_attempts: int
+    alone_breaker_opens: int
+    served: tuple[tuple[str, int], ...] = ()
+
+    def served_by(self, provider: str) -> int:
+        """The requests *provider* served through this node, with the store."""
+        return dict(self.served).get(provider, 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data (the node is the key it is filed under)."""
+        return {
+            "requests": self.requests,
+            "succeeded": self.succeeded,
+            "served": dict(self.served),
+            "attempts": self.attempts,
+            "dead_attempts": self.dead_attempts,
+            "breaker_opens": self.breaker_opens,
+            "verdicts_sent": self.verdicts_sent,
+            "verdicts_received": self.verdicts_received,
+            "degraded": list(self.degraded),
+            "restored": list(self.restored),
+            "alone": {
+                "succeeded": self.alone_succeeded,
+                "dead_attempts": self.alone_dead_attempts,
+                "breaker_opens": self.alone_breaker_opens,
+            },
+        }
+
+
+@attrs.frozen
+class FleetProviderStats:
+    """The attempts the fleet sent to one provider while it was dead.
+
+    Attributes:
+      name: the provider.
+      dead_attempts: over every node, with the store.
+      alone_dead_attempts: over every node, each alone.
+    """
+
+    name: str
+    dead_attempts: int
+    alone_dead_attempts: int
+
+
+@attrs.frozen
+class FleetStats:
+    """A fleet scenario's run with its nodes sharing the store, against the same run with
+    every node alone (the same requests to the same nodes, the same faults).
+
+    An attempt is *dead* when it starts while a fault makes every call to its provider
+    fail, on that node: an outage, the failing half of a flap, an ``errors`` fault at
+    rate 1, a rate limit, a revoked key, or added latency beyond the call's deadline.
+
+    Attributes:
+      nodes: how many nodes.
+      quorum: the store's quorum for ordinary opens.
+      quorum_window: the quorum's window, in seconds.
+      latency: seconds every store operation took.
+      faults: the store's faults.
+      dead_attempts: attempts to a dead provider over every node, with the store.
+      alone_dead_attempts: the same, every node alone.
+      attempts: every attempt, with the store.
+      alone_attempts: every attempt, every node alone.
+      availability: requests served over sent, with the store.
+      alone_availability: the same, every node alone.
+      alone_ok: whether every invariant held, and every request was accounted for, in
+        the run alone too.
+      per_node: each node, in order.
+      per_provider: each provider, in the scenario's order.
+    """
+
+    nodes: int
+    quorum: int
+    quorum_window: float
+    latency: float
+    faults: tuple[FleetFaultStats, ...]
+    dead_attempts: int
+    alone_dead_attempts: int
+    attempts: int
+    alone_attempts: int
+    availability: float | None
+    alone_availability: float | None
+    alone_ok: bool
+    per_node: tuple[FleetNodeStats, ...]
+    per_provider: tuple[FleetProviderStats, ...]
+
+    @property
+    def ratio(self) -> float | None:
+        """``dead_attempts / alone_dead_attempts`` (``None`` when alone made none)."""
+        if not self.alone_dead_attempts:
+            return None
+        return self.dead_attempts / self.alone_dead_attempts
+
+    def node(self, node: str) -> FleetNodeStats:
+        """The statistics of *node*.
+
+        Raises:
+          KeyError: the fleet has no such node.
+        """
+        for stats in self.per_node:
+            if stats.node == node:
+                return stats
+        raise KeyError(node)
+
+    def provider(self, name: str) -> FleetProviderStats:
+        """The dead attempts sent to provider *name*.
+
+        Raises:
+          KeyError: no provider of the run has that name.
+        """
+        for stats in self.per_provider:
+            if stats.name == name:
+                return stats
+        raise KeyError(name)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "nodes": self.nodes,
+            "quorum": self.quorum,
+            "quorum_window": self.quorum_window,
+            "latency": self.latency,
+            "faults": [fault.as_dict() for fault in self.faults],
+            "dead_attempts": self.dead_attempts,
+            "attempts": self.attempts,
+            "availability": self.availability,
+            "alone": {
+                "dead_attempts": self.alone_dead_attempts,
+                "attempts": self.alone_attempts,
+                "availability": self.alone_availability,
+                "ok": self.alone_ok,
+            },
+            "ratio": self.ratio,
+            "per_node": {n.node: n.as_dict() for n in self.per_node},
+            "per_provider": {
+                p.name: {
+                    "dead_attempts": p.dead_attempts,
+                    "alone_dead_attempts": p.alone_dead_attempts,
+                }
+                for p in self.per_provider
+            },
+        }
+
+
+@attrs.frozen
 class Report:
     """The result of one simulation run; :meth:`as_dict` / :meth:`to_json` for JSON.
 
@@ -586,6 +799,7 @@ class Report:
       attempts: the calls made to providers, and those wasted on providers that could
         not serve.
       routing: what spillover, the retry budget and hedging did (all zero when off).
+      fleet: a fleet scenario's nodes, with the store and alone (``None``: no fleet).
     """
 
     scenario: str
@@ -610,6 +824,7 @@ class Report:
     classify: str
     attempts: Attempts
     routing: RoutingStats = RoutingStats()
+    fleet: FleetStats | None = None
 
     @property
     def violations(self) -> list[dict[str, Any]]:
@@ -667,6 +882,8 @@ class Report:
             "classify": self.classify,
             "attempts": self.attempts.as_dict(),
             "routing": self.routing.as_dict(),
+            # Only a fleet scenario has the key, so other reports keep their shape.
+            **({} if self.fleet is None else {"fleet": self.fleet.as_dict()}),
         }
 
     def to_json(self) -> str:

@@ -92,6 +92,7 @@ async def open_scenario(
     event_types: Iterable[type[RegistryEvent]] | None = None,
     ready_timeout: float = READY_TIMEOUT,
     factory: ProviderFactory = SimulatedProvider,
+    node: str | None = None,
     fleet: FleetLink | None = None,
 ) -> AsyncIterator[ScenarioSetup]:
     """Open a registry configured as *scenario* says, with its providers registered.
@@ -106,6 +107,8 @@ async def open_scenario(
       event_types: the event classes to subscribe to (default: all of them).
       ready_timeout: how long to wait for the providers to become ready.
       factory: builds each provider (default :class:`SimulatedProvider`).
+      node: in a fleet scenario, the node this registry is: its providers take only the
+        faults that strike it, and random streams of their own (``None``: no fleet).
       fleet: the registry's fleet link (``open_registry(fleet=...)``); providers are
         registered under their scenario names, so registries of one scenario in other
         processes match them.
@@ -114,9 +117,18 @@ async def open_scenario(
       The registry, the providers and the event subscription.
     """
     providers = {
-        spec.name: factory(spec, [f for f in scenario.faults if f.provider == spec.name], seed)
+        spec.name: factory(
+            spec,
+            [f for f in scenario.faults if f.provider == spec.name and f.strikes(node)],
+            seed,
+        )
         for spec in scenario.providers
     }
+    for spec in scenario.providers:
+        provider = providers[spec.name]
+        provider.timeout = (spec.breaker or scenario.default_breaker).timeout_duration
+        if node is not None:
+            provider.rng = random.Random(f"{seed}:{node}:{spec.name}")
     classifier = scenario_classifier(scenario)
     async with (
         open_registry(
