@@ -1,15 +1,18 @@
-"""Shared fixtures: a registry on virtual time."""
+"""Shared fixtures: a registry on virtual time, and a real Redis server."""
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 import trio.testing
 
 from ciris_actors import CircuitBreakerConfig, Registry, open_registry
+
+from .redis_server import RedisServer, launch, require_redis_server
 
 #: Small, round numbers so virtual-time tests read easily.
 FAST_BREAKER = CircuitBreakerConfig(
@@ -74,3 +77,37 @@ def run_on_virtual_time(scenario: Callable[[], Awaitable[None]]) -> None:
             await scenario()
 
     trio.run(guarded, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+# -- a real Redis server -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_executable() -> str:
+    """The ``redis-server`` on PATH. Fails (never skips) the tests that need it when there
+    is none, saying how to install it."""
+    return require_redis_server()
+
+
+@pytest.fixture
+def redis_server(redis_executable: str, tmp_path: Path) -> Iterator[RedisServer]:
+    """A real ``redis-server`` on a free loopback port, answering PING, no password.
+
+    ``.stop()`` kills it and ``.start()`` brings it back on the same port; whatever state
+    the test leaves it in, it is killed afterwards.
+    """
+    server = launch(redis_executable, tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_password_server(redis_executable: str, tmp_path: Path) -> Iterator[RedisServer]:
+    """As ``redis_server``, with ``--requirepass secret`` (in its ``.url`` too)."""
+    server = launch(redis_executable, tmp_path, password="secret")
+    try:
+        yield server
+    finally:
+        server.stop()
