@@ -305,16 +305,21 @@ class RedisFleet:
 
     async def _run(self, script: str, keys: Sequence[str], args: Sequence[str]) -> list[str]:
         """Run one of the scripts; its reply, whose first item is the server's clock."""
-        with trio.fail_after(self._settings.timeout):
-            try:
+        timeout = self._settings.timeout
+        try:
+            with trio.fail_after(timeout):
                 owner = await self._connected()
                 sent = time.monotonic()
                 reply: object = await owner.scripts[script](keys=keys, args=args)
                 received = time.monotonic()
-            except FleetUnavailable:
-                raise
-            except Exception as error:
-                raise FleetUnavailable(f"redis at {self._where}: {_describe(error)}") from error
+        except FleetUnavailable:
+            raise
+        except trio.TooSlowError:
+            raise FleetUnavailable(
+                f"redis at {self._where} did not answer within {timeout:g} s"
+            ) from None
+        except Exception as error:
+            raise FleetUnavailable(f"redis at {self._where}: {_describe(error)}") from error
         if not isinstance(reply, list) or not reply:
             raise FleetUnavailable(f"redis at {self._where}: a malformed reply {reply!r}")
         items = [str(item) for item in reply]
