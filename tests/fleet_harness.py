@@ -9,7 +9,6 @@ here are short and every wait is on an event under a deadline.
 from __future__ import annotations
 
 import secrets
-
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Protocol
