@@ -1083,7 +1083,8 @@ def test_hold_open_with_disabled_takes_the_breaker_out_of_service_until_reset() 
     assert breaker.hold_open(1.0, 5.0, "later") is False
     assert breaker.probe(2.0, "fleet probe") is False
     breaker.reset(3.0)
-    assert breaker.state is CircuitState.CLOSED and breaker.disabled is None
+    assert breaker.state is CircuitState.CLOSED
+    assert breaker.disabled is None
 
 
 def test_hold_open_rejects_a_bad_span_and_changes_nothing() -> None:

@@ -22,6 +22,7 @@ from .fleet_harness import (
     Harness,
     KeyRevoked,
     MemoryHarness,
+    Provider,
     RateLimited,
     RedisHarness,
     in_state,
@@ -203,6 +204,56 @@ async def test_a_failed_fleet_probe_reopens_everywhere(fleet: Harness, fleet_clo
         assert view.breaker["next_attempt_time"] - trio.current_time() > 0.9
 
 
+async def test_after_an_outage_the_fleet_still_sends_one_probe(
+    fleet: Harness, fleet_clock: object
+) -> None:
+    async with node(fleet, "a") as a, node(fleet, "b") as b:
+        nodes = (a, b)
+        a.report_failure("primary", error=RateLimited(retry_after=3.0))
+        await until(b, in_state(b, "primary", OPEN), what="the verdict")
+        await fleet.stop_store()
+        await until(a, lambda: not status(a).reachable, what="a degraded")
+        await until(b, lambda: not status(b).reachable, what="b degraded")
+        await fleet.start_store()
+        await until(a, lambda: status(a).reachable, what="a restored")
+        await until(b, lambda: status(b).reachable, what="b restored")
+        await until(
+            a,
+            lambda: any(state(r, "primary") is HALF_OPEN for r in nodes),
+            what="a prober",
+            patience=5.0,
+        )
+        assert sorted(state(r, "primary").value for r in nodes) == ["half_open", "open"]
+
+
+async def test_after_a_partition_heals_the_fleet_still_sends_one_probe(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The verdict's maker is gone and the store kept the verdict through the partition:
+    # the nodes read nothing new, and must still watch the deadline they knew of.
+    harness = MemoryHarness()
+    async with node(harness, "a") as a, node(harness, "b") as b:
+        nodes = (a, b)
+        assert harness.hub is not None
+        async with node(harness, "maker") as maker:
+            maker.report_failure("primary", error=RateLimited(retry_after=3.0))
+            await until(b, in_state(b, "primary", OPEN), what="the verdict at b")
+            await until(a, in_state(a, "primary", OPEN), what="the verdict at a")
+        for each in ("a", "b"):
+            harness.hub.partition(each)
+        await until(a, lambda: not status(a).reachable, what="a degraded")
+        await until(b, lambda: not status(b).reachable, what="b degraded")
+        for each in ("a", "b"):
+            harness.hub.heal(each)
+        await until(a, lambda: status(a).reachable, what="a restored")
+        await until(b, lambda: status(b).reachable, what="b restored")
+        await until(
+            a, lambda: any(state(r, "primary") is HALF_OPEN for r in nodes), what="a prober"
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(state(r, "primary").value for r in nodes) == ["half_open", "open"]
+
+
 # -- rule 5: the store unreachable --------------------------------------------------------------
 
 
@@ -280,6 +331,19 @@ async def test_a_joining_node_reads_the_fleets_verdicts_before_wait_ready_return
             assert joiner.get_service_nowait("agent", "llm") is not None
 
 
+async def test_a_provider_registered_after_a_verdict_is_held_open_by_it(
+    fleet: Harness, fleet_clock: object
+) -> None:
+    async with node(fleet, "a") as a, node(fleet, "b", providers=("backup",)) as b:
+        a.report_failure("primary", error=RateLimited(retry_after=60.0))
+        await until(
+            b, event=lambda e: isinstance(e, FleetVerdict), what="the verdict about primary"
+        )
+        b.register("agent", "llm", Provider(), priority="critical", name="primary")
+        assert state(b, "primary") is OPEN
+        assert b.view("primary").available is False
+
+
 # -- memory store only: partitions and a hanging store ------------------------------------------
 
 
@@ -320,3 +384,19 @@ async def test_a_hanging_store_never_holds_up_a_resolve_or_the_registrys_exit(
         fail(a, "primary")
         assert status(a).pending == 1
     assert trio.current_time() - start < 5.0
+
+
+async def test_a_disable_outlives_its_stores_key_because_its_node_offers_it_again(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ciris_actors.fleet import _memory
+
+    monkeypatch.setattr(_memory, "DISABLED_TTL", 5.0)
+    harness = MemoryHarness()
+    async with node(harness, "a") as a:
+        a.report_failure("primary", error=KeyRevoked())
+        await until(a, lambda: status(a).verdicts_sent >= 1, what="the disable sent")
+        await trio.sleep(12.0)  # virtual: the key expired twice meanwhile
+        async with node(harness, "late") as late:
+            assert state(late, "primary") is OPEN
+            assert next(v for v in late.snapshot() if v.name == "primary").disabled == "key revoked"

@@ -130,6 +130,7 @@ async def test_a_malformed_pushed_verdict_is_ignored_and_the_next_one_applies(
             what="the good verdict",
         )
         assert status(a).outages == 0
+        assert status(a).malformed == 1
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ import trio
 
 from .._types import CircuitState
 from ..events import FleetDegraded, FleetRestored, FleetVerdict
-from ..fleet._protocol import FleetLink, Report, Snapshot, Verdict, VerdictKind
+from ..fleet._protocol import IMMEDIATE, FleetLink, Report, Snapshot, Verdict, VerdictKind
 from ..fleet._status import LAG_BUCKETS, FleetStatus
 from ..outcomes import ErrorClass, ErrorKind
 from .messages import BreakerMessage
@@ -309,6 +309,7 @@ class FleetActor:
             verdicts_received=self.received,
             pending=len(self.outbox),
             outages=self.outages,
+            malformed=self.malformed,
             lag_buckets=tuple(counts),
             lag_sum=self.lag_sum,
         )
@@ -366,6 +367,7 @@ class FleetActor:
         with trio.fail_after(timeout):
             snapshot = await self.link.read()
         self.apply_snapshot(snapshot)
+        self._rearm(snapshot)
         self._republish()
         if not self.reachable:
             now = self.sup.now()
@@ -378,17 +380,36 @@ class FleetActor:
         for part in (self._sender, self._backstop, self._claims):
             self._nursery.start_soon(self._guard, part)
 
-    def _republish(self) -> None:
-        """Offer again this node's open verdicts whose breakers are still open here (the
-        store may have lost them), unless a report about them is already waiting."""
+    def _rearm(self, snapshot: Snapshot) -> None:
+        """Watch again the deadlines of the open verdicts known from before an outage
+        (the read skips them: their epochs are not new)."""
+        now = self.sup.now()
+        for name, verdict in self.known.items():
+            if verdict.opens and name not in self.timers and verdict.until != math.inf:
+                self.timers[name] = now + max(0.0, verdict.until - snapshot.now)
+        self._timers_changed.set()
+
+    def _republish(self, store: Snapshot | None = None) -> None:
+        """Offer again this node's open verdicts whose breakers are still open here,
+        unless a report about them is already waiting.
+
+        Args:
+          store: after a routine read, only the verdicts that apply at once and that
+            *store* lacks (it lost them: restarted between two reads, or a disable's key
+            expired) are offered; ``None`` (a new session) offers them all, votes too.
+        """
         waiting = {report.provider for report, _ in self.outbox}
+        held = set() if store is None else {v.provider for v in store.verdicts}
         now = self.sup.now()
         for name, report in list(self.mine.items()):
+            if store is not None and (report.kind not in IMMEDIATE or name in held):
+                continue
             record = self.sup.providers.get(name)
             if name in waiting or record is None or record.breaker.state is not CircuitState.OPEN:
                 continue
             if report.kind is VerdictKind.DISABLED:
-                self.offer(report)
+                if record.breaker.disabled is not None:
+                    self.offer(report)
             else:
                 span = self._open_for(record, now)
                 if span != math.inf:
@@ -425,6 +446,7 @@ class FleetActor:
             with trio.fail_after(timeout):
                 snapshot = await self.link.read()
             self.apply_snapshot(snapshot)
+            self._republish(snapshot)
 
     async def _claims(self) -> None:
         timeout = self.settings.timeout

@@ -91,6 +91,9 @@ class MemoryFleet:
         self._nodes: dict[str, MemoryFleetNode] = {}
         self._cut: set[str] = set()
         self._down = False
+        #: The last epoch handed out for any provider: epochs stay increasing across a
+        #: take_down() even at one instant of a virtual clock.
+        self._last_epoch = 0
         self._subscribers: dict[str, list[trio.MemorySendChannel[Verdict]]] = {}
 
     # -- nodes and faults ---------------------------------------------------------------
@@ -176,7 +179,8 @@ class MemoryFleet:
     def _publish(
         self, state: _Provider, node_id: str, report: Report, until: float, now: float
     ) -> Verdict:
-        state.epoch = max(state.epoch + 1, math.floor(now * 1e6))
+        state.epoch = max(state.epoch + 1, self._last_epoch + 1, math.floor(now * 1e6))
+        self._last_epoch = state.epoch
         verdict = Verdict(
             provider=report.provider,
             epoch=state.epoch,

@@ -29,6 +29,8 @@ class FleetStatus:
       verdicts_received: verdicts from other nodes applied here.
       pending: reports waiting to be sent (while the store is unreachable).
       outages: times the store was lost.
+      malformed: verdicts from the store that could not be applied (a NaN deadline, an
+        unknown kind) and were skipped.
       lag_buckets: cumulative counts of pushed verdicts by lag, one per
         :data:`LAG_BUCKETS` bound.
       lag_sum: the sum of those lags, in seconds.
@@ -45,6 +47,7 @@ class FleetStatus:
     verdicts_received: int
     pending: int
     outages: int
+    malformed: int
     lag_buckets: tuple[int, ...]
     lag_sum: float
 
@@ -63,4 +66,5 @@ class FleetStatus:
             "verdicts_received": self.verdicts_received,
             "pending": self.pending,
             "outages": self.outages,
+            "malformed": self.malformed,
         }
