@@ -2,12 +2,13 @@
 
 ``tests/test_fleet.py`` states DESIGN.md section 7's rules as tests against a
 :class:`Harness`; each store gives one. :class:`MemoryHarness` runs on virtual time;
-the Redis one (``tests/test_fleet_redis.py``) on a real ``redis-server`` and real time,
-which is why the timings here are short and every wait is on an event under a deadline.
+:class:`RedisHarness` on a real ``redis-server`` and real time, which is why the timings
+here are short and every wait is on an event under a deadline.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Protocol
@@ -16,8 +17,10 @@ import trio
 
 from ciris_actors import CircuitBreakerConfig, CircuitState, Registry, open_registry
 from ciris_actors.events import RegistryEvent
-from ciris_actors.fleet import FleetLink, FleetStatus, MemoryFleet
+from ciris_actors.fleet import FleetLink, FleetStatus, MemoryFleet, RedisFleet
 from ciris_actors.outcomes import ErrorClass
+
+from .redis_server import RedisServer
 
 #: Short enough for real time against Redis; round numbers for virtual time.
 BREAKER = CircuitBreakerConfig(
@@ -67,6 +70,27 @@ class MemoryHarness:
         assert self.hub is not None
         self.hub.bring_up()
         await trio.lowlevel.checkpoint()
+
+
+class RedisHarness:
+    """The rules on a real ``redis-server`` (the ``redis_server`` fixture's), in a
+    namespace of the test's own, on real time."""
+
+    name = "redis"
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.namespace = f"test-{secrets.token_hex(6)}"
+
+    def link(self, node: str, *, quorum: int = 1, quorum_window: float = 60.0) -> FleetLink:
+        return RedisFleet(self.server.url, node, self.namespace, quorum, quorum_window)
+
+    async def stop_store(self) -> None:
+        # Killing and restarting a process blocks for a moment: not on the event loop.
+        await trio.to_thread.run_sync(self.server.stop)
+
+    async def start_store(self) -> None:
+        await trio.to_thread.run_sync(self.server.start)
 
 
 class RateLimited(Exception):

@@ -1,7 +1,8 @@
 """DESIGN.md section 7's rules, run on every fleet store (see ``fleet_harness``).
 
 Each test takes ``fleet`` (the store under test) and ``fleet_clock`` (virtual time for
-the memory store, which pytest-trio only takes from a test's own arguments).
+the memory store, which pytest-trio only takes from a test's own arguments; real time
+against a real ``redis-server`` for Redis).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .fleet_harness import (
     MemoryHarness,
     Provider,
     RateLimited,
+    RedisHarness,
     in_state,
     node,
     state,
@@ -35,20 +37,21 @@ CLOSED = CircuitState.CLOSED
 HALF_OPEN = CircuitState.HALF_OPEN
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", "redis"])
 def fleet_clock(request: pytest.FixtureRequest) -> Iterator[object]:
-    """Virtual time for the memory store; the real clock otherwise."""
+    """Virtual time for the memory store; the real clock for Redis."""
     if request.param == "memory":
         yield trio.testing.MockClock(autojump_threshold=0)
-    else:  # pragma: no cover - the Redis parameters are added in test_fleet_redis
+    else:
         yield request.param
 
 
 @pytest.fixture
-def fleet(fleet_clock: object) -> Harness:
+def fleet(fleet_clock: object, request: pytest.FixtureRequest) -> Harness:
     """The store under test, chosen by ``fleet_clock``'s parameter."""
-    assert isinstance(fleet_clock, trio.testing.MockClock)
-    return MemoryHarness()
+    if isinstance(fleet_clock, trio.testing.MockClock):
+        return MemoryHarness()
+    return RedisHarness(request.getfixturevalue("redis_server"))
 
 
 def fail(registry_: object, name: str, times: int = BREAKER.failure_threshold) -> None:
