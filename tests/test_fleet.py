@@ -121,6 +121,20 @@ async def test_a_shorter_rate_limit_never_shortens_a_fleet_deadline(
             assert view.breaker["next_attempt_time"] - trio.current_time() > 25.0
 
 
+async def test_a_shorter_force_open_on_the_same_node_does_not_cut_the_fleets_deadline(
+    fleet: Harness, fleet_clock: object
+) -> None:
+    # Found by test_fleet_properties: force_open set the local deadline to 1 s, the
+    # store kept its 3 s one, and the node half-opened at 1 s on its own.
+    async with node(fleet, "a") as a:
+        a.report_failure("primary", error=RateLimited(retry_after=3.0))
+        await until(a, lambda: status(a).verdicts_sent == 1, what="the rate limit sent")
+        a.force_open("primary", 1.0)
+        await until(a, lambda: status(a).verdicts_sent == 2, what="the force-open sent")
+        view = a.view("primary")
+        assert view.breaker["next_attempt_time"] - trio.current_time() > 1.5
+
+
 async def test_a_disable_applies_fleet_wide_until_a_reset_anywhere(
     fleet: Harness, fleet_clock: object
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import trio
 import trio.testing
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, note, settings, strategies as st
 
 from ciris_actors import CircuitState, Outcome, Registry
 from ciris_actors.fleet import MemoryFleet, VerdictKind
@@ -72,7 +72,7 @@ def _act(registries: dict[str, Registry], hub: MemoryFleet, step: tuple[Any, ...
                     registry.settle(ticket, Outcome.SUCCESS if step[2] else Outcome.FAILURE)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(steps, max_size=25), st.sampled_from([1, 2]))
 def test_every_connected_node_holds_open_what_the_store_holds_open(
     script: list[tuple[Any, ...]], quorum: int
@@ -94,6 +94,7 @@ def test_every_connected_node_holds_open_what_the_store_holds_open(
             registries = {"a": a, "b": b, "c": c}
             epochs: dict[str, int] = {}
             for step in script:
+                note(f"t={trio.current_time():.3f} {step}")
                 _act(registries, hub, step)
                 if step[0] == "wait":
                     await trio.sleep(step[1])
@@ -112,6 +113,8 @@ def test_every_connected_node_holds_open_what_the_store_holds_open(
                         assert _state(registry, verdict.provider) is CircuitState.OPEN, (
                             name,
                             verdict,
+                            snapshot.now,
+                            registry.view(verdict.provider).breaker,
                         )
                         if verdict.kind is VerdictKind.DISABLED:
                             view = next(

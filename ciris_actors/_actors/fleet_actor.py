@@ -436,8 +436,25 @@ class FleetActor:
                 self.outbox.insert(0, (report, provisional))  # nothing is lost
                 raise
             self.sent += 1
-            if verdict is not None:
-                self.apply(verdict, self.link.store_time(), pushed=False)
+            if verdict is not None and not self.apply(
+                verdict, self.link.store_time(), pushed=False
+            ):
+                self._stand_by(verdict)
+
+    def _stand_by(self, verdict: Verdict) -> None:
+        """Hold this node's breaker to the verdict the store kept over its report (a
+        shorter force-open, say): the fleet's deadlines are only ever extended, and this
+        node's own report may have shortened its local one."""
+        record = self.sup.providers.get(verdict.provider)
+        known = self.known.get(verdict.provider)
+        if (
+            record is not None
+            and verdict.opens
+            and known is not None
+            and known.epoch == verdict.epoch
+        ):
+            now = self.sup.now()
+            self._hold(record, verdict, verdict.until - self.link.store_time(), now)
 
     async def _backstop(self) -> None:
         timeout = self.settings.timeout
