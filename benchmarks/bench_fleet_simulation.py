@@ -46,7 +46,8 @@ def outage(seeds: int) -> None:
         ratio = primary.dead_attempts / primary.alone_dead_attempts
         ratios.append(ratio)
         print(
-            f"  seed {report.seed:>2}: {primary.dead_attempts:>4} / {primary.alone_dead_attempts:>4}"
+            f"  seed {report.seed:>2}: {primary.dead_attempts:>4}"
+            f" / {primary.alone_dead_attempts:>4}"
             f" = {ratio:.3f}  (availability {report.availability:.5f} /"
             f" {fleet.alone_availability:.5f}; {time.perf_counter() - started:.1f} s wall)"
         )

@@ -29,7 +29,7 @@ from ._protocol import (
 from ._status import LAG_BUCKETS as LAG_BUCKETS, FleetStatus as FleetStatus
 
 if TYPE_CHECKING:
-    from ._redis import RedisFleet as RedisFleet
+    from ciris_actors.fleet._redis import RedisFleet as RedisFleet
 
 __all__ = [
     "DISABLED_TTL",
@@ -51,9 +51,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # RedisFleet needs the `redis` extra (coredis): imported only when asked for.
+    # RedisFleet needs the `redis` extra (coredis): imported only when asked for. The
+    # import is absolute because import-linter reads an indented relative import in a
+    # package's __init__ as one of the parent package.
     if name == "RedisFleet":
-        from ._redis import RedisFleet
+        from ciris_actors.fleet._redis import RedisFleet
 
         return RedisFleet
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
