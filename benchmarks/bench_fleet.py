@@ -19,10 +19,12 @@ Method:
 2. *Resolve cost.* In this process, ``get_service_nowait`` on two registries of the same
    providers, one with a ``RedisFleet`` attached and one without, timed in interleaved
    rounds by ``_harness.measure`` (batches, gc off while timing).
-3. *Redis killed under traffic.* Four workers each resolve and settle a request every
-   millisecond (``admit``/``settle``), timing every resolve. Redis is killed, then started
-   again (empty); each worker notes when it published ``FleetDegraded`` and
-   ``FleetRestored``. A request is lost if its resolve raised.
+3. *Redis killed, and frozen, under traffic.* Four workers each resolve and settle a
+   request every millisecond (``admit``/``settle``), timing every resolve. Redis is
+   killed, then started again (empty); in a second run it is frozen (SIGSTOP: no
+   connection closes, every reply just stops, as behind a network fault) and thawed.
+   Each worker notes when it published ``FleetDegraded`` and ``FleetRestored``. A request
+   is lost if its resolve raised.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import argparse
 import json
 import os
 import pathlib
+import subprocess
 import sys
 import tempfile
 import time
@@ -162,7 +165,7 @@ class Worker:
     async def start(cls, url: str, node: str, namespace: str, providers: int) -> Worker:
         args = [sys.executable, __file__, "--worker", url, node, namespace, str(providers)]
         process = await trio.lowlevel.open_process(
-            args, stdin=trio.subprocess.PIPE, stdout=trio.subprocess.PIPE
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
         return cls(process)
 
@@ -227,18 +230,26 @@ async def propagation(url: str, count: int, rounds: int) -> list[float]:
     return lags
 
 
-async def redis_killed(server: Any, count: int, seconds: float) -> dict[str, Any]:
-    """Kill Redis under traffic and start it again; what every worker saw."""
+async def redis_lost(server: Any, count: int, seconds: float, how: str) -> dict[str, Any]:
+    """Take Redis away under traffic (*how*: ``"killed"``, or ``"frozen"``: SIGSTOP, no
+    connection closed, as behind a network fault) and bring it back; what every worker
+    saw."""
     workers = await _start_workers(server.url, count, 1)
     try:
         for each in workers:
             await each.send(f"traffic {seconds}")
         await trio.sleep(seconds * 0.25)
         killed = time.time()
-        server.stop()
+        if how == "killed":
+            server.stop()
+        else:
+            server.freeze()
         await trio.sleep(seconds * 0.35)
         started = time.time()
-        server.start()
+        if how == "killed":
+            server.start()
+        else:
+            server.thaw()
         nodes = []
         with trio.fail_after(seconds + 30):
             for each in workers:
@@ -296,8 +307,10 @@ async def run(args: argparse.Namespace, cfg: Config, results: Results) -> None:
                 results.extra[f"propagation/{count}"] = lags
             progress("resolve cost with and without a fleet")
             await resolve_cost(server.url, cfg, results)
-            progress("Redis killed under traffic: 4 processes")
-            results.extra["killed"] = await redis_killed(server, 4, 4.0 if args.quick else 8.0)
+            for how in ("killed", "frozen"):
+                progress(f"Redis {how} under traffic: 4 processes")
+                seconds = 4.0 if args.quick else 8.0
+                results.extra[how] = await redis_lost(server, 4, seconds, how)
         finally:
             server.stop()
 
@@ -319,34 +332,34 @@ def targets(results: Results, processes: Sequence[int]) -> list[Target]:
     found.append(
         Target("get_service_nowait with a fleet <= 1.05x without", f"{ratio:.3f}x", ratio <= 1.05)
     )
-    killed = results.extra["killed"]
-    nodes = killed["nodes"]
-    lost = sum(n["lost"] for n in nodes)
-    served = sum(n["served"] for n in nodes)
-    slowest = max(n["slowest_resolve_ns"] for n in nodes) / 1e3
-    found.append(
-        Target(
-            "Redis killed: no request lost, no resolve waits on it",
-            f"{served} served, {lost} lost; slowest resolve {slowest:.0f} us",
-            lost == 0 and slowest < 10_000,
+    for how in ("killed", "frozen"):
+        nodes = results.extra[how]["nodes"]
+        lost = sum(n["lost"] for n in nodes)
+        served = sum(n["served"] for n in nodes)
+        slowest = max(n["slowest_resolve_ns"] for n in nodes) / 1e3
+        found.append(
+            Target(
+                f"Redis {how}: no request lost, no resolve waits on it",
+                f"{served} served, {lost} lost; slowest resolve {slowest:.0f} us",
+                lost == 0 and slowest < 10_000,
+            )
         )
-    )
-    degraded = [n["degraded_after_s"] for n in nodes]
-    restored = [n["restored_after_s"] for n in nodes]
-    found.append(
-        Target(
-            "every node degraded within 1 s of the kill",
-            "after " + ", ".join("never" if d is None else f"{d:.2f} s" for d in degraded),
-            all(d is not None and d <= 1.0 for d in degraded),
+        degraded = [n["degraded_after_s"] for n in nodes]
+        restored = [n["restored_after_s"] for n in nodes]
+        found.append(
+            Target(
+                f"Redis {how}: every node degraded within 1 s",
+                "after " + ", ".join("never" if d is None else f"{d:.2f} s" for d in degraded),
+                all(d is not None and d <= 1.0 for d in degraded),
+            )
         )
-    )
-    found.append(
-        Target(
-            "every node restored within 1 s + back-off (max 2 s) of the restart",
-            "after " + ", ".join("never" if r is None else f"{r:.2f} s" for r in restored),
-            all(r is not None and r <= 3.0 for r in restored),
+        found.append(
+            Target(
+                f"Redis {how}: every node restored within 1 s + back-off (max 2 s)",
+                "after " + ", ".join("never" if r is None else f"{r:.2f} s" for r in restored),
+                all(r is not None and r <= 3.0 for r in restored),
+            )
         )
-    )
     return found
 
 
@@ -382,8 +395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" p90 {percentile(lags, 90) * 1e3:.2f} ms, p99 {percentile(lags, 99) * 1e3:.2f} ms"
         )
     print()
-    for i, node in enumerate(results.extra["killed"]["nodes"]):
-        print(f"Redis killed, node-{i}: {json.dumps(node)}")
+    for how in ("killed", "frozen"):
+        for i, node in enumerate(results.extra[how]["nodes"]):
+            print(f"Redis {how}, node-{i}: {json.dumps(node)}")
     print()
     print(render_targets(targets(results, args.processes), args.quick))
     if args.json:

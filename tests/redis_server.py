@@ -189,6 +189,17 @@ class RedisServer:
             process.kill()
             process.wait()
 
+    def freeze(self) -> None:
+        """Stop the server answering without closing a connection (SIGSTOP), as a host
+        lost behind a network fault looks to its clients; :meth:`thaw` resumes it."""
+        assert self._process is not None, "the server is not running"
+        self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Resume a frozen server (SIGCONT)."""
+        assert self._process is not None, "the server is not running"
+        self._process.send_signal(signal.SIGCONT)
+
     def _address_in_use(self) -> bool:
         return "Address already in use" in self._read_log()
 

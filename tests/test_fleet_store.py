@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import secrets
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -508,16 +507,14 @@ async def test_a_frozen_server_times_out_and_the_link_answers_right_afterwards(
     store = Store("redis", redis_server)
     a = store.link("a")
     assert await a.report(Report("p", K.FORCED, 60.0)) is not None
-    process = redis_server._process
-    assert process is not None
-    process.send_signal(signal.SIGSTOP)
+    redis_server.freeze()
     try:
         with pytest.raises(FleetUnavailable, match="did not answer within"):
             await a.report(Report("q", K.FORCED, 60.0))
         with trio.move_on_after(0.05):  # cancelled mid-call, as the fleet actor may
             await a.read()
     finally:
-        process.send_signal(signal.SIGCONT)
+        redis_server.thaw()
     try:
         # Replies are not mixed up with those of the calls that gave up.
         snapshot = await a.read()
