@@ -617,3 +617,25 @@ def test_the_fleet_package_imports_without_coredis_and_redisfleet_says_how_to_ge
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert "pip install 'ciris-actors[redis]'" in result.stdout
+
+
+async def test_a_foreign_value_under_a_verdict_key_is_no_verdict_and_fails_nothing(
+    redis_server: RedisServer,
+) -> None:
+    store = Store("redis", redis_server)
+    a = store.link("a")
+    try:
+        assert await a.report(Report("good", K.FORCED, 60.0)) is not None
+        async with coredis.Redis.from_url(redis_server.url, decode_responses=True) as client:
+            index = f"{{{store.namespace}}}:index"
+            await client.zadd(index, {"bad": 1e12, "worse": 1e12})
+            await client.set(f"{{{store.namespace}}}:v:bad", "not json")
+            await client.set(f"{{{store.namespace}}}:v:worse", '{"expires": "soon"}')
+        snapshot = await a.read()
+        assert [v.provider for v in snapshot.verdicts] == ["good"]
+        # A report about the provider whose key holds garbage replaces it.
+        verdict = await a.report(Report("bad", K.FORCED, 60.0))
+        assert verdict is not None
+        assert verdict.provider == "bad"
+    finally:
+        await store.aclose()

@@ -41,7 +41,10 @@ end
 local function load(key)
   local raw = redis.call('GET', key)
   if not raw then return nil, nil end
-  local v = cjson.decode(raw)
+  -- A value that is not one of ours (written by hand, say) counts as no verdict, so
+  -- that it cannot fail every read and report of the fleet.
+  local ok, v = pcall(cjson.decode, raw)
+  if not ok or type(v) ~= 'table' or type(v.expires) ~= 'number' then return nil, nil end
   if v.expires <= now then return nil, nil end
   return v, raw
 end

@@ -382,7 +382,13 @@ class RedisFleet:
     async def read(self) -> Snapshot:
         """See :meth:`FleetLink.read`."""
         reply = await self._run("read", (self.index_key,), (f"{self._prefix}:v:",))
-        return Snapshot(now=float(reply[0]), verdicts=tuple(_verdict(raw) for raw in reply[1:]))
+        verdicts = []
+        for raw in reply[1:]:
+            try:
+                verdicts.append(_verdict(raw))
+            except (ValueError, KeyError, TypeError):
+                continue  # a key of the namespace someone else wrote: not a verdict
+        return Snapshot(now=float(reply[0]), verdicts=tuple(verdicts))
 
     def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[Verdict]]:
         """See :meth:`FleetLink.subscribe`."""
