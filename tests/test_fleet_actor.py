@@ -245,3 +245,26 @@ def test_memory_fleet_refuses_bad_settings_naming_the_field(
 def test_a_report_refuses_bad_fields_naming_them(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises((TypeError, ValueError), match=field):
         Report(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_the_queue_of_a_node_without_its_store_stays_bounded_and_ends_in_the_last_word(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = MemoryFleet()
+    async with (
+        open_registry(fleet=hub.node("a"), health_check_interval=None) as a,
+        open_registry(fleet=hub.node("b"), health_check_interval=None) as b,
+    ):
+        for registry in (a, b):
+            registry.register("agent", "llm", Provider(), name="primary")
+            assert await registry.wait_ready(1.0, ["llm"])
+        hub.partition("a")
+        await until(a, lambda: not status(a).reachable, what="a degraded")
+        for _ in range(500):
+            a.force_open("primary", 60.0)
+            a.reset_circuit_breaker("primary")
+        a.force_open("primary", 60.0)
+        assert status(a).pending <= 2  # one reset and one force-open, not a thousand
+        hub.heal("a")
+        await until(b, lambda: state(b, "primary") is CircuitState.OPEN, what="the last word")
+        assert status(a).pending == 0

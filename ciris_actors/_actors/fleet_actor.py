@@ -116,10 +116,19 @@ class FleetActor:
     # -- what the registry tells it (synchronous, never waits) --------------------------
 
     def offer(self, report: Report, *, provisional: bool = False) -> None:
-        """Queue *report* for the store."""
+        """Queue *report* for the store.
+
+        A waiting report of the same kind about the same provider is dropped: the newer
+        one says all it said (deadlines only extend; a vote counts from its latest time),
+        so the queue holds at most one report per provider and kind however long the
+        store is away.
+        """
         outbox = self.outbox
         if outbox and outbox[-1][1] and outbox[-1][0].provider == report.provider:
             outbox.pop()
+        name, kind = report.provider, report.kind
+        if any(r.provider == name and r.kind is kind for r, _ in outbox):
+            outbox[:] = [(r, p) for r, p in outbox if r.provider != name or r.kind is not kind]
         outbox.append((report, provisional))
         if report.kind.opens:
             self.mine[report.provider] = report
