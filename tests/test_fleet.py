@@ -414,3 +414,111 @@ async def test_a_disable_outlives_its_stores_key_because_its_node_offers_it_agai
         async with node(harness, "late") as late:
             assert state(late, "primary") is OPEN
             assert next(v for v in late.snapshot() if v.name == "primary").disabled == "key revoked"
+
+
+# -- found in review: reports and resets that cross an outage ------------------------------------
+
+
+async def test_an_open_that_ended_while_its_node_was_cut_off_is_not_replayed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    harness = MemoryHarness()
+    async with node(harness, "a") as a, node(harness, "b") as b:
+        assert harness.hub is not None
+        harness.hub.partition("a")
+        await until(a, lambda: not status(a).reachable, what="a cut off")
+        fail(a, "primary")
+        await until(a, in_state(a, "primary", HALF_OPEN), what="a's own probe")
+        a.report_success("primary")
+        assert state(a, "primary") is CLOSED
+        await trio.sleep(60.0)  # the provider serves a's traffic for a minute
+        harness.hub.heal("a")
+        await until(a, lambda: status(a).reachable and status(a).pending == 0, what="a back")
+        await trio.testing.wait_all_tasks_blocked()
+        assert state(b, "primary") is CLOSED  # a's old open, over, was not sent
+        assert state(a, "primary") is CLOSED
+
+
+async def test_a_rate_limit_reported_while_cut_off_keeps_its_own_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    harness = MemoryHarness()
+    async with node(harness, "a") as a, node(harness, "b") as b:
+        assert harness.hub is not None
+        harness.hub.partition("a")
+        await until(a, lambda: not status(a).reachable, what="a cut off")
+        a.report_failure("primary", error=RateLimited(retry_after=30.0))
+        await trio.sleep(20.0)
+        harness.hub.heal("a")
+        await until(b, in_state(b, "primary", OPEN), what="the rate limit")
+        left = b.view("primary").breaker["next_attempt_time"] - trio.current_time()
+        assert left < 30.0 - 19.0  # what was left of it, not 30 s from now
+
+
+async def test_a_reset_made_while_cut_off_does_not_undo_a_newer_verdict(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    harness = MemoryHarness()
+    async with node(harness, "a") as a, node(harness, "b") as b:
+        assert harness.hub is not None
+        a.force_open("primary", 100.0)
+        await until(b, in_state(b, "primary", OPEN), what="the force-open")
+        harness.hub.partition("a")
+        await until(a, lambda: not status(a).reachable, what="a cut off")
+        a.reset_circuit_breaker("primary")  # an operator, on a node that is cut off
+        b.report_failure("primary", error=RateLimited(retry_after=600.0))  # then a 429
+        harness.hub.heal("a")
+        await until(a, lambda: status(a).reachable and status(a).pending == 0, what="a back")
+        await trio.testing.wait_all_tasks_blocked()
+        assert state(b, "primary") is OPEN
+        assert state(a, "primary") is OPEN  # a learns of the 429 instead
+
+
+async def test_a_node_that_missed_a_reset_applies_it_when_it_reconnects(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    harness = MemoryHarness()
+    async with node(harness, "a") as a, node(harness, "b") as b:
+        assert harness.hub is not None
+        a.force_open("primary", 3600.0)
+        await until(b, in_state(b, "primary", OPEN), what="the force-open")
+        harness.hub.partition("b")
+        await until(b, lambda: not status(b).reachable, what="b cut off")
+        a.reset_circuit_breaker("primary")
+        harness.hub.heal("b")
+        await until(b, in_state(b, "primary", CLOSED), what="the reset b missed")
+
+
+async def test_a_node_back_from_a_partition_does_not_undo_a_reset_of_its_own_verdict(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    harness = MemoryHarness()
+    async with node(harness, "a") as a, node(harness, "b") as b:
+        assert harness.hub is not None
+        b.report_failure("primary", error=RateLimited(retry_after=600.0))
+        await until(a, in_state(a, "primary", OPEN), what="b's rate limit")
+        harness.hub.partition("b")
+        await until(b, lambda: not status(b).reachable, what="b cut off")
+        a.reset_circuit_breaker("primary")  # the 429 is over
+        harness.hub.heal("b")
+        await until(b, in_state(b, "primary", CLOSED), what="the reset, at b")
+        await trio.testing.wait_all_tasks_blocked()
+        assert state(a, "primary") is CLOSED  # b did not publish its rate limit again
+
+
+async def test_an_idle_fleet_keeps_one_prober_however_long_nobody_calls(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    harness = MemoryHarness()
+    async with (
+        node(harness, "a") as a,
+        node(harness, "b") as b,
+        node(harness, "c") as c,
+        node(harness, "d") as d,
+    ):
+        nodes = (a, b, c, d)
+        await _open_everywhere(harness, a, (b, c, d))
+        for _ in range(10):  # ten probe claims' time (timeout_duration 1 s) with no call
+            await trio.sleep(BREAKER.timeout_duration)
+            await trio.testing.wait_all_tasks_blocked()
+            assert sum(state(r, "primary") is HALF_OPEN for r in nodes) <= 1

@@ -72,14 +72,30 @@ def _act(registries: dict[str, Registry], hub: MemoryFleet, step: tuple[Any, ...
                     registry.settle(ticket, Outcome.SUCCESS if step[2] else Outcome.FAILURE)
 
 
+def _connected(registry: Registry, hub: MemoryFleet, name: str) -> bool:
+    fleet = registry.fleet_status()
+    assert fleet is not None
+    return not hub.is_cut(name) and fleet.reachable and not fleet.pending
+
+
+def _check_closed(registries: dict[str, Registry], hub: MemoryFleet, provider: str) -> None:
+    """With a quorum of one, every open is reported and becomes a verdict: a connected
+    node with nothing waiting holds no provider open that the store holds no verdict
+    about (closed, reset, or never opened)."""
+    for name, registry in registries.items():
+        if _connected(registry, hub, name):
+            assert _state(registry, provider) is not CircuitState.OPEN, (name, provider)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(steps, max_size=25), st.sampled_from([1, 2]))
-def test_every_connected_node_holds_open_what_the_store_holds_open(
+def test_every_connected_node_holds_open_what_the_store_holds_open_and_nothing_it_closed(
     script: list[tuple[Any, ...]], quorum: int
 ) -> None:
     """Convergence: once the fleet is quiet, a node that reaches the store keeps every
-    provider OPEN whose store verdict has not reached its deadline (disables for ever),
-    and epochs only grow."""
+    provider OPEN whose store verdict has not reached its deadline (disables for ever);
+    with a quorum of one, it holds none open that the store does not; and epochs only
+    grow."""
 
     async def scenario() -> None:
         harness = MemoryHarness(MemoryFleet(quorum=quorum))
@@ -100,15 +116,20 @@ def test_every_connected_node_holds_open_what_the_store_holds_open(
                     await trio.sleep(step[1])
                 await trio.testing.wait_all_tasks_blocked()
                 snapshot = await observer.read()
+                if quorum == 1:
+                    held = {v.provider for v in snapshot.verdicts if v.opens}
+                    for provider in PROVIDERS:
+                        if provider not in held:
+                            _check_closed(registries, hub, provider)
                 for verdict in snapshot.verdicts:
                     assert verdict.epoch >= epochs.get(verdict.provider, 0)
                     epochs[verdict.provider] = verdict.epoch
+                    if not verdict.opens:
+                        continue
                     if verdict.until <= snapshot.now:
                         continue  # the probe's turn: a node may be half-open
                     for name, registry in registries.items():
-                        fleet = registry.fleet_status()
-                        assert fleet is not None
-                        if hub.is_cut(name) or not fleet.reachable or fleet.pending:
+                        if not _connected(registry, hub, name):
                             continue
                         assert _state(registry, verdict.provider) is CircuitState.OPEN, (
                             name,

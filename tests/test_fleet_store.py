@@ -28,6 +28,7 @@ from ciris_actors.fleet import (
     MemoryFleet,
     RedisFleet,
     Report,
+    Snapshot,
     Verdict,
     VerdictKind,
 )
@@ -121,6 +122,11 @@ async def nothing_pushed_before(link: FleetLink, pushes: AsyncIterator[Verdict])
     assert (verdict.provider, verdict.kind) == ("marker", K.RESET), verdict
 
 
+def held(snapshot: Snapshot) -> tuple[Verdict, ...]:
+    """*snapshot*'s verdicts, but for the marker's (:func:`nothing_pushed_before`)."""
+    return tuple(v for v in snapshot.verdicts if v.provider != "marker")
+
+
 @asynccontextmanager
 async def subscribed(link: FleetLink) -> AsyncIterator[AsyncIterator[Verdict]]:
     """*link*'s pushes; the iterator is closed on the way out (a test takes a few pushes
@@ -143,7 +149,6 @@ async def subscribed(link: FleetLink) -> AsyncIterator[AsyncIterator[Verdict]]:
         (K.FAILURE, 10.0),
         (K.RATE_LIMITED, 10.0),
         (K.FORCED, 10.0),
-        (K.PROBE_FAILED, 10.0),
         (K.DISABLED, math.inf),
     ],
 )
@@ -193,14 +198,15 @@ async def test_a_probe_success_closes_only_the_verdict_it_was_for(
         await pushed(pushes)
         # A close about the older verdict is stale: the newer one stays, nothing is pushed.
         assert await a.report(Report("p", K.CLOSED, epoch=first.epoch)) == second
-        assert (await a.read()).verdicts == (second,)
+        assert held(await a.read()) == (second,)
         await nothing_pushed_before(a, pushes)
         # About the current one: closed, and pushed.
         assert await a.report(Report("p", K.CLOSED, epoch=second.epoch)) is None
         closed = await pushed(pushes)
         assert (closed.kind, closed.until, closed.node) == (K.CLOSED, 0.0, "a")
         assert closed.epoch > second.epoch
-        assert (await a.read()).verdicts == ()
+        # The close is read, for a node that missed its push, and holds nothing open.
+        assert held(await a.read()) == (closed,)
         # A close with nothing open: nothing to push.
         assert await a.report(Report("p", K.CLOSED, epoch=closed.epoch)) is None
         await nothing_pushed_before(a, pushes)
@@ -221,9 +227,47 @@ async def test_a_reset_always_closes_and_pushes(store: Store, store_clock: objec
         assert disabled is not None
         assert disabled.epoch > reset.epoch
         assert await pushed(pushes) == disabled
-        assert await b.report(Report("p", K.RESET)) is None  # a reset ends a disable too
+        # A reset ends a disable too, when its node had seen it.
+        assert await b.report(Report("p", K.RESET, epoch=disabled.epoch)) is None
+        reset_again = await pushed(pushes)
+        assert reset_again.kind is K.RESET
+        assert held(await a.read()) == (reset_again,)
+
+
+async def test_a_reset_never_undoes_a_verdict_its_node_had_not_seen(
+    store: Store, store_clock: object
+) -> None:
+    a, b = store.link("a"), store.link("b")
+    seen = await a.report(Report("p", K.FORCED, 10.0))
+    assert seen is not None
+    newer = await b.report(Report("p", K.RATE_LIMITED, 600.0))
+    assert newer is not None
+    async with subscribed(b) as pushes:
+        # a decided its reset knowing only the force-open (say, cut off from the store).
+        assert await a.report(Report("p", K.RESET, epoch=seen.epoch)) == newer
+        await nothing_pushed_before(b, pushes)
+        assert held(await b.read()) == (newer,)
+        assert await a.report(Report("p", K.RESET, epoch=newer.epoch)) is None
         assert (await pushed(pushes)).kind is K.RESET
-        assert (await a.read()).verdicts == ()
+
+
+async def test_a_failed_probe_reopens_its_verdict_at_once_and_is_a_vote_otherwise(
+    store: Store, store_clock: object
+) -> None:
+    a = store.link("a", quorum=2)
+    b = store.link("b", quorum=2)
+    forced = await a.report(Report("p", K.FORCED, 1.0))
+    assert forced is not None
+    reopened = await a.report(Report("p", K.PROBE_FAILED, 30.0, epoch=forced.epoch))
+    assert reopened is not None
+    assert (reopened.kind, reopened.until) == (K.PROBE_FAILED, reopened.at + 30.0)
+    # After a reset, a late failure of a probe of the old verdict is one node's open: a
+    # vote, short of the quorum of two.
+    assert await b.report(Report("p", K.RESET, epoch=reopened.epoch)) is None
+    assert await a.report(Report("p", K.PROBE_FAILED, 30.0, epoch=reopened.epoch)) is None
+    vote = await b.report(Report("p", K.PROBE_FAILED, 30.0, epoch=reopened.epoch))
+    assert vote is not None
+    assert vote.kind is K.FAILURE
 
 
 # -- quorum ----------------------------------------------------------------------------------------
@@ -237,7 +281,7 @@ async def test_an_ordinary_open_needs_quorum_distinct_nodes_within_the_window(
     async with subscribed(a) as pushes:
         assert await a.report(Report("p", K.FAILURE, 10.0)) is None
         assert await a.report(Report("p", K.FAILURE, 10.0)) is None  # the same node again
-        assert (await a.read()).verdicts == ()
+        assert held(await a.read()) == ()
         await nothing_pushed_before(a, pushes)
         # The window passes: a's votes no longer count.
         await trio.sleep(SHORT)
@@ -251,7 +295,7 @@ async def test_an_ordinary_open_needs_quorum_distinct_nodes_within_the_window(
 
 async def test_immediate_kinds_need_no_quorum(store: Store, store_clock: object) -> None:
     a = store.link("a", quorum=3)
-    for kind in (K.RATE_LIMITED, K.FORCED, K.PROBE_FAILED):
+    for kind in (K.RATE_LIMITED, K.FORCED):
         verdict = await a.report(Report(kind.value, kind, 5.0))
         assert verdict is not None
         assert verdict.kind is kind
@@ -293,9 +337,9 @@ async def test_nothing_outlasts_a_disable_but_a_reset(store: Store, store_clock:
     for kind in (K.FAILURE, K.RATE_LIMITED, K.FORCED, K.PROBE_FAILED):
         assert await b.report(Report("p", kind, 1e9)) == disabled
     assert await b.report(Report("p", K.DISABLED, math.inf, "again")) == disabled
-    assert (await b.read()).verdicts == (disabled,)
-    assert await b.report(Report("p", K.RESET)) is None
-    assert (await b.read()).verdicts == ()
+    assert held(await b.read()) == (disabled,)
+    assert await b.report(Report("p", K.RESET, epoch=disabled.epoch)) is None
+    assert [v.kind for v in (await b.read()).verdicts] == [K.RESET]
 
 
 # -- the half-open probe claim ---------------------------------------------------------------------
@@ -381,7 +425,7 @@ async def test_a_read_holds_verdicts_past_their_deadline_until_their_keys_expire
     assert snapshot.verdicts == (verdict,)  # past its deadline: due a probe
     assert snapshot.now > verdict.until
     await trio.sleep(SHORT)
-    assert (await a.read()).verdicts == ()
+    assert held(await a.read()) == ()
     # Expired means gone: a new report starts afresh, with a newer epoch.
     again = await a.report(Report("p", K.RATE_LIMITED, 0.01))
     assert again is not None
@@ -430,12 +474,12 @@ async def test_the_store_fails_when_down_and_works_again_after_it_comes_back(
             await operation()
     await trio.sleep(1e-3)  # the store's clock moves on while it is down (virtual time too)
     await store.start()
-    assert (await a.read()).verdicts == ()  # lost with the store (no persistence)
+    assert held(await a.read()) == ()  # lost with the store (no persistence)
     after = await a.report(Report("p", K.FORCED, 1.0))
     assert after is not None
     assert after.epoch > before.epoch  # from the store's clock: newer across a restart
     async with subscribed(a) as pushes:
-        reset = await a.report(Report("p", K.RESET))
+        reset = await a.report(Report("p", K.RESET, epoch=after.epoch))
         assert reset is None
         assert (await pushed(pushes)).kind is K.RESET
 
@@ -493,7 +537,7 @@ async def test_namespaces_keep_two_fleets_apart(redis_server: RedisServer) -> No
     try:
         async with subscribed(b) as pushes:
             assert await a.report(Report("p", K.FORCED, 60.0)) is not None
-            assert (await b.read()).verdicts == ()
+            assert held(await b.read()) == ()
             await nothing_pushed_before(b, pushes)
             assert (await a.read()).verdicts != ()
     finally:
@@ -536,7 +580,7 @@ async def test_a_link_made_outside_the_run_connects_in_each_run(redis_server: Re
     # In a worker thread: a trio run of its own, as a user's script would start.
     first = await trio.to_thread.run_sync(trio.run, report)
     assert first is not None
-    assert (await link.read()).verdicts == (first,)
+    assert held(await link.read()) == (first,)
     await link.aclose()
     await link.aclose()  # twice is fine
 

@@ -22,6 +22,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+import attrs
 import trio
 
 from .._types import CircuitState
@@ -69,6 +70,19 @@ def _sane(verdict: object) -> bool:
     )
 
 
+@attrs.define
+class _Pending:
+    """A report waiting for the store."""
+
+    report: Report
+    #: Whether the next report about the same provider replaces it (a transition's
+    #: guess, which an error class or a manual action made in the same step corrects).
+    provisional: bool
+    #: For an opening report, the registry time its deadline falls at: what is sent is
+    #: what is left of it then (a report that waited out an outage is not replayed whole).
+    deadline: float
+
+
 class FleetActor:
     """One registry's link to its fleet: reports out, verdicts in, degraded mode."""
 
@@ -80,13 +94,13 @@ class FleetActor:
         #: Extra time a fleet verdict holds a breaker past its deadline, for this node to
         #: claim the probe; past it the local breaker half-opens by itself.
         self.grace = 2 * self.settings.timeout
-        #: Reports waiting for the store, oldest first, and whether each may be replaced
-        #: by the next report about the same provider (a transition's guess, which an
-        #: error class or a manual action made in the same step corrects).
-        self.outbox: list[tuple[Report, bool]] = []
+        #: Reports waiting for the store, oldest first.
+        self.outbox: list[_Pending] = []
         self._outbox_changed = trio.Event()
-        #: The newest verdict seen for each provider (by epoch).
+        #: The newest verdict seen for each provider (by epoch), and the registry time it
+        #: was applied at.
         self.known: dict[str, Verdict] = {}
+        self.applied_at: dict[str, float] = {}
         #: Provider -> registry time to claim its probe at.
         self.timers: dict[str, float] = {}
         self._timers_changed = trio.Event()
@@ -124,17 +138,25 @@ class FleetActor:
         store is away.
         """
         outbox = self.outbox
-        if outbox and outbox[-1][1] and outbox[-1][0].provider == report.provider:
+        if outbox and outbox[-1].provisional and outbox[-1].report.provider == report.provider:
             outbox.pop()
         name, kind = report.provider, report.kind
-        if any(r.provider == name and r.kind is kind for r, _ in outbox):
-            outbox[:] = [(r, p) for r, p in outbox if r.provider != name or r.kind is not kind]
-        outbox.append((report, provisional))
+        if any(p.report.provider == name and p.report.kind is kind for p in outbox):
+            outbox[:] = [
+                p for p in outbox if p.report.provider != name or p.report.kind is not kind
+            ]
+        deadline = self.sup.now() + report.duration if kind.opens else 0.0
+        outbox.append(_Pending(report, provisional, deadline))
         if report.kind.opens:
             self.mine[report.provider] = report
         else:
             self.mine.pop(report.provider, None)
         self._outbox_changed.set()
+
+    def _seen(self, name: str) -> int:
+        """The newest epoch this node has seen for provider *name* (0: none)."""
+        known = self.known.get(name)
+        return 0 if known is None else known.epoch
 
     def _open_for(self, record: ProviderRecord, now: float) -> float:
         deadline = record.breaker.next_attempt_time
@@ -160,7 +182,8 @@ class FleetActor:
         elif new is CircuitState.CLOSED:
             epoch = self.probing.pop(name, None)
             if old is CircuitState.OPEN:  # a reset, or a new configuration
-                self.offer(Report(name, VerdictKind.RESET, reason="reset"), provisional=True)
+                report = Report(name, VerdictKind.RESET, reason="reset", epoch=self._seen(name))
+                self.offer(report, provisional=True)
             else:
                 if epoch is None and known is not None and known.opens:
                     epoch = known.epoch  # probed alone (the store away, or slow)
@@ -186,7 +209,8 @@ class FleetActor:
 
     def reset(self, record: ProviderRecord) -> None:
         """Report a manual reset."""
-        self.offer(Report(record.name, VerdictKind.RESET, reason="reset"))
+        name = record.name
+        self.offer(Report(name, VerdictKind.RESET, reason="reset", epoch=self._seen(name)))
 
     def registered(self, record: ProviderRecord, now: float) -> None:
         """Apply what the fleet holds about a provider just registered under that name."""
@@ -208,6 +232,7 @@ class FleetActor:
             return False
         self.known[name] = verdict
         now = self.sup.now()
+        self.applied_at[name] = now
         lag = None
         if pushed:
             lag = max(0.0, store_now - verdict.at)
@@ -281,18 +306,44 @@ class FleetActor:
         self.sup.state_version += 1
         record.tell(BreakerMessage.RESET)
 
-    def _forget_missing(self, snapshot: Snapshot) -> None:
-        """Drop open verdicts the store no longer holds (expired, or lost with a store
-        restart): the local breakers keep their holds and end them by themselves."""
+    def _forget_missing(self, snapshot: Snapshot, asked: float) -> None:
+        """Forget the verdicts the store no longer holds (their keys expired, or a
+        restart lost them), unless applied since the read was sent (*asked*, registry
+        time). A breaker this node held open only for the fleet (not for a report of its
+        own) is released: it probes the provider itself, or comes back into service if the
+        verdict was a disable."""
         present = {verdict.provider for verdict in snapshot.verdicts}
-        for name in [n for n, v in self.known.items() if v.opens and n not in present]:
+        for name, verdict in list(self.known.items()):
+            if name in present or self.applied_at.get(name, -math.inf) >= asked:
+                continue
             del self.known[name]
+            self.applied_at.pop(name, None)
             self.timers.pop(name, None)
             self.probing.pop(name, None)
+            record = self.sup.providers.get(name)
+            if verdict.opens and name not in self.mine and record is not None:
+                self._release(record)
 
-    def apply_snapshot(self, snapshot: Snapshot) -> None:
-        """Apply a full read of the store."""
-        self._forget_missing(snapshot)
+    def _release(self, record: ProviderRecord) -> None:
+        breaker = record.breaker
+        if breaker.state is not CircuitState.OPEN:
+            return
+        now = self.sup.now()
+        reason = "fleet: the verdict is gone from the store"
+        self.applying = True
+        try:
+            if breaker.disabled is not None:
+                breaker.reset(now, reason)
+            else:
+                breaker.probe(now, reason)
+        finally:
+            self.applying = False
+        self.sup.state_version += 1
+        record.tell(BreakerMessage.RESET)
+
+    def apply_snapshot(self, snapshot: Snapshot, asked: float) -> None:
+        """Apply a full read of the store, sent at registry time *asked*."""
+        self._forget_missing(snapshot, asked)
         for verdict in snapshot.verdicts:
             self.apply(verdict, snapshot.now, pushed=False)
         self.last_sync = self.sup.now()
@@ -373,9 +424,10 @@ class FleetActor:
         self._nursery.start_soon(self._guard, self._pushes)
         with trio.fail_after(timeout):
             await self._subscribed.wait()
+        asked = self.sup.now()
         with trio.fail_after(timeout):
             snapshot = await self.link.read()
-        self.apply_snapshot(snapshot)
+        self.apply_snapshot(snapshot, asked)
         self._rearm(snapshot)
         self._republish()
         if not self.reachable:
@@ -407,7 +459,7 @@ class FleetActor:
             *store* lacks (it lost them: restarted between two reads, or a disable's key
             expired) are offered; ``None`` (a new session) offers them all, votes too.
         """
-        waiting = {report.provider for report, _ in self.outbox}
+        waiting = {pending.report.provider for pending in self.outbox}
         held = set() if store is None else {v.provider for v in store.verdicts}
         now = self.sup.now()
         for name, report in list(self.mine.items()):
@@ -431,18 +483,36 @@ class FleetActor:
                 self.apply(verdict, self.link.store_time(), pushed=True)
         raise trio.BrokenResourceError("the fleet store's pushes ended")
 
+    def _fresh(self, pending: _Pending, now: float) -> Report | None:
+        """What to send of *pending* at *now*: an opening report with what is left of its
+        deadline, or nothing if its breaker is no longer open here (the state it reported
+        has ended) or its deadline has passed."""
+        report = pending.report
+        if not report.kind.opens:
+            return report
+        record = self.sup.providers.get(report.provider)
+        if record is None or record.breaker.state is not CircuitState.OPEN:
+            return None
+        if report.kind is VerdictKind.DISABLED:
+            return report if record.breaker.disabled is not None else None
+        left = pending.deadline - now
+        return attrs.evolve(report, duration=left) if left > 0 else None
+
     async def _sender(self) -> None:
         timeout = self.settings.timeout
         while True:
             while not self.outbox:
                 self._outbox_changed = trio.Event()
                 await self._outbox_changed.wait()
-            report, provisional = self.outbox.pop(0)
+            pending = self.outbox.pop(0)
+            report = self._fresh(pending, self.sup.now())
+            if report is None:
+                continue
             try:
                 with trio.fail_after(timeout):
                     verdict = await self.link.report(report)
             except BaseException:
-                self.outbox.insert(0, (report, provisional))  # nothing is lost
+                self.outbox.insert(0, pending)  # nothing is lost
                 raise
             self.sent += 1
             if verdict is not None and not self.apply(
@@ -469,9 +539,10 @@ class FleetActor:
         timeout = self.settings.timeout
         while True:
             await trio.sleep(self.settings.sync_interval)
+            asked = self.sup.now()
             with trio.fail_after(timeout):
                 snapshot = await self.link.read()
-            self.apply_snapshot(snapshot)
+            self.apply_snapshot(snapshot, asked)
             self._republish(snapshot)
 
     async def _claims(self) -> None:
@@ -498,9 +569,14 @@ class FleetActor:
                     continue  # a newer verdict came while claiming
                 now = self.sup.now()
                 if claim.won:
+                    # Probe, or go on probing: the claim is renewed at its end for as
+                    # long as this node holds it, so an idle prober stays the only one.
                     self.probing[name] = verdict.epoch
+                    self.timers[name] = now + claim.remaining
                     self._probe(record, now)
-                elif claim.remaining > 0:
+                    continue
+                self.probing.pop(name, None)  # lost (or never had) the claim
+                if claim.remaining > 0:
                     if claim.remaining != math.inf:
                         self.timers[name] = now + claim.remaining
                     holder = claim.holder or verdict.node
@@ -524,13 +600,14 @@ class FleetActor:
         await self.done.wait()
         with trio.move_on_after(self.settings.timeout):
             while self.outbox:
-                report, _ = self.outbox[0]
-                try:
-                    await self.link.report(report)
-                except Exception:
-                    break
+                report = self._fresh(self.outbox[0], self.sup.now())
+                if report is not None:
+                    try:
+                        await self.link.report(report)
+                    except Exception:
+                        break
+                    self.sent += 1
                 self.outbox.pop(0)
-                self.sent += 1
         with trio.move_on_after(self.settings.timeout):
             with contextlib.suppress(Exception):  # nothing more to do about it
                 await self.link.aclose()

@@ -4,10 +4,11 @@ Each script is one atomic step on the server's clock (``TIME``), with the semant
 :class:`~ciris_actors.fleet.MemoryFleet`. The keys of one provider share the namespace's
 hash tag, so a fleet lives on one cluster slot:
 
-- ``{ns}:v:<provider>``: the verdict in force, a JSON object (``disabled`` stands for an
+- ``{ns}:v:<provider>``: the latest verdict, a JSON object (``disabled`` stands for an
   infinite ``until``, which JSON cannot say; ``expires`` is the key's own expiry, checked
   to the microsecond); expires ``VERDICT_LINGER`` after the deadline, ``DISABLED_TTL``
-  after a disable.
+  after a disable, ``VERDICT_LINGER`` after a close (kept so that a node that missed the
+  close reads it, and a late report cannot undo it).
 - ``{ns}:votes:<provider>``: a sorted set, node -> time of its ordinary open; expires one
   quorum window after the newest vote.
 - ``{ns}:probe:<provider>``: ``"<expiry>|<node>"``, the half-open probe claim; expires
@@ -61,6 +62,9 @@ local duration, report_epoch = tonumber(ARGV[3]), tonumber(ARGV[5])
 local quorum, window = tonumber(ARGV[7]), tonumber(ARGV[8])
 local linger, disabled_ttl, channel = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
 local cur, cur_raw = load(KEYS[1])
+if cur and (cur.kind == 'closed' or cur.kind == 'reset') then
+  cur, cur_raw = nil, nil  -- a close: no verdict in force
+end
 
 local function publish(until_)
   local last = tonumber(redis.call('GET', KEYS[4]) or '0')
@@ -81,14 +85,11 @@ local function publish(until_)
     .. ',"at":' .. num(now)
     .. ',"expires":' .. num(expires) .. '}'
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', num(now))
-  if opens then
-    redis.call('SET', KEYS[1], v)
-    redis.call('PEXPIREAT', KEYS[1], math.ceil(expires * 1000))
-    redis.call('ZADD', KEYS[5], num(expires), provider)
-  else
-    redis.call('DEL', KEYS[1])
-    redis.call('ZREM', KEYS[5], provider)
-  end
+  -- A close is kept (and read) as long as a verdict lingers, so that a node that missed
+  -- its push learns of it, and a late report cannot undo it.
+  redis.call('SET', KEYS[1], v)
+  redis.call('PEXPIREAT', KEYS[1], math.ceil(expires * 1000))
+  redis.call('ZADD', KEYS[5], num(expires), provider)
   local top = redis.call('ZRANGE', KEYS[5], -1, -1, 'WITHSCORES')
   if top[2] then redis.call('PEXPIREAT', KEYS[5], math.ceil(tonumber(top[2]) * 1000)) end
   redis.call('DEL', KEYS[3])
@@ -99,6 +100,8 @@ local function publish(until_)
 end
 
 if kind == 'reset' then
+  -- A reset does not undo a verdict its node had not seen.
+  if cur and cur.epoch > report_epoch then return {num(now), cur_raw} end
   redis.call('DEL', KEYS[2])
   publish(0)
   return {num(now), ''}
@@ -109,6 +112,10 @@ if kind == 'closed' then
   if cur then publish(0) end
   redis.call('DEL', KEYS[3])
   return {num(now), ''}
+end
+if kind == 'probe_failed' and not (cur and cur.epoch == report_epoch) then
+  -- The verdict the probe was for is gone or replaced: one node's ordinary open.
+  kind = 'failure'
 end
 if kind == 'failure' then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', num(now - window))
@@ -131,7 +138,9 @@ CLAIM = (
     + """
 local epoch, node, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local cur = load(KEYS[1])
-if not cur or cur.epoch ~= epoch then return {num(now), '0', '', '0'} end
+if not cur or cur.kind == 'closed' or cur.kind == 'reset' or cur.epoch ~= epoch then
+  return {num(now), '0', '', '0'}
+end
 local until_ = cur['until']
 if cur.disabled then until_ = math.huge end
 if until_ > now then return {num(now), '0', '', num(until_ - now)} end

@@ -190,11 +190,13 @@ class MemoryFleet:
             node=node_id,
             at=now,
         )
+        state.verdict = verdict
         if verdict.opens:
-            state.verdict = verdict
             state.expires = now + DISABLED_TTL if until == math.inf else until + VERDICT_LINGER
         else:
-            state.verdict = None
+            # A close is kept (and read) as long as a verdict lingers, so that a node that
+            # missed its push learns of it, and a late report cannot undo it.
+            state.expires = now + VERDICT_LINGER
         state.probe = None
         for channels in self._subscribers.values():
             for channel in channels:
@@ -205,8 +207,12 @@ class MemoryFleet:
         now = await self._enter(node_id)
         state = self._state(report.provider, now)
         current = state.verdict
+        if current is not None and not current.opens:
+            current = None  # a close: no verdict in force
         kind = report.kind
         if kind is VerdictKind.RESET:
+            if current is not None and current.epoch > report.epoch:
+                return current  # a verdict its node had not seen: the reset is stale
             state.votes.clear()
             self._publish(state, node_id, report, 0.0, now)
             return None
@@ -218,6 +224,11 @@ class MemoryFleet:
                 self._publish(state, node_id, report, 0.0, now)
             state.probe = None
             return None
+        if kind is VerdictKind.PROBE_FAILED and (current is None or current.epoch != report.epoch):
+            # The verdict the probe was for is gone (closed, reset, expired) or replaced:
+            # the failure is one node's ordinary open, a vote like any other.
+            kind = VerdictKind.FAILURE
+            report = attrs.evolve(report, kind=kind)
         if kind is VerdictKind.FAILURE:
             window = self.settings.quorum_window
             state.votes = {n: t for n, t in state.votes.items() if t > now - window}
@@ -237,7 +248,7 @@ class MemoryFleet:
         now = await self._enter(node_id)
         state = self._state(provider, now)
         current = state.verdict
-        if current is None or current.epoch != epoch:
+        if current is None or not current.opens or current.epoch != epoch:
             return Claim(won=False, holder=None, remaining=0.0)
         if current.until > now:
             return Claim(won=False, holder=None, remaining=current.until - now)

@@ -99,8 +99,10 @@ class Report:
         open (``math.inf`` for :attr:`VerdictKind.DISABLED`); 0 for a closing kind.
       reason: why, for people (shown in events and the control plane).
       epoch: for :attr:`VerdictKind.CLOSED` and :attr:`VerdictKind.PROBE_FAILED`, the
-        epoch of the verdict the probe was for (a close about an older verdict is
-        ignored); 0 otherwise.
+        epoch of the verdict the probe was for: a close about another verdict is ignored,
+        and a failed probe of one counts as an ordinary open. For
+        :attr:`VerdictKind.RESET`, the newest epoch its node had seen for the provider: a
+        reset does not undo a verdict its node had not seen. 0 otherwise.
     """
 
     provider: str = attrs.field(validator=_provider)
@@ -156,7 +158,10 @@ class Snapshot:
 
     Attributes:
       now: the store's clock when it was read.
-      verdicts: every verdict that holds a provider open (expired ones left out).
+      verdicts: the latest verdict about each provider whose key has not expired:
+        those that hold a provider open (past their deadline too, until the probe's
+        result), and closes (for ``VERDICT_LINGER`` seconds, so a node that missed one
+        applies it).
     """
 
     now: float
@@ -238,7 +243,8 @@ class FleetLink(Protocol):
         verdict is still *epoch* and its deadline has passed."""
 
     async def read(self) -> Snapshot:
-        """Every verdict in force, with the store's clock."""
+        """Every verdict whose key has not expired, closes included, with the store's
+        clock."""
 
     def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[Verdict]]:
         """Pushed verdict changes (open and closing kinds), from when the block is
