@@ -15,7 +15,8 @@ import trio
 import trio.testing
 
 from ciris_actors import CircuitState
-from ciris_actors.events import FleetDegraded, FleetRestored, FleetVerdict
+from ciris_actors.events import BreakerTransition, FleetDegraded, FleetRestored, FleetVerdict
+from ciris_actors.fleet import MemoryFleet
 
 from .fleet_harness import (
     BREAKER,
@@ -522,3 +523,103 @@ async def test_an_idle_fleet_keeps_one_prober_however_long_nobody_calls(
             await trio.sleep(BREAKER.timeout_duration)
             await trio.testing.wait_all_tasks_blocked()
             assert sum(state(r, "primary") is HALF_OPEN for r in nodes) <= 1
+
+
+# -- found in the second review -----------------------------------------------------------------
+
+
+async def test_a_reset_right_after_a_force_open_on_the_same_node_is_not_refused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The force-open's report is still on its way when the reset is made: the reset
+    # cannot have seen its epoch, yet it is this node's own verdict.
+    harness = MemoryHarness(MemoryFleet(latency=0.05))
+    async with node(harness, "a") as a, node(harness, "b") as b:
+        a.force_open("primary", 100.0)
+        await trio.sleep(0.01)
+        a.reset_circuit_breaker("primary")
+        await until(a, lambda: status(a).pending == 0 and status(a).verdicts_sent == 2, what="sent")
+        await until(b, lambda: status(b).verdicts_received >= 2, what="both at b")
+        await trio.testing.wait_all_tasks_blocked()
+        assert state(a, "primary") is CLOSED
+        assert state(b, "primary") is CLOSED
+
+
+async def test_a_close_made_before_a_nodes_own_rate_limit_does_not_erase_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    harness = MemoryHarness()
+    async with node(harness, "a") as a, node(harness, "b") as b:
+        assert harness.hub is not None
+        harness.hub.partition("a")
+        await until(a, lambda: not status(a).reachable, what="a cut off")
+        b.force_open("primary", 10.0)
+        b.reset_circuit_breaker("primary")  # a close a never saw...
+        await until(b, lambda: status(b).pending == 0, what="b's reports")
+        await trio.sleep(1.0)
+        a.report_failure("primary", error=RateLimited(retry_after=120.0))  # ...then a 429
+        harness.hub.heal("a")
+        await until(b, in_state(b, "primary", OPEN), what="a's 429 at b")
+        assert state(a, "primary") is OPEN
+
+
+async def test_a_disable_made_elsewhere_never_flaps_while_its_node_runs(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ciris_actors.fleet import _memory
+
+    monkeypatch.setattr(_memory, "DISABLED_TTL", 5.0)
+    harness = MemoryHarness()
+    async with node(harness, "a") as a, node(harness, "b") as b:
+        a.report_failure("primary", error=KeyRevoked())
+        await until(b, in_state(b, "primary", OPEN), what="the disable at b")
+        async with b.events(types=[BreakerTransition]) as events:
+            with trio.move_on_after(30.0):  # six of the key's lifetimes
+                transition = await events.receive()
+                raise AssertionError(f"the disable flapped: {transition}")
+        assert b.view("primary").disabled == "key revoked"
+
+
+async def test_a_store_restart_does_not_make_the_other_nodes_probe_a_rate_limited_provider(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    harness = MemoryHarness()
+    async with node(harness, "a") as a, node(harness, "b") as b, node(harness, "c") as c:
+        a.report_failure("primary", error=RateLimited(retry_after=600.0))
+        for other in (b, c):
+            await until(other, in_state(other, "primary", OPEN), what="the 429")
+        async with (
+            b.events(types=[BreakerTransition]) as at_b,
+            c.events(types=[BreakerTransition]) as at_c,
+        ):
+            await harness.stop_store()
+            await until(b, lambda: not status(b).reachable, what="b degraded")
+            await harness.start_store()
+            for each in (a, b, c):
+                await until(
+                    each, functools.partial(lambda r: status(r).reachable, each), what="back"
+                )
+            await trio.sleep(10.0)
+            for events in (at_b, at_c):
+                with trio.move_on_after(1e-3):
+                    transition = await events.receive()
+                    raise AssertionError(f"held open by the 429, yet: {transition}")
+
+
+async def test_an_idle_prober_keeps_its_claim_and_the_others_keep_waiting(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    harness = MemoryHarness()
+    async with node(harness, "a") as a, node(harness, "b") as b, node(harness, "c") as c:
+        nodes = {"a": a, "b": b, "c": c}
+        a.report_failure("primary", error=RateLimited(retry_after=5.0))
+        for each in (b, c):
+            await until(each, in_state(each, "primary", OPEN), what="the 429")
+        probers = set()
+        for _ in range(400):  # past the verdict's linger, with nobody calling
+            await trio.sleep(1.0)
+            await trio.testing.wait_all_tasks_blocked()
+            half_open = {k for k, r in nodes.items() if state(r, "primary") is HALF_OPEN}
+            assert len(half_open) <= 1
+            probers |= half_open
+        assert len(probers) == 1  # the same one all along

@@ -484,6 +484,23 @@ async def test_the_store_fails_when_down_and_works_again_after_it_comes_back(
         assert (await pushed(pushes)).kind is K.RESET
 
 
+async def test_a_claimed_verdict_outlives_its_linger_while_it_is_claimed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from ciris_actors.fleet import VERDICT_LINGER
+
+    a = MemoryFleet().node("a")
+    verdict = await a.report(Report("p", K.FORCED, 1.0))
+    assert verdict is not None
+    await trio.sleep(1.0)
+    for _ in range(3):  # renewed by its holder, past the linger of the deadline
+        assert (await a.claim_probe("p", verdict.epoch, VERDICT_LINGER)).won
+        await trio.sleep(VERDICT_LINGER - 1.0)
+    assert held(await a.read()) == (verdict,)
+    await trio.sleep(2 * VERDICT_LINGER + 1.0)  # no longer claimed: it goes
+    assert held(await a.read()) == ()
+
+
 # -- Redis only ------------------------------------------------------------------------------------
 
 
@@ -491,6 +508,25 @@ async def _ttls(server: RedisServer, namespace: str) -> dict[str, int]:
     async with coredis.Redis.from_url(server.url, decode_responses=True) as client:
         keys = [key async for key in client.scan_iter(match=f"{{{namespace}}}:*")]
         return {key: await client.pttl(key) for key in keys}
+
+
+async def test_a_claimed_verdict_lives_as_long_as_it_is_claimed_on_redis(
+    redis_server: RedisServer,
+) -> None:
+    store = Store("redis", redis_server)
+    a = store.link("a")
+    try:
+        verdict = await a.report(Report("p", K.FORCED, SHORT))
+        assert verdict is not None
+        await trio.sleep(SHORT)
+        ttls = await _ttls(redis_server, store.namespace)
+        before = ttls[f"{{{store.namespace}}}:v:p"]
+        assert (await a.claim_probe("p", verdict.epoch, 1000.0)).won
+        ttls = await _ttls(redis_server, store.namespace)
+        assert ttls[f"{{{store.namespace}}}:v:p"] >= before + 900_000  # ms: the claim's 1000 s
+        assert held(await a.read()) == (verdict,)
+    finally:
+        await store.aclose()
 
 
 async def test_every_redis_key_expires_by_itself(redis_server: RedisServer) -> None:

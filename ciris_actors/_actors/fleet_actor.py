@@ -27,6 +27,7 @@ import trio
 
 from .._types import CircuitState
 from ..events import FleetDegraded, FleetRestored, FleetVerdict
+from ..fleet import _memory
 from ..fleet._protocol import IMMEDIATE, FleetLink, Report, Snapshot, Verdict, VerdictKind
 from ..fleet._status import LAG_BUCKETS, FleetStatus
 from ..outcomes import ErrorClass, ErrorKind
@@ -81,6 +82,9 @@ class _Pending:
     #: For an opening report, the registry time its deadline falls at: what is sent is
     #: what is left of it then (a report that waited out an outage is not replayed whole).
     deadline: float
+    #: The store-clock time the decision was made (estimated): a close made before it
+    #: does not undo it.
+    made: float
 
 
 class FleetActor:
@@ -107,7 +111,15 @@ class FleetActor:
         #: Provider -> epoch of the verdict this node probes for the fleet.
         self.probing: dict[str, int] = {}
         #: The open reports this node made itself, re-published when the store comes back.
-        self.mine: dict[str, Report] = {}
+        self.mine: dict[str, _Pending] = {}
+        #: Provider -> registry time a disable from another node was first found missing
+        #: from the store (its maker may yet publish it again).
+        self.vanished: dict[str, float] = {}
+        #: How long a vanished disable is kept: long enough for every node to be back
+        #: from a store restart (its back-off) and re-publish what it made.
+        self.patience = (
+            self.settings.max_backoff + self.settings.sync_interval + 2 * self.settings.timeout
+        )
         #: Set while a verdict from the store is applied, so that what it does to a
         #: breaker is not reported back.
         self.applying = False
@@ -129,7 +141,9 @@ class FleetActor:
 
     # -- what the registry tells it (synchronous, never waits) --------------------------
 
-    def offer(self, report: Report, *, provisional: bool = False) -> None:
+    def offer(
+        self, report: Report, *, provisional: bool = False, made: float | None = None
+    ) -> None:
         """Queue *report* for the store.
 
         A waiting report of the same kind about the same provider is dropped: the newer
@@ -146,9 +160,12 @@ class FleetActor:
                 p for p in outbox if p.report.provider != name or p.report.kind is not kind
             ]
         deadline = self.sup.now() + report.duration if kind.opens else 0.0
-        outbox.append(_Pending(report, provisional, deadline))
+        if made is None:
+            made = self.link.store_time()
+        pending = _Pending(report, provisional, deadline, made)
+        outbox.append(pending)
         if report.kind.opens:
-            self.mine[report.provider] = report
+            self.mine[report.provider] = pending
         else:
             self.mine.pop(report.provider, None)
         self._outbox_changed.set()
@@ -262,6 +279,9 @@ class FleetActor:
                 self._hold(record, verdict, verdict.until - store_now, now)
         else:
             self.timers.pop(name, None)
+            own = self.mine.get(name)
+            if own is not None and own.made > verdict.at:
+                return True  # this node opened it again since: its own report stands
             self.mine.pop(name, None)
             if record is not None:
                 self._close(record, verdict, now)
@@ -307,35 +327,40 @@ class FleetActor:
         record.tell(BreakerMessage.RESET)
 
     def _forget_missing(self, snapshot: Snapshot, asked: float) -> None:
-        """Forget the verdicts the store no longer holds (their keys expired, or a
+        """Forget the open verdicts the store no longer holds (their keys expired, or a
         restart lost them), unless applied since the read was sent (*asked*, registry
-        time). A breaker this node held open only for the fleet (not for a report of its
-        own) is released: it probes the provider itself, or comes back into service if the
-        verdict was a disable."""
+        time). The holds they put on breakers run out by themselves, but a disable's,
+        which has no end: a disable another node made is released (the breaker back in
+        service) once it has been missing for :attr:`patience`, time for its maker, if
+        running, to publish it again."""
         present = {verdict.provider for verdict in snapshot.verdicts}
+        now = self.sup.now()
         for name, verdict in list(self.known.items()):
             if name in present or self.applied_at.get(name, -math.inf) >= asked:
+                self.vanished.pop(name, None)
                 continue
+            if not verdict.opens:
+                continue  # a close lingers, then goes: nothing to undo
+            if verdict.kind is VerdictKind.DISABLED and name not in self.mine:
+                since = self.vanished.setdefault(name, now)
+                if now - since < self.patience:
+                    continue
+                record = self.sup.providers.get(name)
+                if record is not None:
+                    self._release(record)
+            self.vanished.pop(name, None)
             del self.known[name]
             self.applied_at.pop(name, None)
             self.timers.pop(name, None)
             self.probing.pop(name, None)
-            record = self.sup.providers.get(name)
-            if verdict.opens and name not in self.mine and record is not None:
-                self._release(record)
 
     def _release(self, record: ProviderRecord) -> None:
         breaker = record.breaker
-        if breaker.state is not CircuitState.OPEN:
+        if breaker.disabled is None:
             return
-        now = self.sup.now()
-        reason = "fleet: the verdict is gone from the store"
         self.applying = True
         try:
-            if breaker.disabled is not None:
-                breaker.reset(now, reason)
-            else:
-                breaker.probe(now, reason)
+            breaker.reset(self.sup.now(), "fleet: the disable is gone from the store")
         finally:
             self.applying = False
         self.sup.state_version += 1
@@ -454,27 +479,43 @@ class FleetActor:
         """Offer again this node's open verdicts whose breakers are still open here,
         unless a report about them is already waiting.
 
+        Each is offered for what is left of its own deadline (one that is over is
+        forgotten), whatever else holds the breaker open now.
+
         Args:
           store: after a routine read, only the verdicts that apply at once and that
             *store* lacks (it lost them: restarted between two reads, or a disable's key
-            expired) are offered; ``None`` (a new session) offers them all, votes too.
+            expired) are offered, and disables due for renewal; ``None`` (a new session)
+            offers them all, votes too.
         """
         waiting = {pending.report.provider for pending in self.outbox}
-        held = set() if store is None else {v.provider for v in store.verdicts}
+        held = set() if store is None else {v.provider for v in store.verdicts if v.opens}
         now = self.sup.now()
-        for name, report in list(self.mine.items()):
-            if store is not None and (report.kind not in IMMEDIATE or name in held):
+        store_now = self.link.store_time()
+        for name, pending in list(self.mine.items()):
+            report = pending.report
+            if name in waiting:
                 continue
             record = self.sup.providers.get(name)
-            if name in waiting or record is None or record.breaker.state is not CircuitState.OPEN:
+            if record is None or record.breaker.state is not CircuitState.OPEN:
                 continue
             if report.kind is VerdictKind.DISABLED:
-                if record.breaker.disabled is not None:
-                    self.offer(report)
-            else:
-                span = self._open_for(record, now)
-                if span != math.inf:
-                    self.offer(Report(name, report.kind, span, report.reason, report.epoch))
+                if record.breaker.disabled is None:
+                    continue
+                # A disable lives on in the store while its node runs: reported again
+                # when missing, and well before its key would expire.
+                stale = store_now - pending.made > _memory.DISABLED_TTL / 2
+                if store is None or name not in held or stale:
+                    self.offer(report, made=None if stale else pending.made)
+                continue
+            left = pending.deadline - now
+            if left <= 0:
+                del self.mine[name]  # over: whatever holds the breaker now is not this
+                continue
+            if store is not None and (report.kind not in IMMEDIATE or name in held):
+                continue
+            again = Report(name, report.kind, left, report.reason, report.epoch)
+            self.offer(again, made=pending.made)
 
     async def _pushes(self) -> None:
         async with self.link.subscribe() as pushes:
@@ -569,10 +610,12 @@ class FleetActor:
                     continue  # a newer verdict came while claiming
                 now = self.sup.now()
                 if claim.won:
-                    # Probe, or go on probing: the claim is renewed at its end for as
-                    # long as this node holds it, so an idle prober stays the only one.
+                    # Probe, or go on probing: the claim is renewed a timeout before its
+                    # end for as long as this node holds it, so the prober stays the
+                    # only one, and the same one, however long nobody calls.
                     self.probing[name] = verdict.epoch
-                    self.timers[name] = now + claim.remaining
+                    renew = max(claim.remaining - timeout, claim.remaining / 2)
+                    self.timers[name] = now + renew
                     self._probe(record, now)
                     continue
                 self.probing.pop(name, None)  # lost (or never had) the claim

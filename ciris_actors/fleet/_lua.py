@@ -101,7 +101,7 @@ end
 
 if kind == 'reset' then
   -- A reset does not undo a verdict its node had not seen.
-  if cur and cur.epoch > report_epoch then return {num(now), cur_raw} end
+  if cur and cur.epoch > report_epoch and cur.node ~= node then return {num(now), cur_raw} end
   redis.call('DEL', KEYS[2])
   publish(0)
   return {num(now), ''}
@@ -123,7 +123,22 @@ if kind == 'failure' then
   redis.call('PEXPIREAT', KEYS[2], math.ceil((now + window) * 1000))
   if redis.call('ZCARD', KEYS[2]) < quorum then return {num(now), cur_raw or ''} end
 end
-if cur and cur.disabled then return {num(now), cur_raw} end
+if cur and cur.disabled then
+  if kind == 'disabled' then
+    -- Reported again: it lives on (the key, its place in the index, its epoch).
+    local expires = now + disabled_ttl
+    cur.expires = expires
+    local raw = string.gsub(cur_raw, '"expires":[^,}]*', '"expires":' .. num(expires))
+    redis.call('SET', KEYS[1], raw)
+    redis.call('PEXPIREAT', KEYS[1], math.ceil(expires * 1000))
+    redis.call('ZADD', KEYS[5], num(expires), provider)
+    local top = redis.call('ZRANGE', KEYS[5], -1, -1, 'WITHSCORES')
+    if top[2] then redis.call('PEXPIREAT', KEYS[5], math.ceil(tonumber(top[2]) * 1000)) end
+    extend(KEYS[4], expires)
+    return {num(now), raw}
+  end
+  return {num(now), cur_raw}
+end
 local until_ = now + duration
 if kind == 'disabled' then until_ = math.huge end
 if cur and cur['until'] >= until_ then return {num(now), cur_raw} end
@@ -131,13 +146,14 @@ return {num(now), publish(until_)}
 """
 )
 
-#: KEYS: verdict, probe. ARGV: epoch, node, ttl.
+#: KEYS: verdict, probe, index, epoch. ARGV: epoch, node, ttl, linger, provider.
 #: Returns {now, won "1"/"0", holder or "", remaining}.
 CLAIM = (
     _PRELUDE
     + """
 local epoch, node, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-local cur = load(KEYS[1])
+local linger, provider = tonumber(ARGV[4]), ARGV[5]
+local cur, cur_raw = load(KEYS[1])
 if not cur or cur.kind == 'closed' or cur.kind == 'reset' or cur.epoch ~= epoch then
   return {num(now), '0', '', '0'}
 end
@@ -155,6 +171,17 @@ end
 local expiry = now + ttl
 redis.call('SET', KEYS[2], num(expiry) .. '|' .. node)
 redis.call('PEXPIREAT', KEYS[2], math.ceil(expiry * 1000))
+-- The verdict stays in force until the probe's result: it lives while it is claimed.
+local expires = expiry + linger
+if expires > cur.expires then
+  local raw = string.gsub(cur_raw, '"expires":[^,}]*', '"expires":' .. num(expires))
+  redis.call('SET', KEYS[1], raw)
+  redis.call('PEXPIREAT', KEYS[1], math.ceil(expires * 1000))
+  redis.call('ZADD', KEYS[3], num(expires), provider)
+  local top = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+  if top[2] then redis.call('PEXPIREAT', KEYS[3], math.ceil(tonumber(top[2]) * 1000)) end
+  extend(KEYS[4], expires)
+end
 return {num(now), '1', node, num(ttl)}
 """
 )

@@ -211,8 +211,8 @@ class MemoryFleet:
             current = None  # a close: no verdict in force
         kind = report.kind
         if kind is VerdictKind.RESET:
-            if current is not None and current.epoch > report.epoch:
-                return current  # a verdict its node had not seen: the reset is stale
+            if current is not None and current.epoch > report.epoch and current.node != node_id:
+                return current  # another node's verdict its node had not seen: stale
             state.votes.clear()
             self._publish(state, node_id, report, 0.0, now)
             return None
@@ -238,6 +238,8 @@ class MemoryFleet:
         else:
             assert kind in IMMEDIATE
         if current is not None and current.kind is VerdictKind.DISABLED:
+            if kind is VerdictKind.DISABLED:
+                state.expires = now + DISABLED_TTL  # reported again: it lives on
             return current  # nothing outlasts a disable
         until = math.inf if kind is VerdictKind.DISABLED else now + report.duration
         if current is not None and current.until >= until:
@@ -256,6 +258,8 @@ class MemoryFleet:
             holder, expiry = state.probe
             return Claim(won=False, holder=holder, remaining=expiry - now)
         state.probe = (node_id, now + ttl)
+        # The verdict stays in force until the probe's result: it lives while claimed.
+        state.expires = max(state.expires, now + ttl + VERDICT_LINGER)
         return Claim(won=True, holder=node_id, remaining=ttl)
 
     async def _read(self, node_id: str) -> Snapshot:

@@ -102,7 +102,7 @@ class Report:
         epoch of the verdict the probe was for: a close about another verdict is ignored,
         and a failed probe of one counts as an ordinary open. For
         :attr:`VerdictKind.RESET`, the newest epoch its node had seen for the provider: a
-        reset does not undo a verdict its node had not seen. 0 otherwise.
+        reset does not undo another node's verdict its node had not seen. 0 otherwise.
     """
 
     provider: str = attrs.field(validator=_provider)

@@ -372,9 +372,11 @@ class RedisFleet:
             raise TypeError(f"ttl: expected a number, got {type(ttl).__name__}")
         if not math.isfinite(ttl) or ttl <= 0:
             raise ValueError(f"ttl: must be a finite number > 0, got {ttl!r}")
-        verdict, _, probe, _ = self.keys(provider)
+        verdict, _, probe, epoch_key = self.keys(provider)
         reply = await self._run(
-            "claim", (verdict, probe), (str(epoch), self._node_id, _number(ttl))
+            "claim",
+            (verdict, probe, self.index_key, epoch_key),
+            (str(epoch), self._node_id, _number(ttl), _number(VERDICT_LINGER), provider),
         )
         won, holder, remaining = reply[1] == "1", reply[2] or None, float(reply[3])
         return Claim(won=won, holder=holder, remaining=remaining)
