@@ -623,3 +623,72 @@ async def test_an_idle_prober_keeps_its_claim_and_the_others_keep_waiting(
             assert len(half_open) <= 1
             probers |= half_open
         assert len(probers) == 1  # the same one all along
+
+
+# -- found in the third review -------------------------------------------------------------------
+
+
+async def test_a_disable_made_elsewhere_is_released_even_where_a_rate_limit_of_its_own_waits(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    harness = MemoryHarness()
+    async with node(harness, "b") as b:
+        async with node(harness, "a") as a:
+            b.report_failure("primary", error=RateLimited(retry_after=600.0))
+            await until(a, in_state(a, "primary", OPEN), what="b's 429 at a")
+            a.report_failure("primary", error=KeyRevoked())
+            await until(b, lambda: b.view("primary").disabled is not None, what="the disable")
+        # a is gone, then the store restarts: nobody will publish the disable again.
+        await harness.stop_store()
+        await until(b, lambda: not status(b).reachable, what="b degraded")
+        await harness.start_store()
+        await until(b, lambda: b.view("primary").disabled is None, what="the disable released")
+        assert state(b, "primary") is OPEN  # still held by b's own 429
+
+
+async def test_time_without_the_store_does_not_count_toward_releasing_a_disable(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    harness = MemoryHarness()
+    async with node(harness, "a") as a, node(harness, "b") as b:
+        assert harness.hub is not None
+        a.report_failure("primary", error=KeyRevoked())
+        await until(b, lambda: b.view("primary").disabled is not None, what="the disable")
+        harness.hub.partition("a")
+        await until(a, lambda: not status(a).reachable, what="a cut off")
+        await harness.stop_store()
+        await until(b, lambda: not status(b).reachable, what="b degraded")
+        await harness.start_store()
+        await until(b, lambda: status(b).reachable, what="b back")
+        await trio.sleep(1.0)  # b sees the disable missing, for less than its patience
+        await harness.stop_store()  # then 10 s alone
+        await until(b, lambda: not status(b).reachable, what="b degraded again")
+        await trio.sleep(10.0)
+        async with b.events(types=[BreakerTransition]) as events:
+            await harness.start_store()
+            await trio.sleep(0.5)  # b is back first: it reads the store without the disable
+            harness.hub.heal("a")  # then a, alive, publishes its disable again
+            await until(a, lambda: status(a).reachable and status(a).pending == 0, what="a")
+            await until(b, lambda: status(b).reachable, what="b back again")
+            with trio.move_on_after(10.0):
+                transition = await events.receive()
+                raise AssertionError(f"the disable flapped though its maker runs: {transition}")
+
+
+async def test_a_clock_estimate_ahead_of_the_store_does_not_let_a_node_undo_a_reset(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A RedisFleet uses the local wall clock until its first reply; say it runs 100 s
+    # ahead when a's disable is made, and is put right by the reply.
+    harness = MemoryHarness()
+    async with node(harness, "a") as a, node(harness, "b") as b:
+        assert harness.hub is not None
+        link = harness.hub.node("a")
+        monkeypatch.setattr(link, "store_time", lambda: trio.current_time() + 100.0)
+        a.report_failure("primary", error=KeyRevoked())
+        monkeypatch.undo()
+        await until(b, lambda: b.view("primary").disabled is not None, what="the disable")
+        b.reset_circuit_breaker("primary")  # an operator's fleet-wide reset
+        await until(a, lambda: a.view("primary").disabled is None, what="the reset at a")
+        await trio.sleep(5.0)  # ten routine reads: a must not publish its disable again
+        assert b.view("primary").disabled is None

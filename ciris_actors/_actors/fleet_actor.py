@@ -82,9 +82,15 @@ class _Pending:
     #: For an opening report, the registry time its deadline falls at: what is sent is
     #: what is left of it then (a report that waited out an outage is not replayed whole).
     deadline: float
-    #: The store-clock time the decision was made (estimated): a close made before it
-    #: does not undo it.
+    #: The store-clock time the decision was made (estimated, and capped by the store's
+    #: clock once sent): a close made before it does not undo it.
     made: float
+    #: The store-clock time it was last sent again to renew it (a disable's key).
+    renewed: float = attrs.field()
+
+    @renewed.default
+    def _made(self) -> float:
+        return self.made
 
 
 class FleetActor:
@@ -108,12 +114,15 @@ class FleetActor:
         #: Provider -> registry time to claim its probe at.
         self.timers: dict[str, float] = {}
         self._timers_changed = trio.Event()
-        #: Provider -> epoch of the verdict this node probes for the fleet.
+        #: Provider -> epoch of the verdict this node probes for the fleet, and of the
+        #: verdict whose probe here failed (no second probe until a newer verdict).
         self.probing: dict[str, int] = {}
+        self.probe_failed: dict[str, int] = {}
         #: The open reports this node made itself, re-published when the store comes back.
         self.mine: dict[str, _Pending] = {}
-        #: Provider -> registry time a disable from another node was first found missing
-        #: from the store (its maker may yet publish it again).
+        #: Disables another node made that hold breakers here, and the registry time each
+        #: was first found missing from the store (its maker may yet publish it again).
+        self.foreign_disables: dict[str, Verdict] = {}
         self.vanished: dict[str, float] = {}
         #: How long a vanished disable is kept: long enough for every node to be back
         #: from a store restart (its back-off) and re-publish what it made.
@@ -142,7 +151,12 @@ class FleetActor:
     # -- what the registry tells it (synchronous, never waits) --------------------------
 
     def offer(
-        self, report: Report, *, provisional: bool = False, made: float | None = None
+        self,
+        report: Report,
+        *,
+        provisional: bool = False,
+        made: float | None = None,
+        renewed: float | None = None,
     ) -> None:
         """Queue *report* for the store.
 
@@ -162,7 +176,9 @@ class FleetActor:
         deadline = self.sup.now() + report.duration if kind.opens else 0.0
         if made is None:
             made = self.link.store_time()
-        pending = _Pending(report, provisional, deadline, made)
+        pending = _Pending(
+            report, provisional, deadline, made, made if renewed is None else renewed
+        )
         outbox.append(pending)
         if report.kind.opens:
             self.mine[report.provider] = pending
@@ -193,6 +209,7 @@ class FleetActor:
             if epoch is None and old is CircuitState.HALF_OPEN and known is not None:
                 epoch = known.epoch if known.opens else None  # probed alone, store away
             if epoch is not None and span != math.inf:
+                self.probe_failed[name] = epoch
                 self.offer(Report(name, VerdictKind.PROBE_FAILED, span, "probe failed", epoch))
             elif span != math.inf:  # a disable's span: its error class reports it
                 self.offer(Report(name, VerdictKind.FAILURE, span, "opened"), provisional=True)
@@ -260,6 +277,7 @@ class FleetActor:
             self.received += 1
         if name in self.probing and self.probing[name] != verdict.epoch:
             del self.probing[name]
+        self.probe_failed.pop(name, None)
         if verdict.node != self.node:
             self.sup.publish(
                 FleetVerdict(
@@ -272,6 +290,10 @@ class FleetActor:
                 )
             )
         record = self.sup.providers.get(name)
+        if verdict.kind is VerdictKind.DISABLED and verdict.node != self.node:
+            self.foreign_disables[name] = verdict
+        elif not verdict.opens:
+            self.foreign_disables.pop(name, None)
         if verdict.opens:
             self.timers[name] = now + max(0.0, verdict.until - store_now)
             self._timers_changed.set()
@@ -280,7 +302,7 @@ class FleetActor:
         else:
             self.timers.pop(name, None)
             own = self.mine.get(name)
-            if own is not None and own.made > verdict.at:
+            if own is not None and own.made > verdict.at and own.deadline > now:
                 return True  # this node opened it again since: its own report stands
             self.mine.pop(name, None)
             if record is not None:
@@ -331,28 +353,40 @@ class FleetActor:
         restart lost them), unless applied since the read was sent (*asked*, registry
         time). The holds they put on breakers run out by themselves, but a disable's,
         which has no end: a disable another node made is released (the breaker back in
-        service) once it has been missing for :attr:`patience`, time for its maker, if
-        running, to publish it again."""
-        present = {verdict.provider for verdict in snapshot.verdicts}
-        now = self.sup.now()
+        service, then held to whatever verdict the store holds now) once the store has
+        lacked it for :attr:`patience`, time for its maker, if running, to publish it
+        again."""
+        present = {verdict.provider: verdict for verdict in snapshot.verdicts}
         for name, verdict in list(self.known.items()):
             if name in present or self.applied_at.get(name, -math.inf) >= asked:
+                continue
+            if verdict.opens and verdict.kind is not VerdictKind.DISABLED:
+                self._forget(name)
+        now = self.sup.now()
+        for name, disable in list(self.foreign_disables.items()):
+            current = present.get(name)
+            if (current is not None and current.kind is VerdictKind.DISABLED) or (
+                self.applied_at.get(name, -math.inf) >= asked
+            ):
                 self.vanished.pop(name, None)
                 continue
-            if not verdict.opens:
-                continue  # a close lingers, then goes: nothing to undo
-            if verdict.kind is VerdictKind.DISABLED and name not in self.mine:
-                since = self.vanished.setdefault(name, now)
-                if now - since < self.patience:
-                    continue
-                record = self.sup.providers.get(name)
-                if record is not None:
-                    self._release(record)
+            if now - self.vanished.setdefault(name, now) < self.patience:
+                continue
+            del self.foreign_disables[name]
             self.vanished.pop(name, None)
-            del self.known[name]
-            self.applied_at.pop(name, None)
-            self.timers.pop(name, None)
-            self.probing.pop(name, None)
+            if self.known.get(name) is disable:
+                self._forget(name)
+            record = self.sup.providers.get(name)
+            if record is not None:
+                self._release(record)
+                if current is not None and current.opens:
+                    self._hold(record, current, current.until - snapshot.now, now)
+
+    def _forget(self, name: str) -> None:
+        del self.known[name]
+        self.applied_at.pop(name, None)
+        self.timers.pop(name, None)
+        self.probing.pop(name, None)
 
     def _release(self, record: ProviderRecord) -> None:
         breaker = record.breaker
@@ -423,6 +457,7 @@ class FleetActor:
         self.degraded_since = now
         self.outages += 1
         self.timers.clear()
+        self.vanished.clear()  # only time with the store counts toward a release
         self.sup.publish(FleetDegraded(name=None, time=now, node=self.node, error=_describe(error)))
 
     async def _session(self) -> BaseException:
@@ -504,9 +539,9 @@ class FleetActor:
                     continue
                 # A disable lives on in the store while its node runs: reported again
                 # when missing, and well before its key would expire.
-                stale = store_now - pending.made > _memory.DISABLED_TTL / 2
+                stale = store_now - pending.renewed > _memory.DISABLED_TTL / 2
                 if store is None or name not in held or stale:
-                    self.offer(report, made=None if stale else pending.made)
+                    self.offer(report, made=pending.made, renewed=store_now)
                 continue
             left = pending.deadline - now
             if left <= 0:
@@ -556,6 +591,10 @@ class FleetActor:
                 self.outbox.insert(0, pending)  # nothing is lost
                 raise
             self.sent += 1
+            own = self.mine.get(report.provider)
+            if own is not None:
+                # The store's clock is known now: a decision was not made after it.
+                own.made = min(own.made, self.link.store_time())
             if verdict is not None and not self.apply(
                 verdict, self.link.store_time(), pushed=False
             ):
@@ -616,7 +655,8 @@ class FleetActor:
                     self.probing[name] = verdict.epoch
                     renew = max(claim.remaining - timeout, claim.remaining / 2)
                     self.timers[name] = now + renew
-                    self._probe(record, now)
+                    if self.probe_failed.get(name) != verdict.epoch:
+                        self._probe(record, now)
                     continue
                 self.probing.pop(name, None)  # lost (or never had) the claim
                 if claim.remaining > 0:
