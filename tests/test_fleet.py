@@ -606,23 +606,19 @@ async def test_a_store_restart_does_not_make_the_other_nodes_probe_a_rate_limite
                     raise AssertionError(f"held open by the 429, yet: {transition}")
 
 
-async def test_an_idle_prober_keeps_its_claim_and_the_others_keep_waiting(
+async def test_an_idle_fleet_has_at_most_one_prober_at_a_time(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     harness = MemoryHarness()
     async with node(harness, "a") as a, node(harness, "b") as b, node(harness, "c") as c:
-        nodes = {"a": a, "b": b, "c": c}
+        nodes = (a, b, c)
         a.report_failure("primary", error=RateLimited(retry_after=5.0))
         for each in (b, c):
             await until(each, in_state(each, "primary", OPEN), what="the 429")
-        probers = set()
         for _ in range(400):  # past the verdict's linger, with nobody calling
             await trio.sleep(1.0)
             await trio.testing.wait_all_tasks_blocked()
-            half_open = {k for k, r in nodes.items() if state(r, "primary") is HALF_OPEN}
-            assert len(half_open) <= 1
-            probers |= half_open
-        assert len(probers) == 1  # the same one all along
+            assert sum(state(r, "primary") is HALF_OPEN for r in nodes) <= 1
 
 
 # -- found in the third review -------------------------------------------------------------------
@@ -692,3 +688,91 @@ async def test_a_clock_estimate_ahead_of_the_store_does_not_let_a_node_undo_a_re
         await until(a, lambda: a.view("primary").disabled is None, what="the reset at a")
         await trio.sleep(5.0)  # ten routine reads: a must not publish its disable again
         assert b.view("primary").disabled is None
+
+
+# -- found in the fourth review ------------------------------------------------------------------
+
+
+async def test_a_prober_that_makes_no_call_lets_a_node_that_would_probe(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    harness = MemoryHarness()
+    async with node(harness, "a") as a, node(harness, "b") as b:
+        fail(a, "primary")
+        await until(b, in_state(b, "primary", OPEN), what="the verdict at b")
+        await until(
+            a,
+            lambda: HALF_OPEN in (state(a, "primary"), state(b, "primary")),
+            what="a prober",
+            patience=BREAKER.recovery_timeout + 2.0,
+        )
+        # The prober never calls the provider (it prefers another); the other node would.
+        other = b if state(a, "primary") is HALF_OPEN else a
+        await until(other, lambda: other.view("primary").available, what="a turn to probe")
+
+
+async def test_a_re_enabling_configuration_reaches_the_fleet_though_the_breaker_opens_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    harness = MemoryHarness()
+    async with node(harness, "a") as a, node(harness, "b") as b:
+        assert harness.hub is not None
+        a.report_failure("primary", error=KeyRevoked())
+        await until(b, lambda: b.view("primary").disabled is not None, what="the disable")
+        harness.hub.partition("a")
+        await until(a, lambda: not status(a).reachable, what="a cut off")
+        a.update_circuit_breaker("primary", BREAKER)  # the key is fixed: back in service
+        fail(a, "primary")  # then an ordinary open, before a reaches the store again
+        harness.hub.heal("a")
+        await until(b, lambda: b.view("primary").disabled is None, what="re-enabled at b")
+        assert a.view("primary").disabled is None
+
+
+@pytest.mark.parametrize("error", [KeyRevoked(), RateLimited(retry_after=60.0)])
+async def test_what_a_node_learns_just_before_it_closes_still_reaches_the_fleet(
+    autojump_clock: trio.testing.MockClock, error: Exception
+) -> None:
+    harness = MemoryHarness(MemoryFleet(latency=0.1))
+    async with node(harness, "b") as b:
+        async with node(harness, "a") as a:
+            a.report_failure("primary", error=error)
+            assert status(a).pending == 1
+        await until(b, in_state(b, "primary", OPEN), what="a's last word")
+
+
+async def test_a_provider_registered_after_its_verdicts_deadline_waits_for_the_fleets_prober(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    harness = MemoryHarness()
+    async with node(harness, "a") as a, node(harness, "b", providers=("backup",)) as b:
+        fail(a, "primary")
+        await until(b, event=lambda e: isinstance(e, FleetVerdict), what="the verdict at b")
+        await until(a, in_state(a, "primary", HALF_OPEN), what="a probes", patience=5.0)
+        b.register("agent", "llm", Provider(), priority="critical", name="primary")
+        assert state(b, "primary") is OPEN
+        for _ in range(50):  # five claims' time: b claims in turn, never beside a
+            await trio.sleep(0.1)
+            await trio.testing.wait_all_tasks_blocked()
+            assert [state(r, "primary") for r in (a, b)].count(HALF_OPEN) <= 1
+
+
+async def test_a_force_open_of_the_fleets_prober_is_shared_as_a_force_open(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    harness = MemoryHarness()
+    async with node(harness, "a") as a, node(harness, "b") as b:
+        fail(a, "primary")
+        await until(b, in_state(b, "primary", OPEN), what="the verdict at b")
+        await until(
+            a,
+            lambda: HALF_OPEN in (state(a, "primary"), state(b, "primary")),
+            what="a prober",
+            patience=BREAKER.recovery_timeout + 2.0,
+        )
+        prober, other = (a, b) if state(a, "primary") is HALF_OPEN else (b, a)
+        prober.force_open("primary", 30.0)
+        events = await until(
+            other, event=lambda e: isinstance(e, FleetVerdict), what="the force-open"
+        )
+        kinds = [e.kind for e in events if isinstance(e, FleetVerdict)]
+        assert kinds == ["forced"]

@@ -268,3 +268,27 @@ async def test_the_queue_of_a_node_without_its_store_stays_bounded_and_ends_in_t
         hub.heal("a")
         await until(b, lambda: state(b, "primary") is CircuitState.OPEN, what="the last word")
         assert status(a).pending == 0
+
+
+async def test_what_a_node_keeps_about_names_ends_with_their_registrations(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Internals on purpose: nothing public shows this memory, and a long-running process
+    # registering providers under ever new names must not grow with them.
+    hub = MemoryFleet()
+    async with open_registry(fleet=hub.node("a"), health_check_interval=None) as a:
+        fleet = a._sup.fleet
+        assert fleet is not None
+        for i in range(40):
+            name = f"p{i}"
+            a.register("agent", "llm", Provider(), name=name)
+            a.force_open(name, 5.0)
+            if i % 2:
+                a.reset_circuit_breaker(name)
+            await until(a, lambda: status(a).pending == 0, what="sent")
+            a.unregister(name)
+        await trio.sleep(1000.0)  # every verdict long gone from the store
+        tables = (fleet.known, fleet.applied_at, fleet.timers, fleet.probing, fleet.mine)
+        assert [len(table) for table in tables] == [0, 0, 0, 0, 0]
+        assert (await hub.node("observer").read()).verdicts == ()
+        assert hub._providers == {}

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 __all__ = ["FleetActor"]
 
 
+#: The reason of a breaker's transition to OPEN made by ``force_open``.
+_FORCED = "forced open"
+
+
 def _describe(error: BaseException) -> str:
     """One line about what went wrong with the store (the first error of a group)."""
     while isinstance(error, BaseExceptionGroup) and error.exceptions:
@@ -147,6 +151,8 @@ class FleetActor:
         self.lag_sum = 0.0
         self.cancel_scope = trio.CancelScope()
         self.done = trio.Event()
+        #: Set by :meth:`aclose`: reports are no longer taken.
+        self.closed = False
 
     # -- what the registry tells it (synchronous, never waits) --------------------------
 
@@ -165,6 +171,8 @@ class FleetActor:
         so the queue holds at most one report per provider and kind however long the
         store is away.
         """
+        if self.closed:
+            return  # the registry is closing: its last reports have been sent
         outbox = self.outbox
         if outbox and outbox[-1].provisional and outbox[-1].report.provider == report.provider:
             outbox.pop()
@@ -196,10 +204,15 @@ class FleetActor:
         return math.inf if deadline is None else max(deadline - now, 1e-3)
 
     def transition(
-        self, record: ProviderRecord, old: CircuitState, new: CircuitState, now: float
+        self,
+        record: ProviderRecord,
+        old: CircuitState,
+        new: CircuitState,
+        reason: str,
+        now: float,
     ) -> None:
         """Report what a local breaker transition means for the fleet."""
-        if self.applying:
+        if self.applying or self.closed:
             return
         name = record.name
         known = self.known.get(name)
@@ -208,7 +221,9 @@ class FleetActor:
             epoch = self.probing.pop(name, None)
             if epoch is None and old is CircuitState.HALF_OPEN and known is not None:
                 epoch = known.epoch if known.opens else None  # probed alone, store away
-            if epoch is not None and span != math.inf:
+            if reason == _FORCED:
+                pass  # force_open: forced() reports it, as a force-open, not a probe
+            elif epoch is not None and span != math.inf:
                 self.probe_failed[name] = epoch
                 self.offer(Report(name, VerdictKind.PROBE_FAILED, span, "probe failed", epoch))
             elif span != math.inf:  # a disable's span: its error class reports it
@@ -217,7 +232,7 @@ class FleetActor:
             epoch = self.probing.pop(name, None)
             if old is CircuitState.OPEN:  # a reset, or a new configuration
                 report = Report(name, VerdictKind.RESET, reason="reset", epoch=self._seen(name))
-                self.offer(report, provisional=True)
+                self.offer(report)
             else:
                 if epoch is None and known is not None and known.opens:
                     epoch = known.epoch  # probed alone (the store away, or slow)
@@ -247,10 +262,31 @@ class FleetActor:
         self.offer(Report(name, VerdictKind.RESET, reason="reset", epoch=self._seen(name)))
 
     def registered(self, record: ProviderRecord, now: float) -> None:
-        """Apply what the fleet holds about a provider just registered under that name."""
+        """Apply what the fleet holds about a provider just registered under that name,
+        and watch its deadline to claim the probe."""
         verdict = self.known.get(record.name)
         if verdict is not None and verdict.opens:
-            self._hold(record, verdict, verdict.until - self.link.store_time(), now)
+            remaining = verdict.until - self.link.store_time()
+            self._hold(record, verdict, remaining, now)
+            if verdict.kind is not VerdictKind.DISABLED:
+                self.timers[record.name] = now + max(0.0, remaining)
+                self._timers_changed.set()
+
+    def unregistered(self, name: str) -> None:
+        """Forget what is known about provider *name* (reports about it still go out):
+        what a process keeps stays proportional to the providers registered now. A later
+        registration under the name learns the fleet's verdict at the next read."""
+        for table in (
+            self.known,
+            self.applied_at,
+            self.timers,
+            self.probing,
+            self.probe_failed,
+            self.mine,
+            self.foreign_disables,
+            self.vanished,
+        ):
+            table.pop(name, None)
 
     # -- applying verdicts -------------------------------------------------------------
 
@@ -295,8 +331,11 @@ class FleetActor:
         elif not verdict.opens:
             self.foreign_disables.pop(name, None)
         if verdict.opens:
-            self.timers[name] = now + max(0.0, verdict.until - store_now)
-            self._timers_changed.set()
+            if verdict.kind is VerdictKind.DISABLED:
+                self.timers.pop(name, None)  # no probe: a disable has no end
+            else:
+                self.timers[name] = now + max(0.0, verdict.until - store_now)
+                self._timers_changed.set()
             if record is not None:
                 self._hold(record, verdict, verdict.until - store_now, now)
         else:
@@ -360,8 +399,8 @@ class FleetActor:
         for name, verdict in list(self.known.items()):
             if name in present or self.applied_at.get(name, -math.inf) >= asked:
                 continue
-            if verdict.opens and verdict.kind is not VerdictKind.DISABLED:
-                self._forget(name)
+            if not verdict.opens or verdict.kind is not VerdictKind.DISABLED:
+                self._forget(name)  # a close that lingered and went, or an open's hold
         now = self.sup.now()
         for name, disable in list(self.foreign_disables.items()):
             current = present.get(name)
@@ -529,6 +568,9 @@ class FleetActor:
         store_now = self.link.store_time()
         for name, pending in list(self.mine.items()):
             report = pending.report
+            if report.kind is not VerdictKind.DISABLED and pending.deadline <= now:
+                del self.mine[name]  # over: whatever holds the breaker now is not this
+                continue
             if name in waiting:
                 continue
             record = self.sup.providers.get(name)
@@ -543,12 +585,9 @@ class FleetActor:
                 if store is None or name not in held or stale:
                     self.offer(report, made=pending.made, renewed=store_now)
                 continue
-            left = pending.deadline - now
-            if left <= 0:
-                del self.mine[name]  # over: whatever holds the breaker now is not this
-                continue
             if store is not None and (report.kind not in IMMEDIATE or name in held):
                 continue
+            left = pending.deadline - now
             again = Report(name, report.kind, left, report.reason, report.epoch)
             self.offer(again, made=pending.made)
 
@@ -642,6 +681,14 @@ class FleetActor:
                     continue
                 if verdict.kind is VerdictKind.DISABLED:
                     continue
+                if self.probing.get(name) == verdict.epoch and not record.breaker.probes_in_flight:
+                    # This node's claim ends with no call made under it: let it lapse, so
+                    # that a node with calls to make can probe.
+                    del self.probing[name]
+                    reason = "fleet: the probe's claim lapsed with no call"
+                    self._hold(record, verdict, timeout, now, reason)
+                    self.timers[name] = now + timeout
+                    continue
                 ttl = record.breaker.config.timeout_duration
                 with trio.fail_after(timeout):
                     claim = await self.link.claim_probe(name, verdict.epoch, ttl)
@@ -650,8 +697,7 @@ class FleetActor:
                 now = self.sup.now()
                 if claim.won:
                     # Probe, or go on probing: the claim is renewed a timeout before its
-                    # end for as long as this node holds it, so the prober stays the
-                    # only one, and the same one, however long nobody calls.
+                    # end while a probe runs here, so the prober stays the only one.
                     self.probing[name] = verdict.epoch
                     renew = max(claim.remaining - timeout, claim.remaining / 2)
                     self.timers[name] = now + renew
@@ -679,6 +725,7 @@ class FleetActor:
     async def aclose(self) -> None:
         """Stop the session, send what is waiting (within one store timeout), and close
         the link."""
+        self.closed = True
         self.cancel_scope.cancel()
         await self.done.wait()
         with trio.move_on_after(self.settings.timeout):

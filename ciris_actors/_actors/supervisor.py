@@ -383,6 +383,8 @@ class RegistrySupervisor:
         self.version += 1
         self.state_version += 1
         self._detach(record)
+        if self.fleet is not None:
+            self.fleet.unregistered(name)
         self.publish(
             ProviderUnregistered(
                 name=name,
@@ -671,7 +673,7 @@ class RegistrySupervisor:
                 BreakerTransition(name=breaker.name, time=now, old=old, new=new, reason=reason)
             )
             if self.fleet is not None:
-                self.fleet.transition(record, old, new, now)
+                self.fleet.transition(record, old, new, reason, now)
             # ``call(wait=...)`` waits for a provider to become available: wake it.
             self.signal_change()
 
@@ -793,6 +795,10 @@ class RegistrySupervisor:
         that ignores cancellation altogether can hold up the exit.
         """
         with trio.CancelScope(shield=True):
+            if self.fleet is not None:
+                # First, while its reports can still be judged against the breakers
+                # they are about: a 429 seen just before the exit reaches the fleet.
+                await self.fleet.aclose()
             for record in reversed(list(self.providers.values())):
                 del self.providers[record.name]
                 life = record.lifecycle
@@ -801,8 +807,6 @@ class RegistrySupervisor:
                     await life.done.wait()  # its instance closed
             while self.breaker_actors:  # the rest have been told to stop
                 await self._breakers_done.wait()
-            if self.fleet is not None:
-                await self.fleet.aclose()
             self.providers.clear()
             self.plans.clear()
             self.mock_plans.clear()

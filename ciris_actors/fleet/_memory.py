@@ -265,10 +265,15 @@ class MemoryFleet:
     async def _read(self, node_id: str) -> Snapshot:
         now = await self._enter(node_id)
         verdicts = []
+        window = self.settings.quorum_window
         for provider in list(self._providers):
-            verdict = self._state(provider, now).verdict
-            if verdict is not None:
-                verdicts.append(verdict)
+            state = self._state(provider, now)
+            if state.verdict is not None:
+                verdicts.append(state.verdict)
+            elif (state.probe is None or state.probe[1] <= now) and not any(
+                t > now - window for t in state.votes.values()
+            ):
+                del self._providers[provider]  # every key of it expired, as in Redis
         return Snapshot(now=now, verdicts=tuple(verdicts))
 
     @asynccontextmanager
