@@ -8,13 +8,20 @@ against a real ``redis-server`` for Redis).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterator
 
 import pytest
 import trio
 import trio.testing
 
-from ciris_actors import CircuitState
+from ciris_actors import (
+    CircuitBreakerConfig,
+    CircuitState,
+    Registry,
+    RegistryError,
+    open_registry,
+)
 from ciris_actors.events import BreakerTransition, FleetDegraded, FleetRestored, FleetVerdict
 from ciris_actors.fleet import MemoryFleet
 
@@ -776,3 +783,51 @@ async def test_a_force_open_of_the_fleets_prober_is_shared_as_a_force_open(
         )
         kinds = [e.kind for e in events if isinstance(e, FleetVerdict)]
         assert kinds == ["forced"]
+
+
+# -- found in the fifth review -------------------------------------------------------------------
+
+
+async def test_a_prober_with_sparse_calls_keeps_its_claim_until_the_breaker_closes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Three successful probes are needed; they come one every half a claim, so the claim
+    # must outlive a renewal with no call running but successes counted.
+    config = CircuitBreakerConfig(
+        failure_threshold=2, recovery_timeout=1.0, success_threshold=3, timeout_duration=1.0
+    )
+    async with open_registry(
+        fleet=MemoryFleet().node("a"), health_check_interval=None, default_breaker=config
+    ) as a:
+        a.register("agent", "llm", Provider(), name="primary")
+        assert await a.wait_ready(5.0, ["llm"])
+        fail(a, "primary")
+        for _ in range(40):
+            await trio.sleep(0.5)
+            if a.get_service_nowait("agent", "llm") is not None:
+                a.report_success("primary")
+            if state(a, "primary") is CLOSED:
+                break
+        assert state(a, "primary") is CLOSED
+
+
+async def test_wait_ready_ends_when_the_registry_closes_before_the_first_read(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = MemoryFleet(latency=0.2)  # the first read takes a while (within the timeout)
+    outcome: list[object] = []
+
+    async def wait(registry: Registry) -> None:
+        try:
+            outcome.append(await registry.wait_ready(math.inf, ["llm"]))
+        except RegistryError as error:
+            outcome.append(error)
+
+    async with (
+        trio.open_nursery() as outer,
+        open_registry(fleet=hub.node("a"), health_check_interval=None) as a,
+    ):
+        outer.start_soon(wait, a)
+        await trio.testing.wait_all_tasks_blocked()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], RegistryError)

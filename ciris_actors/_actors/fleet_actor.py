@@ -273,8 +273,9 @@ class FleetActor:
                 self._timers_changed.set()
 
     def unregistered(self, name: str) -> None:
-        """Forget what is known about provider *name* (reports about it still go out):
-        what a process keeps stays proportional to the providers registered now. A later
+        """Forget what is known about provider *name*: what a process keeps stays
+        proportional to the providers registered now. A waiting reset or close about it
+        still goes out (an open about a provider no longer here does not). A later
         registration under the name learns the fleet's verdict at the next read."""
         for table in (
             self.known,
@@ -681,9 +682,15 @@ class FleetActor:
                     continue
                 if verdict.kind is VerdictKind.DISABLED:
                     continue
-                if self.probing.get(name) == verdict.epoch and not record.breaker.probes_in_flight:
-                    # This node's claim ends with no call made under it: let it lapse, so
-                    # that a node with calls to make can probe.
+                breaker = record.breaker
+                if (
+                    self.probing.get(name) == verdict.epoch
+                    and not breaker.probes_in_flight
+                    and not breaker.success_count
+                ):
+                    # This node's claim ends with no call made under it (none running,
+                    # none succeeded in this half-open period): let it lapse, so that a
+                    # node with calls to make can probe.
                     del self.probing[name]
                     reason = "fleet: the probe's claim lapsed with no call"
                     self._hold(record, verdict, timeout, now, reason)
@@ -728,6 +735,7 @@ class FleetActor:
         self.closed = True
         self.cancel_scope.cancel()
         await self.done.wait()
+        self.synced.set()  # a wait_ready still waiting for the first read: it is closed
         with trio.move_on_after(self.settings.timeout):
             while self.outbox:
                 report = self._fresh(self.outbox[0], self.sup.now())
