@@ -523,7 +523,7 @@ class CircuitBreaker:
 
         Args:
           now: the current time.
-          span: seconds (> 0, ``math.inf`` allowed).
+          span: seconds, a finite number > 0 (a hold without end is a disable).
           reason: the transition's reason, if it opens.
           disabled: take the breaker out of service with this reason (as
             :meth:`disable`, without counting a failure); *span* is then ignored.
@@ -531,7 +531,7 @@ class CircuitBreaker:
         Returns:
           Whether anything changed.
         """
-        span = seconds(span, "span", infinite=True) if disabled is None else math.inf
+        span = seconds(span, "span") if disabled is None else math.inf
         if self._disabled is not None:
             return False
         until = now + span

@@ -1065,6 +1065,7 @@ def test_hold_open_opens_a_closed_breaker_for_the_span_without_counting_a_failur
 def test_hold_open_only_ever_extends_an_open_deadline() -> None:
     breaker = make(recovery_timeout=30.0)
     breaker.hold_open(0.0, 10.0, "first")
+    assert breaker.hold_open(1.0, 9.0, "the same deadline") is False
     assert breaker.hold_open(1.0, 5.0, "shorter") is False
     assert breaker.next_attempt_time == 10.0
     assert breaker.hold_open(1.0, 20.0, "longer") is True
@@ -1089,21 +1090,40 @@ def test_hold_open_with_disabled_takes_the_breaker_out_of_service_until_reset() 
 
 def test_hold_open_rejects_a_bad_span_and_changes_nothing() -> None:
     breaker = make(recovery_timeout=30.0)
-    for bad in (math.nan, -1.0, 0.0):
-        with pytest.raises(ValueError, match="span"):
+    for bad in (math.nan, -1.0, 0.0, math.inf):
+        with pytest.raises(ValueError, match=r"^span: "):
             breaker.hold_open(0.0, bad, "x")
     assert breaker.state is CircuitState.CLOSED
     assert breaker.transitions == 0
 
 
 def test_probe_moves_only_an_open_breaker_to_half_open_before_its_deadline() -> None:
-    breaker = make(recovery_timeout=30.0)
+    reasons: list[str] = []
+    breaker = CircuitBreaker(
+        "p",
+        CircuitBreakerConfig(recovery_timeout=30.0),
+        on_transition=lambda b, old, new, reason, now: reasons.append(reason),
+    )
     assert breaker.probe(0.0, "fleet probe") is False  # CLOSED: nothing to probe
     breaker.hold_open(0.0, 100.0, "held")
     assert breaker.probe(1.0, "fleet probe") is True
+    assert reasons == ["held", "fleet probe"]
     assert breaker.state is CircuitState.HALF_OPEN
     assert breaker.probe(1.0, "again") is False
     assert breaker.acquire(1.0)  # the probe permit
+
+
+def test_hold_open_keeps_its_time_for_a_later_reset_without_one() -> None:
+    times: list[float] = []
+    breaker = CircuitBreaker(
+        "p",
+        CircuitBreakerConfig(),
+        on_transition=lambda b, old, new, reason, now: times.append(now),
+    )
+    breaker.hold_open(5.0, 10.0, "held")
+    breaker.hold_open(7.0, 20.0, "held longer")  # no transition: only the time is kept
+    breaker.reset()
+    assert times == [5.0, 7.0]
 
 
 def test_reset_takes_the_reason_its_transition_reports() -> None:
