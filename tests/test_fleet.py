@@ -27,6 +27,7 @@ from ciris_actors.fleet import MemoryFleet
 
 from .fleet_harness import (
     BREAKER,
+    PATIENCE,
     Harness,
     KeyRevoked,
     MemoryHarness,
@@ -168,10 +169,21 @@ async def test_force_open_and_reset_apply_fleet_wide(fleet: Harness, fleet_clock
 # -- rule 4: one half-open probe for the whole fleet -----------------------------------------
 
 
-async def _open_everywhere(fleet: Harness, a: object, others: tuple[object, ...]) -> None:
+async def _open_everywhere(a: Registry, others: tuple[Registry, ...]) -> None:
     fail(a, "primary")
     for other in others:
-        await until(other, in_state(other, "primary", OPEN), what="the verdict")  # type: ignore[arg-type]
+        await until(other, in_state(other, "primary", OPEN), what="the verdict")
+
+
+async def a_prober(*nodes: Registry, patience: float = BREAKER.recovery_timeout + 2.0) -> Registry:
+    """Wait until one of *nodes* probes the primary for the fleet (HALF_OPEN); return it."""
+    await until(
+        nodes[0],
+        lambda: any(state(r, "primary") is HALF_OPEN for r in nodes),
+        what="a prober",
+        patience=patience,
+    )
+    return next(r for r in nodes if state(r, "primary") is HALF_OPEN)
 
 
 async def test_one_node_probes_for_the_fleet_and_its_success_closes_everywhere(
@@ -179,13 +191,8 @@ async def test_one_node_probes_for_the_fleet_and_its_success_closes_everywhere(
 ) -> None:
     async with node(fleet, "a") as a, node(fleet, "b") as b, node(fleet, "c") as c:
         nodes = (a, b, c)
-        await _open_everywhere(fleet, a, (b, c))
-        await until(
-            a,
-            lambda: any(state(r, "primary") is HALF_OPEN for r in nodes),
-            what="a prober",
-            patience=BREAKER.recovery_timeout + 2.0,
-        )
+        await _open_everywhere(a, (b, c))
+        await a_prober(*nodes)
         probers = [r for r in nodes if state(r, "primary") is HALF_OPEN]
         assert len(probers) == 1
         assert all(state(r, "primary") is OPEN for r in nodes if r not in probers)
@@ -201,14 +208,8 @@ async def test_one_node_probes_for_the_fleet_and_its_success_closes_everywhere(
 async def test_a_failed_fleet_probe_reopens_everywhere(fleet: Harness, fleet_clock: object) -> None:
     async with node(fleet, "a") as a, node(fleet, "b") as b:
         nodes = (a, b)
-        await _open_everywhere(fleet, a, (b,))
-        await until(
-            a,
-            lambda: any(state(r, "primary") is HALF_OPEN for r in nodes),
-            what="a prober",
-            patience=BREAKER.recovery_timeout + 2.0,
-        )
-        prober = next(r for r in nodes if state(r, "primary") is HALF_OPEN)
+        await _open_everywhere(a, (b,))
+        prober = await a_prober(*nodes)
         other = b if prober is a else a
         ticket = prober.admit("agent", "llm")
         assert ticket is not None
@@ -239,12 +240,7 @@ async def test_after_an_outage_the_fleet_still_sends_one_probe(
         await fleet.start_store()
         await until(a, lambda: status(a).reachable, what="a restored")
         await until(b, lambda: status(b).reachable, what="b restored")
-        await until(
-            a,
-            lambda: any(state(r, "primary") is HALF_OPEN for r in nodes),
-            what="a prober",
-            patience=5.0,
-        )
+        await a_prober(*nodes, patience=5.0)
         assert sorted(state(r, "primary").value for r in nodes) == ["half_open", "open"]
 
 
@@ -269,9 +265,7 @@ async def test_after_a_partition_heals_the_fleet_still_sends_one_probe(
             harness.hub.heal(each)
         await until(a, lambda: status(a).reachable, what="a restored")
         await until(b, lambda: status(b).reachable, what="b restored")
-        await until(
-            a, lambda: any(state(r, "primary") is HALF_OPEN for r in nodes), what="a prober"
-        )
+        await a_prober(*nodes, patience=PATIENCE)
         await trio.testing.wait_all_tasks_blocked()
         assert sorted(state(r, "primary").value for r in nodes) == ["half_open", "open"]
 
@@ -525,7 +519,7 @@ async def test_an_idle_fleet_keeps_one_prober_however_long_nobody_calls(
         node(harness, "d") as d,
     ):
         nodes = (a, b, c, d)
-        await _open_everywhere(harness, a, (b, c, d))
+        await _open_everywhere(a, (b, c, d))
         for _ in range(10):  # ten probe claims' time (timeout_duration 1 s) with no call
             await trio.sleep(BREAKER.timeout_duration)
             await trio.testing.wait_all_tasks_blocked()
@@ -707,14 +701,8 @@ async def test_a_prober_that_makes_no_call_lets_a_node_that_would_probe(
     async with node(harness, "a") as a, node(harness, "b") as b:
         fail(a, "primary")
         await until(b, in_state(b, "primary", OPEN), what="the verdict at b")
-        await until(
-            a,
-            lambda: HALF_OPEN in (state(a, "primary"), state(b, "primary")),
-            what="a prober",
-            patience=BREAKER.recovery_timeout + 2.0,
-        )
         # The prober never calls the provider (it prefers another); the other node would.
-        other = b if state(a, "primary") is HALF_OPEN else a
+        other = b if await a_prober(a, b) is a else a
         await until(other, lambda: other.view("primary").available, what="a turn to probe")
 
 
@@ -770,13 +758,8 @@ async def test_a_force_open_of_the_fleets_prober_is_shared_as_a_force_open(
     async with node(harness, "a") as a, node(harness, "b") as b:
         fail(a, "primary")
         await until(b, in_state(b, "primary", OPEN), what="the verdict at b")
-        await until(
-            a,
-            lambda: HALF_OPEN in (state(a, "primary"), state(b, "primary")),
-            what="a prober",
-            patience=BREAKER.recovery_timeout + 2.0,
-        )
-        prober, other = (a, b) if state(a, "primary") is HALF_OPEN else (b, a)
+        prober = await a_prober(a, b)
+        other = b if prober is a else a
         prober.force_open("primary", 30.0)
         events = await until(
             other, event=lambda e: isinstance(e, FleetVerdict), what="the force-open"
